@@ -1,0 +1,61 @@
+"""JSON in and out of the API: bounded body reading, decoding into wire Structs, JSON responses."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from posthouse import wire
+from posthouse.server.errors import ApiError
+
+T = TypeVar("T")
+JSON = "application/json"
+
+
+def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(wire.encoder.encode(value), status_code=status, media_type=JSON, headers=headers)
+
+
+def error_response(status: int, code: int, message: str) -> Response:
+    return json_response(wire.ErrorResponse(error_code=code, message=message), status,
+                         headers={"X-PM-ApiErrorCode": str(code)})
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 once it passes `limit` bytes (POSTMARK-API.md §1.2)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(300, f"The request is larger than the {limit // (1024 * 1024)} MB limit.", 413)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(300, f"The request is larger than the {limit // (1024 * 1024)} MB limit.", 413)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ApiError(402, "The request body was not received completely.") from None
+    return b"".join(chunks)
+
+
+def decode(body: bytes, kind: type[T], request: Request | None = None) -> T:
+    """JSON → a wire Struct; syntax or type errors are Postmark's 402 Invalid JSON."""
+    if request is not None:
+        content_type = request.headers.get("content-type", "")
+        # Only a body needs a JSON type; an absent type is tolerated (POSTMARK-API.md §1.1).
+        if content_type and "json" not in content_type.lower():
+            raise ApiError(415, f"Unsupported Content-Type '{content_type}': send application/json.", 415)
+    if not body.strip():
+        raise ApiError(402, "Invalid JSON: the request body is empty.")
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.ValidationError as exc:
+        raise ApiError(402, f"Invalid JSON: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(402, f"Invalid JSON: {exc}") from None
+
+

@@ -1,0 +1,318 @@
+"""The composition root and the `posthouse` command: builds settings, store and services, runs the roles."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import signal
+import socket
+import ssl
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import click
+
+from posthouse.server.config import Settings, load_settings
+from posthouse.server.errors import ConfigurationError, PosthouseError
+from posthouse.server.store import open_store_for
+from posthouse.server.store.base import Store
+
+T = TypeVar("T")
+log = logging.getLogger("posthouse")
+
+
+def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
+    """Run on uvloop when available (DESIGN §6a); every PosthouseError is one line, no traceback."""
+    try:
+        try:
+            import uvloop
+        except ImportError:
+            return asyncio.run(coro_fn())  # type: ignore[arg-type]
+        return uvloop.run(coro_fn())  # type: ignore[arg-type]
+    except ConfigurationError as exc:
+        click.echo(f"posthouse: error: {exc}", err=True)
+        sys.exit(2)
+    except PosthouseError as exc:
+        click.echo(f"posthouse: error: {exc}", err=True)
+        sys.exit(1)
+
+
+async def _open_store(settings: Settings) -> Store:
+    store = open_store_for(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    await store.open()
+    try:
+        await store.migrate()
+    except BaseException:
+        await store.close()
+        raise
+    return store
+
+
+def _settings(ctx: click.Context, **overrides: Any) -> Settings:
+    return load_settings(overrides, config_file=ctx.obj.get("config"))
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {reason}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def relay_ssl_context(settings: Settings) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if settings.relay_ca_file:
+        try:
+            context.load_verify_locations(settings.relay_ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(f"cannot load relay CA file {settings.relay_ca_file}: {exc}") from None
+    if not settings.relay_tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+# -- serve ------------------------------------------------------------------------------------
+
+
+async def serve(settings: Settings, *, announce: Callable[[str], None] = click.echo) -> None:
+    """Run every configured role in this process until SIGINT/SIGTERM, then stop in order."""
+    import uvicorn
+
+    from posthouse.server.api.app import ApiState, create_app
+    from posthouse.server.delivery.relay import RelayTransport
+    from posthouse.server.delivery.sandbox import SandboxTransport
+    from posthouse.server.domain.retry import RetryPolicy
+    from posthouse.server.services.accounts import AccountService
+    from posthouse.server.services.clock import Clock
+    from posthouse.server.services.history import HistoryService
+    from posthouse.server.services.sending import SendingService
+    from posthouse.server.services.wakeup import Wakeup
+    from posthouse.server.workers.delivery import DeliveryWorker
+
+    roles = settings.role_set
+    sock = _bind(*settings.http_address) if "api" in roles else None
+    store = await _open_store(settings)
+    clock = Clock()
+    wakeup = Wakeup()
+    accounts = AccountService(store, clock)
+    tokens = await accounts.bootstrap()
+    if tokens is not None:
+        announce('Created server "default". These tokens are shown once; only their hashes are stored.')
+        announce(f"  Server token:  {tokens[0]}")
+        announce(f"  Account token: {tokens[1]}")
+    ready: dict[str, bool] = {role: False for role in roles}
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+
+    tasks: list[asyncio.Task[Any]] = []
+    worker: DeliveryWorker | None = None
+    transports: list[Any] = []
+    http_server: Any = None
+    if "worker" in roles:
+        sandbox = SandboxTransport()
+        transport: Any = sandbox
+        if settings.delivery == "relay" and settings.relay is not None:
+            transport = RelayTransport(settings.relay, max_connections=settings.relay_max_connections,
+                                       messages_per_connection=settings.relay_messages_per_connection,
+                                       ssl_context=relay_ssl_context(settings), timeout=settings.smtp_timeout_seconds)
+        transports = [transport, sandbox]
+        policy = RetryPolicy(settings.retry_delays, settings.max_message_age_seconds)
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        worker = DeliveryWorker(store, transport, sandbox, policy, clock, wakeup, owner=owner,
+                                concurrency=settings.worker_concurrency, batch_size=settings.claim_batch_size,
+                                lease_seconds=settings.lease_seconds, poll_seconds=settings.poll_seconds)
+        tasks.append(asyncio.create_task(worker.run(), name="delivery-worker"))
+        ready["worker"] = True
+    if sock is not None:
+        history = HistoryService(store)
+        sending = SendingService(store, accounts, clock, wakeup, sandbox_all=settings.delivery == "sandbox")
+        app = create_app(ApiState(accounts=accounts, sending=sending, history=history,
+                                  ready=lambda: all(ready.values())))
+        config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False, loop="none",
+                                http="httptools", timeout_keep_alive=30)
+        http_server = _QuietServer(config)
+        tasks.append(asyncio.create_task(http_server.serve(sockets=[sock]), name="http"))
+        while not http_server.started and not tasks[-1].done():
+            await asyncio.sleep(0.01)
+        ready["api"] = True
+        host, port = sock.getsockname()[:2]
+        announce(f"Posthouse is listening: HTTP API on http://{host}:{port} "
+                 f"(delivery: {settings.delivery}, database: {store.dialect})")
+    try:
+        waiter = asyncio.create_task(stopping.wait())
+        done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not waiter and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        if http_server is not None:
+            http_server.should_exit = True
+        if worker is not None:
+            worker.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for transport_ in transports:
+            await transport_.close()
+        await store.close()
+
+
+class _QuietServer:
+    """uvicorn's Server without its own signal handling: `serve` owns SIGINT/SIGTERM and the stop order."""
+
+    def __new__(cls, config: Any) -> Any:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                yield
+
+        return Server(config)
+
+
+@click.group()
+@click.option("--config", "config_file", envvar="POSTHOUSE_CONFIG", default=None,
+              help="TOML file with settings (keys as in `posthouse settings`).")
+@click.pass_context
+def main(ctx: click.Context, config_file: str | None) -> None:
+    """Posthouse: self-hosted transactional email with a Postmark-compatible API."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config_file
+
+
+@main.command("serve")
+@click.option("--http", help="HOST:PORT for the HTTP API [POSTHOUSE_HTTP, 127.0.0.1:8080].")
+@click.option("--data-dir", help="Data folder [POSTHOUSE_DATA_DIR, ./posthouse-data].")
+@click.option("--database", "database_url", help="sqlite:///PATH or postgresql://… [POSTHOUSE_DATABASE_URL].")
+@click.option("--delivery", type=click.Choice(["sandbox", "relay"]), help="Delivery mode [POSTHOUSE_DELIVERY].")
+@click.option("--relay", "relay_url", help="Smarthost URL for relay delivery [POSTHOUSE_RELAY_URL].")
+@click.option("--role", "roles", help="Roles to run: api, worker (comma-separated) [POSTHOUSE_ROLES].")
+@click.pass_context
+def serve_command(ctx: click.Context, **flags: Any) -> None:
+    """Start the HTTP API and the delivery workers."""
+    try:
+        settings = _settings(ctx, **flags)
+    except ConfigurationError as exc:
+        click.echo(f"posthouse: error: {exc}", err=True)
+        sys.exit(2)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _run(lambda: serve(settings))
+
+
+@main.group("servers")
+def servers_group() -> None:
+    """Manage servers."""
+
+
+@servers_group.command("create")
+@click.argument("name")
+@click.option("--database", "database_url", help="Database URL [POSTHOUSE_DATABASE_URL].")
+@click.option("--data-dir", help="Data folder [POSTHOUSE_DATA_DIR].")
+@click.pass_context
+def servers_create(ctx: click.Context, name: str, **flags: Any) -> None:
+    """Create a server; print its server token alone on stdout."""
+    from posthouse import wire
+    from posthouse.server.errors import ApiError
+    from posthouse.server.services.accounts import AccountService
+    from posthouse.server.services.clock import Clock
+
+    async def run() -> str:
+        store = await _open_store(_settings(ctx, **flags))
+        try:
+            _, token = await AccountService(store, Clock()).create_server(wire.ServerRequest(name=name))
+            return token
+        except ApiError as exc:
+            raise ConfigurationError(exc.message) from None
+        finally:
+            await store.close()
+
+    click.echo(_run(run))
+
+
+@main.group("tokens")
+def tokens_group() -> None:
+    """Manage API tokens."""
+
+
+@tokens_group.command("create")
+@click.option("--account", is_flag=True, help="Create an account token.")
+@click.option("--server", "server_name", help="Create another token for this server.")
+@click.option("--database", "database_url", help="Database URL [POSTHOUSE_DATABASE_URL].")
+@click.option("--data-dir", help="Data folder [POSTHOUSE_DATA_DIR].")
+@click.pass_context
+def tokens_create(ctx: click.Context, account: bool, server_name: str | None, **flags: Any) -> None:
+    """Create a token and print it alone on stdout (only its hash is stored)."""
+    from posthouse.server.services.accounts import AccountService
+    from posthouse.server.services.clock import Clock
+
+    if account == bool(server_name):
+        click.echo("posthouse: error: give exactly one of --account or --server NAME", err=True)
+        sys.exit(2)
+
+    async def run() -> str:
+        store = await _open_store(_settings(ctx, **flags))
+        try:
+            accounts = AccountService(store, Clock())
+            if account:
+                return await accounts.create_account_token()
+            record = await store.get_server_by_name(server_name or "")
+            if record is None:
+                raise ConfigurationError(f"no server named {server_name!r}")
+            return await accounts.create_server_token(record.id)
+        finally:
+            await store.close()
+
+    click.echo(_run(run))
+
+
+@main.group("db")
+def db_group() -> None:
+    """Database maintenance."""
+
+
+@db_group.command("upgrade")
+@click.option("--database", "database_url", help="Database URL [POSTHOUSE_DATABASE_URL].")
+@click.option("--data-dir", help="Data folder [POSTHOUSE_DATA_DIR].")
+@click.pass_context
+def db_upgrade(ctx: click.Context, **flags: Any) -> None:
+    """Apply pending migrations."""
+
+    async def run() -> list[str]:
+        settings = _settings(ctx, **flags)
+        store = open_store_for(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
+        await store.open()
+        try:
+            return await store.migrate()
+        finally:
+            await store.close()
+
+    applied = _run(run)
+    click.echo("applied: " + ", ".join(applied) if applied else "the database is up to date")
+
+
+@main.command("settings")
+def settings_command() -> None:
+    """List every setting: TOML key, environment variable, default, description."""
+    from posthouse.server.config import describe_settings
+
+    for key, env, default, description in describe_settings():
+        click.echo(f"{key:32} {env:42} {default!s:28} {description}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""Settings: every field has a default, a one-line description, an environment variable and a TOML key.
+
+Precedence, highest first: command-line flag, environment variable (`POSTHOUSE_<FIELD>`), the TOML
+file named by `--config` / `POSTHOUSE_CONFIG`, the default. The field name is the TOML key and, upper-
+cased with the prefix, the environment variable: `retry_schedule` ↔ `POSTHOUSE_RETRY_SCHEDULE`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from posthouse.server.errors import ConfigurationError
+
+ENV_PREFIX = "POSTHOUSE_"
+ROLES = ("api", "worker")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(text: str) -> float:
+    """`"30s"`, `"2m"`, `"1h"`, `"5d"`, `"250ms"` or plain seconds → seconds."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ConfigurationError(f"invalid duration {text!r} (use e.g. 30s, 2m, 1h, 5d)")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def parse_schedule(text: str) -> tuple[float, ...]:
+    """A comma-separated list of durations; the last one repeats."""
+    delays = tuple(parse_duration(part) for part in str(text).split(",") if part.strip())
+    if not delays:
+        raise ConfigurationError("the retry schedule needs at least one delay")
+    return delays
+
+
+def parse_hostport(text: str, *, what: str) -> tuple[str, int]:
+    """`HOST:PORT` (IPv6 as `[::1]:PORT`) → (host, port)."""
+    host, sep, port = str(text).rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigurationError(f"invalid {what} address {text!r} (expected HOST:PORT)")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class RelayTarget:
+    """A smarthost parsed from `smtp://`, `smtp+starttls://` or `smtps://` URLs."""
+
+    host: str
+    port: int
+    tls: str  # "none" | "starttls" | "implicit"
+    username: str | None
+    password: str | None
+
+    @classmethod
+    def from_url(cls, url: str) -> RelayTarget:
+        parts = urlsplit(url)
+        tls_by_scheme = {"smtp": "none", "smtp+starttls": "starttls", "smtps": "implicit"}
+        default_port = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
+        if parts.scheme not in tls_by_scheme or not parts.hostname:
+            raise ConfigurationError(
+                f"invalid relay URL {url!r} (use smtp://host:port, smtp+starttls://user:pass@host:587"
+                " or smtps://user:pass@host:465)"
+            )
+        try:
+            port = parts.port or default_port[parts.scheme]
+        except ValueError:
+            raise ConfigurationError(f"invalid port in relay URL {url!r}") from None
+        return cls(
+            host=parts.hostname,
+            port=port,
+            tls=tls_by_scheme[parts.scheme],
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+
+def _setting(default: Any, description: str) -> Any:
+    return field(default=default, metadata={"description": description})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything `posthouse serve` and the CLI read; see the module docstring for precedence."""
+
+    http: str = _setting("127.0.0.1:8080", "HOST:PORT the HTTP API listens on")
+    data_dir: str = _setting("./posthouse-data", "folder for the SQLite database and local state")
+    database_url: str = _setting(
+        "", "sqlite:///PATH or postgresql://…; empty means SQLite in the data dir"
+    )
+    delivery: str = _setting("sandbox", "sandbox (keep mail locally) or relay (send to a smarthost)")
+    relay_url: str = _setting("", "smarthost URL for relay delivery: smtp://, smtp+starttls://, smtps://")
+    retry_schedule: str = _setting(
+        "30s,2m,10m,30m,1h,2h,4h", "delays between delivery attempts; the last one repeats"
+    )
+    max_message_age: str = _setting("5d", "give up (bounce) a message not delivered after this long")
+    roles: str = _setting("api,worker", "comma-separated roles this process runs: api, worker")
+    sqlite_synchronous: str = _setting(
+        "FULL", "SQLite synchronous pragma: FULL fsyncs every commit; NORMAL can lose the last ones on power loss"
+    )
+    worker_concurrency: int = _setting(64, "messages a worker process delivers at the same time")
+    claim_batch_size: int = _setting(256, "delivery rows a worker claims in one query")
+    lease_time: str = _setting("5m", "how long a claimed delivery stays leased before another worker may take it")
+    poll_interval: str = _setting("1s", "fallback poll for due work when no wake-up arrives")
+    relay_max_connections: int = _setting(16, "open SMTP connections to the relay at most")
+    relay_messages_per_connection: int = _setting(1000, "messages sent over one relay connection before it is renewed")
+    relay_tls_verify: bool = _setting(True, "verify the relay's TLS certificate")
+    relay_ca_file: str = _setting("", "extra CA bundle (PEM) trusted for the relay's certificate")
+    smtp_timeout: str = _setting("60s", "timeout for each reply from the relay")
+    log_level: str = _setting("info", "debug, info, warning or error")
+
+    # Derived, validated views ------------------------------------------------------------
+
+    @property
+    def http_address(self) -> tuple[str, int]:
+        return parse_hostport(self.http, what="HTTP")
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{Path(self.data_dir).resolve() / 'posthouse.db'}"
+
+    @property
+    def retry_delays(self) -> tuple[float, ...]:
+        return parse_schedule(self.retry_schedule)
+
+    @property
+    def max_message_age_seconds(self) -> float:
+        return parse_duration(self.max_message_age)
+
+    @property
+    def lease_seconds(self) -> float:
+        return parse_duration(self.lease_time)
+
+    @property
+    def poll_seconds(self) -> float:
+        return parse_duration(self.poll_interval)
+
+    @property
+    def smtp_timeout_seconds(self) -> float:
+        return parse_duration(self.smtp_timeout)
+
+    @property
+    def role_set(self) -> frozenset[str]:
+        roles = frozenset(r.strip() for r in self.roles.split(",") if r.strip())
+        unknown = roles - set(ROLES)
+        if unknown or not roles:
+            raise ConfigurationError(f"unknown role(s) {sorted(unknown)}; known roles: {', '.join(ROLES)}")
+        return roles
+
+    @property
+    def relay(self) -> RelayTarget | None:
+        return RelayTarget.from_url(self.relay_url) if self.relay_url else None
+
+    def validate(self) -> Settings:
+        """Check every derived value once at start, so a bad setting is one clear line."""
+        _ = (self.http_address, self.retry_delays, self.max_message_age_seconds, self.lease_seconds)
+        _ = (self.poll_seconds, self.smtp_timeout_seconds, self.role_set)
+        if self.delivery not in ("sandbox", "relay"):
+            raise ConfigurationError(f"invalid delivery mode {self.delivery!r} (use sandbox or relay)")
+        if self.delivery == "relay" and not self.relay_url:
+            raise ConfigurationError("relay delivery needs a relay URL (--relay / POSTHOUSE_RELAY_URL)")
+        _ = self.relay
+        url = self.resolved_database_url
+        if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ConfigurationError(
+                f"invalid database URL {url!r} (use sqlite:///PATH or postgresql://user@host/db)"
+            )
+        if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA", "OFF"):
+            raise ConfigurationError(f"invalid sqlite_synchronous {self.sqlite_synchronous!r}")
+        return self
+
+
+def describe_settings() -> list[tuple[str, str, Any, str]]:
+    """(TOML key, environment variable, default, description) for every setting."""
+    return [
+        (f.name, ENV_PREFIX + f.name.upper(), f.default, f.metadata["description"])
+        for f in dataclasses.fields(Settings)
+    ]
+
+
+def _coerce(name: str, kind: Any, value: Any) -> Any:
+    if kind in (int, "int"):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"setting {name} must be an integer, got {value!r}") from None
+    if kind in (bool, "bool"):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigurationError(f"setting {name} must be true or false, got {value!r}")
+    return str(value)
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    config_file: str | None = None,
+) -> Settings:
+    """Build Settings from the TOML file, the environment and explicit overrides (flags)."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    known = {f.name: f.type for f in dataclasses.fields(Settings)}
+    path = config_file or environ.get(ENV_PREFIX + "CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(f"invalid config file {path}: {exc}") from None
+        for key, value in data.items():
+            if key not in known:
+                raise ConfigurationError(f"unknown setting {key!r} in {path}")
+            values[key] = value
+    for name in known:
+        env_value = environ.get(ENV_PREFIX + name.upper())
+        if env_value is not None and env_value != "":
+            values[name] = env_value
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = value
+    coerced = {name: _coerce(name, known[name], value) for name, value in values.items()}
+    return Settings(**coerced).validate()

@@ -1,0 +1,35 @@
+"""The transport interface: hand one message to its next hop and report a reply per recipient."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from posthouse.server.delivery.smtp_client import Reply
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    mail_from: str
+    recipients: Sequence[str]
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """Replies per recipient, and where the message went (for `DestinationServer`/`DestinationIP`)."""
+
+    replies: dict[str, Reply]
+    server: str
+    ip: str
+
+
+class Transport(Protocol):
+    """`send` returns replies (a refusal is a value); it raises DeliveryError when no reply came."""
+
+    name: str
+
+    async def send(self, envelope: Envelope) -> AttemptResult: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,276 @@
+"""Outbound messages: validating a Postmark send request and composing what the store keeps and delivers.
+
+Validation mirrors Postmark's (POSTMARK-API.md §2.1): every refusal is an ApiError with Postmark's
+ErrorCode, raised before anything is stored. Header injection (a CR or LF in any header name, value
+or address) is refused with ErrorCode 300 rather than repaired.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from posthouse import wire
+from posthouse.server.domain.addresses import (
+    Address,
+    AddressError,
+    has_line_break,
+    parse_address,
+    parse_address_list,
+)
+from posthouse.server.domain.mime import Attachment, MessageContent, build_message
+from posthouse.server.domain.statuses import TRACK_LINKS_VALUES
+from posthouse.server.errors import ApiError
+
+MAX_RECIPIENTS = 50
+MAX_SUBJECT = 2000
+MAX_TAG = 1000
+MAX_FROM = 255
+MAX_BODY = 5 * 1024 * 1024
+MAX_METADATA_KEYS = 10
+MAX_METADATA_KEY = 20
+MAX_METADATA_VALUE = 80
+# Postmark refuses these attachment extensions with ErrorCode 411 (POSTMARK-API.md §2.1).
+FORBIDDEN_EXTENSIONS = frozenset(
+    "vbs exe bin bat chm com cpl crt hlp hta inf ins isp jse lnk mdb pcd pif reg scr sct shs vbe "
+    "vba wsf wsh wsl msc msi msp mst".split()
+)
+# Headers the message's own fields own; setting them through `Headers` would contradict the fields.
+_RESERVED_HEADERS = {
+    "from": "From",
+    "to": "To",
+    "cc": "Cc",
+    "bcc": "Bcc",
+    "subject": "Subject",
+    "date": "Date",
+    "mime-version": None,
+    "content-type": None,
+    "content-transfer-encoding": None,
+    "x-pm-message-id": None,
+}
+_HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 §2.2: printable ASCII except ':'
+_MIME_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$")
+
+
+def invalid(message: str, code: int = 300) -> ApiError:
+    return ApiError(code, message)
+
+
+@dataclass(slots=True)
+class ComposedMessage:
+    """A validated message, ready for one durable insert and for delivery."""
+
+    message_id: str
+    stream: str
+    sender: Address
+    to: list[Address]
+    cc: list[Address]
+    bcc: list[Address]
+    subject: str
+    tag: str | None
+    metadata: dict[str, str]
+    track_opens: bool | None
+    track_links: str | None
+    attachment_names: list[str]
+    received_at: datetime
+    content: bytes
+
+    @property
+    def recipients(self) -> list[str]:
+        """Envelope recipients, To then Cc then Bcc, without case-insensitive duplicates."""
+        seen: set[str] = set()
+        result: list[str] = []
+        for address in (*self.to, *self.cc, *self.bcc):
+            key = address.email.lower()
+            if key not in seen:
+                seen.add(key)
+                result.append(address.email)
+        return result
+
+    @property
+    def envelope_from(self) -> str:
+        return self.sender.email
+
+    def addresses_json(self, addresses: Sequence[Address]) -> str:
+        return json.dumps([{"Email": a.email, "Name": a.name} for a in addresses])
+
+
+def _address_field(label: str, value: str | None) -> list[Address]:
+    if value is None or not value.strip():
+        return []
+    try:
+        return parse_address_list(value)
+    except AddressError as exc:
+        raise invalid(f"Invalid '{label}' address: '{exc.text}'.") from None
+
+
+def _check_text(label: str, value: str | None, limit: int) -> str | None:
+    if value is None:
+        return None
+    if has_line_break(value):
+        raise invalid(f"The '{label}' field cannot contain line breaks.")
+    if len(value) > limit:
+        raise invalid(f"The '{label}' field is too long: at most {limit} characters.")
+    return value
+
+
+def _metadata(raw: dict[str, object] | None) -> dict[str, str]:
+    if not raw:
+        return {}
+    if len(raw) > MAX_METADATA_KEYS:
+        raise invalid(f"Metadata can have at most {MAX_METADATA_KEYS} fields.")
+    result: dict[str, str] = {}
+    seen: set[str] = set()
+    for key, value in raw.items():
+        if not key or len(key) > MAX_METADATA_KEY:
+            raise invalid(f"Metadata field names must be 1 to {MAX_METADATA_KEY} characters: '{key}'.")
+        if key.lower() in seen:
+            raise invalid(f"Metadata field names must be unique regardless of case: '{key}'.")
+        seen.add(key.lower())
+        if value is None or isinstance(value, dict | list):
+            raise invalid(f"Metadata value for '{key}' must be a string.")
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        if len(text) > MAX_METADATA_VALUE:
+            raise invalid(f"Metadata value for '{key}' is too long: at most {MAX_METADATA_VALUE} characters.")
+        if has_line_break(key) or has_line_break(text):
+            raise invalid(f"Metadata field '{key}' cannot contain line breaks.")
+        result[key] = text
+    return result
+
+
+def _headers(raw: list[wire.Header] | None) -> tuple[list[tuple[str, str]], str | None, str | None]:
+    """Custom headers; returns (headers, custom Message-ID or None, Reply-To header or None)."""
+    headers: list[tuple[str, str]] = []
+    message_id: str | None = None
+    reply_to: str | None = None
+    for header in raw or ():
+        name = (header.name or "").strip()
+        value = header.value if header.value is not None else ""
+        if not name or not _HEADER_NAME.match(name):
+            raise invalid(f"Invalid header name: '{name}'.")
+        if has_line_break(value):
+            raise invalid(f"The value of header '{name}' cannot contain line breaks.")
+        lowered = name.lower()
+        if lowered == "message-id":
+            message_id = value.strip()
+            continue
+        if lowered == "reply-to":
+            reply_to = value
+            continue
+        if lowered in _RESERVED_HEADERS:
+            field_name = _RESERVED_HEADERS[lowered]
+            hint = f" Use the '{field_name}' field." if field_name else ""
+            raise invalid(f"The header '{name}' cannot be set through Headers.{hint}")
+        headers.append((name, value))
+    return headers, message_id, reply_to
+
+
+def _attachments(raw: list[wire.Attachment] | None) -> list[Attachment]:
+    result: list[Attachment] = []
+    for item in raw or ():
+        name = item.name or ""
+        if not name.strip():
+            raise invalid("Attachments must have a 'Name'.")
+        if has_line_break(name):
+            raise invalid(f"Attachment name cannot contain line breaks: '{name}'.")
+        extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+        if extension in FORBIDDEN_EXTENSIONS:
+            raise invalid(f"Forbidden attachment type: '{name}'.", 411)
+        content_type = (item.content_type or "application/octet-stream").strip()
+        if not _MIME_TYPE.match(content_type):
+            raise invalid(f"Invalid attachment content type: '{content_type}'.")
+        try:
+            content = base64.b64decode(item.content or "", validate=True)
+        except (binascii.Error, ValueError):
+            raise invalid(f"Attachment '{name}' content is not valid base64.") from None
+        content_id = (item.content_id or "").strip() or None
+        if content_id:
+            if has_line_break(content_id):
+                raise invalid(f"Attachment ContentID cannot contain line breaks: '{name}'.")
+            if content_id.lower().startswith("cid:"):
+                content_id = content_id[4:]
+            content_id = content_id.strip("<>")
+        result.append(Attachment(name, content, content_type, content_id))
+    return result
+
+
+def compose(request: wire.EmailRequest, *, now: datetime, default_stream: str = "outbound",
+            message_id_domain: str = "posthouse") -> ComposedMessage:
+    """Validate a Postmark send request and build its MIME; raise ApiError on the first problem."""
+    if request.sender is None or not request.sender.strip():
+        raise invalid("Invalid 'From' address: ''.")
+    if len(request.sender) > MAX_FROM or has_line_break(request.sender):
+        raise invalid(f"Invalid 'From' address: '{request.sender}'.")
+    try:
+        sender = parse_address(request.sender)
+    except AddressError:
+        raise invalid(f"Invalid 'From' address: '{request.sender}'.") from None
+    to = _address_field("To", request.to)
+    cc = _address_field("Cc", request.cc)
+    bcc = _address_field("Bcc", request.bcc)
+    if not (to or cc or bcc):
+        raise invalid("Zero recipients specified")
+    total = len(to) + len(cc) + len(bcc)
+    if total > MAX_RECIPIENTS:
+        raise invalid(f"Too many recipients: {total}. A message can have at most {MAX_RECIPIENTS}.")
+    subject = _check_text("Subject", request.subject, MAX_SUBJECT) or ""
+    tag = _check_text("Tag", request.tag, MAX_TAG) or None
+    if not request.html_body and not request.text_body:
+        raise invalid("Provide either email TextBody or HtmlBody or both.")
+    for label, body in (("HtmlBody", request.html_body), ("TextBody", request.text_body)):
+        if body is not None and len(body) > MAX_BODY:
+            raise invalid(f"The '{label}' is too long: at most 5 MB.")
+    if request.track_links is not None and request.track_links not in TRACK_LINKS_VALUES:
+        raise invalid(f"Invalid 'TrackLinks' value: '{request.track_links}'. Use one of {', '.join(TRACK_LINKS_VALUES)}.")
+    metadata = _metadata(request.metadata)
+    headers, custom_message_id, reply_to_header = _headers(request.headers)
+    reply_to = _address_field("ReplyTo", request.reply_to if request.reply_to else reply_to_header)
+    attachments = _attachments(request.attachments)
+    stream = (request.message_stream or "").strip() or default_stream
+
+    message_id = str(uuid.uuid4())
+    # A custom Message-ID header is honoured (POSTMARK-API.md §2.1); it must look like one.
+    if custom_message_id:
+        if not (custom_message_id.startswith("<") and custom_message_id.endswith(">")):
+            custom_message_id = f"<{custom_message_id.strip('<>')}>"
+        message_id_header = custom_message_id
+    else:
+        message_id_header = f"<{message_id}@{message_id_domain}>"
+    headers.append(("X-PM-Message-Id", message_id))
+    content = build_message(
+        MessageContent(
+            message_id=message_id_header,
+            date=now,
+            sender=sender,
+            to=to,
+            cc=cc,
+            reply_to=reply_to,
+            subject=subject,
+            text_body=request.text_body or None,
+            html_body=request.html_body or None,
+            headers=headers,
+            attachments=attachments,
+        )
+    )
+    return ComposedMessage(
+        message_id=message_id,
+        stream=stream,
+        sender=sender,
+        to=to,
+        cc=cc,
+        bcc=bcc,
+        subject=subject,
+        tag=tag,
+        metadata=metadata,
+        track_opens=request.track_opens,
+        track_links=request.track_links,
+        attachment_names=[a.name for a in attachments],
+        received_at=now,
+        content=content,
+    )

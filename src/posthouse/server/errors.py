@@ -1,0 +1,64 @@
+"""The server's exception tree: every error Posthouse raises on purpose is one of these.
+
+    PosthouseError
+    ├── ConfigurationError        bad settings, bad URL, unreachable database at start: fatal, never swallowed
+    └── OperationalError          something failed while serving; the caller retries later
+        ├── StoreError            the database failed (HTTP 5xx, SMTP 451, worker requeue)
+        │   └── StoreFullError    the database refused a write for lack of space
+        ├── DeliveryError         a transport could not talk to its peer at all (connection, TLS, timeout)
+        └── ApiError              a request Postmark's API would refuse: carries error_code and http_status
+            ├── AuthenticationError   ErrorCode 10, HTTP 401
+            └── NotFoundError         an entity that does not exist (error_code given by the caller)
+
+A remote SMTP 4xx/5xx reply is not an exception: it is a value (`delivery.smtp_client.Reply`).
+"""
+
+from __future__ import annotations
+
+
+class PosthouseError(Exception):
+    """Root of every error Posthouse raises on purpose."""
+
+
+class ConfigurationError(PosthouseError):
+    """The settings cannot work: reported as one line at start, never retried."""
+
+
+class OperationalError(PosthouseError):
+    """A failure while serving; what was being done can be retried."""
+
+
+class StoreError(OperationalError):
+    """The database failed; nothing was acknowledged."""
+
+
+class StoreFullError(StoreError):
+    """The database ran out of space; nothing was acknowledged."""
+
+
+class DeliveryError(OperationalError):
+    """A transport could not complete a conversation with its peer (no reply to classify)."""
+
+
+class ApiError(OperationalError):
+    """A request refused with Postmark's `{ErrorCode, Message}` and an HTTP status."""
+
+    def __init__(self, error_code: int, message: str, http_status: int = 422) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+        self.message = message
+        self.http_status = http_status
+
+
+class AuthenticationError(ApiError):
+    """No valid token of the kind the endpoint needs (Postmark ErrorCode 10)."""
+
+    def __init__(self, message: str = "Request does not contain a valid Server token.") -> None:
+        super().__init__(10, message, 401)
+
+
+class NotFoundError(ApiError):
+    """The entity named in the request does not exist."""
+
+    def __init__(self, error_code: int, message: str, http_status: int = 422) -> None:
+        super().__init__(error_code, message, http_status)

@@ -1,0 +1,315 @@
+"""Servers, API tokens and message streams: who may call the API, and the settings of each server."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from posthouse import wire
+from posthouse.server.domain.statuses import TRACK_LINKS_VALUES
+from posthouse.server.errors import ApiError, AuthenticationError, NotFoundError
+from posthouse.server.services.clock import Clock
+from posthouse.server.store.base import ServerRecord, Store, StreamRecord
+
+COLORS = ("Purple", "Blue", "Turquoise", "Green", "Red", "Yellow", "Grey", "Orange")
+DEFAULT_STREAMS = (
+    ("outbound", "Default Transactional Stream", "Transactional", "None"),
+    ("inbound", "Default Inbound Stream", "Inbound", "None"),
+    ("broadcast", "Default Broadcast Stream", "Broadcasts", "Postmark"),
+)
+STREAM_TYPES = ("Transactional", "Broadcasts", "Inbound")
+MAX_STREAMS = 10
+_STREAM_ID = re.compile(r"^[a-z][a-z0-9_-]{0,29}$")
+_TOKEN_CACHE_SECONDS = 5.0
+_DEFAULT_SETTINGS: dict[str, Any] = {
+    "color": "Purple", "smtp_api_activated": True, "raw_email_enabled": False, "delivery_type": "Live",
+    "inbound_hook_url": "", "bounce_hook_url": "", "open_hook_url": "", "delivery_hook_url": "",
+    "click_hook_url": "", "post_first_open_only": False, "inbound_domain": "", "inbound_spam_threshold": 0,
+    "track_opens": False, "track_links": "None", "include_bounce_content_in_hook": False,
+    "enable_smtp_api_error_hooks": False,
+}
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.strip().encode()).hexdigest()
+
+
+def new_token() -> str:
+    """Postmark's tokens are UUIDs; so are ours (only the SHA-256 is stored)."""
+    return str(uuid.uuid4())
+
+
+@dataclass(slots=True)
+class Server:
+    """An authenticated server and its settings (snake_case keys of `wire.ServerRequest`)."""
+
+    id: int
+    name: str
+    settings: dict[str, Any]
+
+    @property
+    def is_sandbox(self) -> bool:
+        return self.settings.get("delivery_type") == "Sandbox"
+
+
+class AccountService:
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+        self._token_cache: dict[str, tuple[float, Any]] = {}
+        self._stream_cache: dict[int, tuple[float, dict[str, StreamRecord]]] = {}
+
+    # -- authentication -----------------------------------------------------------------------
+
+    async def _lookup(self, token: str) -> Any:
+        key = hash_token(token)
+        cached = self._token_cache.get(key)
+        now = time.monotonic()
+        if cached and cached[0] > now:
+            return cached[1]
+        record = await self.store.find_token(key)
+        self._token_cache[key] = (now + _TOKEN_CACHE_SECONDS, record)
+        return record
+
+    async def authenticate_server(self, token: str | None) -> Server:
+        if not token:
+            raise AuthenticationError("Request does not contain a valid Server token.")
+        record = await self._lookup(token)
+        if record is None or record.kind != "server" or record.server_id is None:
+            raise AuthenticationError("Request does not contain a valid Server token.")
+        server = await self.store.get_server(record.server_id)
+        if server is None:
+            raise AuthenticationError("Request does not contain a valid Server token.")
+        return Server(server.id, server.name, {**_DEFAULT_SETTINGS, **server.settings})
+
+    async def authenticate_account(self, token: str | None) -> None:
+        record = await self._lookup(token) if token else None
+        if record is None or record.kind != "account":
+            raise AuthenticationError("Request does not contain a valid Account token.")
+
+    # -- bootstrap and tokens -----------------------------------------------------------------
+
+    async def bootstrap(self) -> tuple[str, str] | None:
+        """On the first start: server `default` and an account token; returns both tokens once."""
+        if await self.store.count_tokens("account") or await self.store.get_server_by_name("default"):
+            return None
+        server_token = new_token()
+        await self.store.create_server("default", dict(_DEFAULT_SETTINGS), hash_token(server_token),
+                                       server_token[-4:], self.clock.micros(), DEFAULT_STREAMS)
+        account_token = await self.create_account_token()
+        return server_token, account_token
+
+    async def create_account_token(self) -> str:
+        token = new_token()
+        await self.store.add_token(hash_token(token), "account", None, token[-4:], self.clock.micros())
+        return token
+
+    async def create_server_token(self, server_id: int) -> str:
+        token = new_token()
+        await self.store.add_token(hash_token(token), "server", server_id, token[-4:], self.clock.micros())
+        return token
+
+    # -- servers ------------------------------------------------------------------------------
+
+    def _validated_settings(self, request: wire.ServerRequest, base: dict[str, Any], *, creating: bool
+                            ) -> dict[str, Any]:
+        fields = {k: v for k, v in msgspec.structs.asdict(request).items() if v is not None and k != "name"}
+        if "color" in fields:
+            match = [c for c in COLORS if c.lower() == str(fields["color"]).lower()]
+            if not match:
+                raise ApiError(607, f"Invalid color: '{fields['color']}'. Use one of {', '.join(COLORS)}.")
+            fields["color"] = match[0]
+        if "track_links" in fields and fields["track_links"] not in TRACK_LINKS_VALUES:
+            raise ApiError(612, f"Invalid TrackLinks value: '{fields['track_links']}'.")
+        if "delivery_type" in fields:
+            if not creating:
+                fields.pop("delivery_type")  # DeliveryType is set at creation only (POSTMARK-API.md §8.3)
+            elif fields["delivery_type"] not in ("Live", "Sandbox"):
+                raise ApiError(613, f"Invalid DeliveryType: '{fields['delivery_type']}'. Use Live or Sandbox.")
+        threshold = fields.get("inbound_spam_threshold")
+        if threshold is not None and not 0 <= threshold <= 30:
+            raise ApiError(611, "InboundSpamThreshold must be between 0 and 30.")
+        return {**base, **fields}
+
+    async def create_server(self, request: wire.ServerRequest) -> tuple[ServerRecord, str]:
+        name = (request.name or "").strip()
+        if not name:
+            raise ApiError(608, "Server name is required.")
+        if await self.store.get_server_by_name(name):
+            raise ApiError(603, f"A server named '{name}' already exists.")
+        settings = self._validated_settings(request, dict(_DEFAULT_SETTINGS), creating=True)
+        token = new_token()
+        server_id = await self.store.create_server(name, settings, hash_token(token), token[-4:],
+                                                   self.clock.micros(), DEFAULT_STREAMS)
+        record = await self.store.get_server(server_id)
+        assert record is not None
+        return record, token
+
+    async def get_server(self, server_id: int) -> ServerRecord:
+        record = await self.store.get_server(server_id)
+        if record is None:
+            raise NotFoundError(609, f"Server {server_id} was not found.", 404)
+        record.settings = {**_DEFAULT_SETTINGS, **record.settings}
+        return record
+
+    async def list_servers(self, offset: int, count: int, name: str | None) -> tuple[int, list[ServerRecord]]:
+        if count > 500 or count < 1 or offset < 0:
+            raise ApiError(600, "Count must be between 1 and 500 and offset at least 0.")
+        total, records = await self.store.list_servers(offset, count, name)
+        for record in records:
+            record.settings = {**_DEFAULT_SETTINGS, **record.settings}
+        return total, records
+
+    async def edit_server(self, server_id: int, request: wire.ServerRequest) -> ServerRecord:
+        record = await self.get_server(server_id)
+        name = record.name
+        if request.name is not None:
+            name = request.name.strip()
+            if not name:
+                raise ApiError(608, "Server name is required.")
+            other = await self.store.get_server_by_name(name)
+            if other and other.id != server_id:
+                raise ApiError(603, f"A server named '{name}' already exists.")
+        settings = self._validated_settings(request, record.settings, creating=False)
+        await self.store.update_server(server_id, name, settings)
+        self._token_cache.clear()
+        return await self.get_server(server_id)
+
+    async def delete_server(self, server_id: int) -> None:
+        await self.get_server(server_id)
+        await self.store.delete_server(server_id)
+        self._token_cache.clear()
+
+    async def token_hints(self, server_id: int) -> list[str]:
+        return [f"********-****-****-****-********{hint}" for hint in await self.store.token_hints(server_id)]
+
+    # -- message streams ----------------------------------------------------------------------
+
+    async def streams(self, server_id: int, *, fresh: bool = False) -> dict[str, StreamRecord]:
+        cached = self._stream_cache.get(server_id)
+        now = time.monotonic()
+        if cached and cached[0] > now and not fresh:
+            return cached[1]
+        streams = {s.id: s for s in await self.store.list_streams(server_id)}
+        self._stream_cache[server_id] = (now + _TOKEN_CACHE_SECONDS, streams)
+        return streams
+
+    async def sending_stream(self, server_id: int, stream_id: str) -> StreamRecord:
+        """The stream a message goes to; ErrorCode 1235 / 1236 when it cannot take mail."""
+        stream = (await self.streams(server_id)).get(stream_id)
+        if stream is None:
+            stream = (await self.streams(server_id, fresh=True)).get(stream_id)
+        if stream is None or stream.archived_at is not None:
+            raise ApiError(1235, f"The stream provided: '{stream_id}' does not exist on this server.")
+        if stream.stream_type == "Inbound":
+            raise ApiError(1236, f"Sending is not supported on the inbound stream '{stream_id}'.")
+        return stream
+
+    async def get_stream(self, server_id: int, stream_id: str) -> StreamRecord:
+        stream = await self.store.get_stream(server_id, stream_id)
+        if stream is None:
+            raise NotFoundError(1226, f"The message stream '{stream_id}' was not found.")
+        return stream
+
+    async def create_stream(self, server_id: int, request: wire.MessageStreamRequest) -> StreamRecord:
+        stream_id = (request.id or "").strip()
+        if not stream_id:
+            raise ApiError(1222, "A valid 'ID' is required.")
+        if stream_id.startswith("pm-"):
+            raise ApiError(1233, "The stream 'ID' cannot start with 'pm-'.")
+        if stream_id == "all":
+            raise ApiError(1237, "The stream 'ID' 'all' is reserved.")
+        if not _STREAM_ID.match(stream_id):
+            raise ApiError(1227, "The stream 'ID' must start with a letter and contain only lowercase letters, "
+                                 "digits, '-' and '_', at most 30 characters.")
+        name = self._stream_name(request.name)
+        stream_type = request.message_stream_type or ""
+        if stream_type not in ("Transactional", "Broadcasts"):
+            raise ApiError(1221, f"Invalid 'MessageStreamType': '{stream_type}'. Use Transactional or Broadcasts.")
+        description = self._stream_description(request.description)
+        streams = await self.streams(server_id, fresh=True)
+        if stream_id in streams:
+            raise ApiError(1230, f"A stream with the ID '{stream_id}' already exists.")
+        if len(streams) >= MAX_STREAMS:
+            raise ApiError(1225, f"A server can have at most {MAX_STREAMS} message streams.")
+        unsubscribe = self._unsubscribe(request, stream_type)
+        record = StreamRecord(server_id, stream_id, name, description, stream_type, unsubscribe,
+                              self.clock.micros(), None, None)
+        await self.store.create_stream(record)
+        self._stream_cache.pop(server_id, None)
+        return record
+
+    async def edit_stream(self, server_id: int, stream_id: str, request: wire.MessageStreamRequest
+                          ) -> StreamRecord:
+        record = await self.get_stream(server_id, stream_id)
+        if request.id is not None and request.id != stream_id:
+            raise ApiError(1222, "The stream 'ID' cannot be changed.")
+        if request.name is not None:
+            record.name = self._stream_name(request.name)
+        if request.description is not None:
+            record.description = self._stream_description(request.description)
+        if request.subscription_management_configuration is not None:
+            record.unsubscribe_handling = self._unsubscribe(request, record.stream_type)
+        record.updated_at = self.clock.micros()
+        await self.store.update_stream(record)
+        self._stream_cache.pop(server_id, None)
+        return record
+
+    async def archive_stream(self, server_id: int, stream_id: str) -> StreamRecord:
+        record = await self.get_stream(server_id, stream_id)
+        if stream_id in ("outbound", "inbound"):
+            raise ApiError(1229, "The default transactional and inbound streams cannot be archived.")
+        if record.archived_at is None:
+            record.archived_at = record.updated_at = self.clock.micros()
+            await self.store.update_stream(record)
+        self._stream_cache.pop(server_id, None)
+        return record
+
+    async def unarchive_stream(self, server_id: int, stream_id: str) -> StreamRecord:
+        record = await self.get_stream(server_id, stream_id)
+        if record.archived_at is None:
+            raise ApiError(1232, f"The stream '{stream_id}' is not archived.")
+        record.archived_at = None
+        record.updated_at = self.clock.micros()
+        await self.store.update_stream(record)
+        self._stream_cache.pop(server_id, None)
+        return record
+
+    @staticmethod
+    def _stream_name(name: str | None) -> str:
+        name = (name or "").strip()
+        if not name:
+            raise ApiError(1223, "A valid 'Name' is required.")
+        if len(name) > 100:
+            raise ApiError(1224, "The stream 'Name' can be at most 100 characters.")
+        return name
+
+    @staticmethod
+    def _stream_description(description: str | None) -> str | None:
+        if description is None:
+            return None
+        if len(description) > 1000:
+            raise ApiError(1231, "The stream 'Description' can be at most 1000 characters.")
+        if re.search(r"<[A-Za-z/!]", description):
+            raise ApiError(1234, "The stream 'Description' cannot contain HTML.")
+        return description
+
+    @staticmethod
+    def _unsubscribe(request: wire.MessageStreamRequest, stream_type: str) -> str:
+        config = request.subscription_management_configuration
+        default = "Postmark" if stream_type == "Broadcasts" else "None"
+        if config is None:
+            return default
+        value = {"none": "None", "postmark": "Postmark", "custom": "Custom"}.get(
+            config.unsubscribe_handling_type.lower())
+        if value is None:
+            raise ApiError(1240, f"Invalid 'UnsubscribeHandlingType': '{config.unsubscribe_handling_type}'.")
+        if value != "None" and stream_type == "Transactional":
+            raise ApiError(1239, "Unsubscribe handling is not supported on transactional streams.")
+        return value

@@ -1,0 +1,119 @@
+"""Message history: searching sent mail, its details and events, and its raw source (POSTMARK-API.md §4)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+
+from posthouse import wire
+from posthouse.server.domain.statuses import POSTMARK_EVENT_TYPES
+from posthouse.server.errors import ApiError, NotFoundError
+from posthouse.server.services.clock import iso
+from posthouse.server.store.base import MessageFilter, MessageRecord, Store
+
+MAX_COUNT = 500
+MAX_WINDOW = 10_000
+_STATUSES = {"queued": "Queued", "sent": "Sent", "processed": "Sent"}
+
+
+def check_paging(count: int | None, offset: int | None, error_code: int) -> tuple[int, int]:
+    """Postmark's paging rules: both required, count ≤ 500, count + offset ≤ 10,000."""
+    if count is None:
+        raise ApiError(error_code, "The 'count' query parameter is required.")
+    if offset is None:
+        raise ApiError(error_code, "The 'offset' query parameter is required.")
+    if not 1 <= count <= MAX_COUNT:
+        raise ApiError(error_code, f"The 'count' parameter must be between 1 and {MAX_COUNT}.")
+    if offset < 0 or count + offset > MAX_WINDOW:
+        raise ApiError(error_code, f"The 'offset' parameter must be at least 0 and count + offset at most {MAX_WINDOW}.")
+    return count, offset
+
+
+def parse_time_filter(value: str | None, *, end: bool, error_code: int) -> int | None:
+    """`YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SS` (UTC) → µs; a bare date as an end bound means its last moment."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ApiError(error_code, f"Invalid date: '{value}'. Use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS.") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    if end and len(value) <= 10:
+        moment += timedelta(days=1) - timedelta(microseconds=1)
+    return int(moment.timestamp() * 1_000_000)
+
+
+def parse_status(value: str | None) -> str | None:
+    if not value:
+        return None
+    status = _STATUSES.get(value.lower())
+    if status is None:
+        raise ApiError(700, f"Invalid status: '{value}'. Use queued, sent or processed.")
+    return status
+
+
+def _addresses(items: list[dict[str, str | None]]) -> list[wire.EmailAddress]:
+    return [wire.EmailAddress(email=i["Email"] or "", name=i.get("Name")) for i in items]
+
+
+def message_summary(record: MessageRecord) -> wire.OutboundMessage:
+    return wire.OutboundMessage(
+        tag=record.tag, message_id=record.message_id, message_stream=record.stream, to=_addresses(record.to),
+        cc=_addresses(record.cc), bcc=_addresses(record.bcc), recipients=record.recipients,
+        received_at=iso(record.received_at) or "", sender=record.sender, subject=record.subject,
+        attachments=record.attachments, status=record.status, track_opens=record.track_opens,
+        track_links=record.track_links, metadata=record.metadata, sandboxed=record.sandboxed,
+    )
+
+
+def _bodies(content: bytes) -> tuple[str | None, str | None]:
+    """The text and HTML bodies of stored MIME, read with the stdlib parser (not on a hot path)."""
+    message = BytesParser(policy=policy.default).parsebytes(content)
+    assert isinstance(message, EmailMessage)
+    text_part = message.get_body(("plain",))
+    html_part = message.get_body(("html",))
+    text = text_part.get_content() if text_part is not None else None
+    html = html_part.get_content() if html_part is not None else None
+    return text, html
+
+
+class HistoryService:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def search(self, server_id: int, filters: MessageFilter, count: int, offset: int
+                     ) -> wire.OutboundMessageList:
+        total, records = await self.store.search_messages(server_id, filters, offset, count)
+        return wire.OutboundMessageList(total_count=total, messages=[message_summary(r) for r in records])
+
+    async def _record(self, server_id: int, message_id: str) -> MessageRecord:
+        record = await self.store.get_message(server_id, message_id.lower(), with_content=True)
+        if record is None:
+            raise NotFoundError(701, f"The message '{message_id}' was not found.")
+        return record
+
+    async def details(self, server_id: int, message_id: str) -> wire.OutboundMessageDetails:
+        record = await self._record(server_id, message_id)
+        assert record.content is not None
+        text, html = _bodies(record.content)
+        events = []
+        for event in await self.store.list_events(record.message_id):
+            if event.type not in POSTMARK_EVENT_TYPES:
+                continue
+            details = dict(event.details)
+            if event.bounce_id is not None:
+                details["BounceID"] = str(event.bounce_id)
+            events.append(wire.MessageEvent(recipient=event.recipient, type=event.type,
+                                            received_at=iso(event.occurred_at) or "", details=details))
+        summary = message_summary(record)
+        return wire.OutboundMessageDetails(
+            **{f: getattr(summary, f) for f in summary.__struct_fields__},
+            text_body=text, html_body=html, body=record.content.decode("utf-8", "replace"),
+            message_events=events)
+
+    async def dump(self, server_id: int, message_id: str) -> wire.Dump:
+        record = await self._record(server_id, message_id)
+        return wire.Dump(body=(record.content or b"").decode("utf-8", "replace"))

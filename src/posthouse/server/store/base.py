@@ -1,0 +1,499 @@
+"""The store: every query Posthouse makes, written once, over a dialect's transaction executor.
+
+A write is a list of statements (`Stmt`) run in one transaction; a later statement may use a value
+returned by an earlier one through `Ref`. The SQLite executor runs such transactions on one writer
+thread and commits whatever is pending together (group commit, DESIGN §6); the PostgreSQL executor
+runs them on a connection pool. SQL uses `?` placeholders; the PostgreSQL executor numbers them.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from posthouse.server.domain.messages import ComposedMessage
+from posthouse.server.domain.statuses import DeliveryState, EventType, MessageStatus
+
+PENDING = "('queued', 'deferred', 'sending')"
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """The first column of the first row returned by statement `index` of the same transaction."""
+
+    index: int
+
+
+@dataclass(slots=True)
+class Stmt:
+    sql: str
+    args: Sequence[Any] = ()
+    many: Sequence[Sequence[Any]] | None = None  # executemany with these rows instead of args
+    fetch: bool = False  # return rows (SELECT / RETURNING)
+
+
+def resolve_refs(args: Sequence[Any], results: list[list[Sequence[Any]]]) -> list[Any]:
+    return [results[a.index][0][0] if isinstance(a, Ref) else a for a in args]
+
+
+def placeholders(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+# -- records ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ServerRecord:
+    id: int
+    name: str
+    settings: dict[str, Any]
+    created_at: int
+
+
+@dataclass(slots=True)
+class TokenRecord:
+    kind: str  # "server" | "account"
+    server_id: int | None
+
+
+@dataclass(slots=True)
+class StreamRecord:
+    server_id: int
+    id: str
+    name: str
+    description: str | None
+    stream_type: str
+    unsubscribe_handling: str
+    created_at: int
+    updated_at: int | None
+    archived_at: int | None
+
+
+@dataclass(slots=True)
+class MessageRecord:
+    message_id: str
+    server_id: int
+    stream: str
+    sender: str
+    from_email: str
+    subject: str
+    tag: str | None
+    to: list[dict[str, Any]]
+    cc: list[dict[str, Any]]
+    bcc: list[dict[str, Any]]
+    recipients: list[str]
+    metadata: dict[str, str]
+    attachments: list[str]
+    track_opens: bool
+    track_links: str
+    status: str
+    sandboxed: bool
+    received_at: int
+    content: bytes | None = None
+
+
+@dataclass(slots=True)
+class EventRecord:
+    message_id: str
+    recipient: str
+    type: str
+    occurred_at: int
+    details: dict[str, Any]
+    bounce_id: int | None = None
+
+
+@dataclass(slots=True)
+class ClaimedDelivery:
+    """A leased queue row with what delivery needs of its message."""
+
+    id: int
+    message_id: str
+    recipient: str
+    attempts: int
+    server_id: int
+    stream: str
+    envelope_from: str
+    received_at: int
+    content: bytes
+    tag: str | None
+    subject: str
+    sender: str
+    sandboxed: bool
+
+
+@dataclass(slots=True)
+class BounceRecord:
+    server_id: int
+    message_id: str | None
+    stream: str
+    type: str
+    type_code: int
+    email: str
+    sender: str
+    subject: str
+    tag: str | None
+    description: str
+    details: str
+    bounced_at: int
+    inactive: bool
+    can_activate: bool
+    dump: str
+
+
+@dataclass(slots=True)
+class DeliveryUpdate:
+    """The result of one attempt for one claimed row: new state, its event, maybe a bounce."""
+
+    delivery: ClaimedDelivery
+    lease_owner: str
+    state: DeliveryState
+    next_attempt_at: int
+    reply: str
+    event_type: EventType
+    event_details: dict[str, Any]
+    occurred_at: int
+    bounce: BounceRecord | None = None
+
+
+@dataclass(slots=True)
+class MessageFilter:
+    stream: str | None = "outbound"
+    recipient: str | None = None
+    from_email: str | None = None
+    tag: str | None = None
+    status: str | None = None
+    subject: str | None = None
+    from_time: int | None = None
+    to_time: int | None = None
+    metadata: tuple[str, str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_MESSAGE_COLUMNS = (
+    "message_id, server_id, stream, sender, from_email, subject, tag, to_json, cc_json, bcc_json, "
+    "recipients, metadata, attachments, track_opens, track_links, status, sandboxed, received_at"
+)
+_STREAM_COLUMNS = (
+    "server_id, id, name, description, stream_type, unsubscribe_handling, created_at, updated_at, archived_at"
+)
+
+
+def _message_record(row: Sequence[Any], content: bytes | None = None) -> MessageRecord:
+    return MessageRecord(
+        message_id=row[0], server_id=row[1], stream=row[2], sender=row[3], from_email=row[4],
+        subject=row[5], tag=row[6], to=json.loads(row[7]), cc=json.loads(row[8]), bcc=json.loads(row[9]),
+        recipients=json.loads(row[10]), metadata=json.loads(row[11]), attachments=json.loads(row[12]),
+        track_opens=bool(row[13]), track_links=row[14], status=row[15], sandboxed=bool(row[16]),
+        received_at=row[17], content=content,
+    )
+
+
+class Store(ABC):
+    """Every query Posthouse makes; a dialect subclass supplies the executor."""
+
+    dialect: str
+    claim_lock_clause = ""  # "FOR UPDATE SKIP LOCKED" on PostgreSQL
+
+    # -- executor (dialect) -------------------------------------------------------------------
+
+    @abstractmethod
+    async def open(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def migrate(self) -> list[str]:
+        """Apply pending numbered migrations; return the names applied."""
+
+    @abstractmethod
+    async def transact(self, stmts: list[Stmt]) -> list[list[Sequence[Any]]]:
+        """Run the statements in one durable transaction; rows per statement (empty unless fetch)."""
+
+    @abstractmethod
+    async def query(self, sql: str, args: Sequence[Any] = ()) -> list[Sequence[Any]]:
+        """A read on a committed snapshot."""
+
+    async def query_one(self, sql: str, args: Sequence[Any] = ()) -> Sequence[Any] | None:
+        rows = await self.query(sql, args)
+        return rows[0] if rows else None
+
+    # -- servers and tokens -------------------------------------------------------------------
+
+    async def create_server(
+        self, name: str, settings: dict[str, Any], token_hash: str, token_hint: str, now: int,
+        streams: Iterable[tuple[str, str, str, str]],
+    ) -> int:
+        """Create a server with its first token and default streams (id, name, type, unsubscribe)."""
+        stmts = [
+            Stmt("INSERT INTO servers (name, settings, created_at) VALUES (?, ?, ?) RETURNING id",
+                 (name, json.dumps(settings), now), fetch=True),
+            Stmt("INSERT INTO api_tokens (token_hash, kind, server_id, hint, created_at) VALUES (?, 'server', ?, ?, ?)",
+                 (token_hash, Ref(0), token_hint, now)),
+        ]
+        stmts.extend(
+            Stmt(f"INSERT INTO message_streams ({_STREAM_COLUMNS}) VALUES (?, ?, ?, NULL, ?, ?, ?, NULL, NULL)",
+                 (Ref(0), stream_id, stream_name, stream_type, unsubscribe, now))
+            for stream_id, stream_name, stream_type, unsubscribe in streams
+        )
+        results = await self.transact(stmts)
+        return int(results[0][0][0])
+
+    async def add_token(self, token_hash: str, kind: str, server_id: int | None, hint: str, now: int) -> None:
+        await self.transact([Stmt(
+            "INSERT INTO api_tokens (token_hash, kind, server_id, hint, created_at) VALUES (?, ?, ?, ?, ?)",
+            (token_hash, kind, server_id, hint, now))])
+
+    async def find_token(self, token_hash: str) -> TokenRecord | None:
+        row = await self.query_one("SELECT kind, server_id FROM api_tokens WHERE token_hash = ?", (token_hash,))
+        return TokenRecord(row[0], row[1]) if row else None
+
+    async def count_tokens(self, kind: str) -> int:
+        row = await self.query_one("SELECT count(*) FROM api_tokens WHERE kind = ?", (kind,))
+        return int(row[0]) if row else 0
+
+    async def token_hints(self, server_id: int) -> list[str]:
+        rows = await self.query(
+            "SELECT hint FROM api_tokens WHERE server_id = ? ORDER BY created_at", (server_id,))
+        return [r[0] for r in rows]
+
+    async def get_server(self, server_id: int) -> ServerRecord | None:
+        row = await self.query_one("SELECT id, name, settings, created_at FROM servers WHERE id = ?", (server_id,))
+        return ServerRecord(row[0], row[1], json.loads(row[2]), row[3]) if row else None
+
+    async def get_server_by_name(self, name: str) -> ServerRecord | None:
+        row = await self.query_one(
+            "SELECT id, name, settings, created_at FROM servers WHERE lower(name) = lower(?)", (name,))
+        return ServerRecord(row[0], row[1], json.loads(row[2]), row[3]) if row else None
+
+    async def list_servers(self, offset: int, count: int, name: str | None) -> tuple[int, list[ServerRecord]]:
+        where, args = ("WHERE lower(name) LIKE ?", [f"%{name.lower()}%"]) if name else ("", [])
+        total = await self.query_one(f"SELECT count(*) FROM servers {where}", args)  # noqa: S608 (fixed text)
+        rows = await self.query(
+            f"SELECT id, name, settings, created_at FROM servers {where} ORDER BY id LIMIT ? OFFSET ?",  # noqa: S608
+            [*args, count, offset])
+        return int(total[0]) if total else 0, [ServerRecord(r[0], r[1], json.loads(r[2]), r[3]) for r in rows]
+
+    async def update_server(self, server_id: int, name: str, settings: dict[str, Any]) -> None:
+        await self.transact([Stmt("UPDATE servers SET name = ?, settings = ? WHERE id = ?",
+                                  (name, json.dumps(settings), server_id))])
+
+    async def delete_server(self, server_id: int) -> None:
+        await self.transact([
+            Stmt("DELETE FROM api_tokens WHERE server_id = ?", (server_id,)),
+            Stmt("DELETE FROM message_streams WHERE server_id = ?", (server_id,)),
+            Stmt("DELETE FROM servers WHERE id = ?", (server_id,)),
+        ])
+
+    # -- message streams ----------------------------------------------------------------------
+
+    async def list_streams(self, server_id: int) -> list[StreamRecord]:
+        rows = await self.query(
+            f"SELECT {_STREAM_COLUMNS} FROM message_streams WHERE server_id = ? ORDER BY created_at, id",  # noqa: S608
+            (server_id,))
+        return [StreamRecord(*r) for r in rows]
+
+    async def get_stream(self, server_id: int, stream_id: str) -> StreamRecord | None:
+        row = await self.query_one(
+            f"SELECT {_STREAM_COLUMNS} FROM message_streams WHERE server_id = ? AND id = ?",  # noqa: S608
+            (server_id, stream_id))
+        return StreamRecord(*row) if row else None
+
+    async def create_stream(self, record: StreamRecord) -> None:
+        await self.transact([Stmt(
+            f"INSERT INTO message_streams ({_STREAM_COLUMNS}) VALUES ({placeholders(9)})",  # noqa: S608
+            (record.server_id, record.id, record.name, record.description, record.stream_type,
+             record.unsubscribe_handling, record.created_at, record.updated_at, record.archived_at))])
+
+    async def update_stream(self, record: StreamRecord) -> None:
+        await self.transact([Stmt(
+            "UPDATE message_streams SET name = ?, description = ?, unsubscribe_handling = ?, updated_at = ?, "
+            "archived_at = ? WHERE server_id = ? AND id = ?",
+            (record.name, record.description, record.unsubscribe_handling, record.updated_at,
+             record.archived_at, record.server_id, record.id))])
+
+    # -- acceptance (DESIGN §2) ---------------------------------------------------------------
+
+    async def insert_messages(self, server_id: int, messages: Sequence[ComposedMessage], *,
+                              sandboxed: bool, now: int) -> None:
+        """One durable transaction: message rows, per-recipient queue rows, `Queued` events."""
+        message_rows = []
+        delivery_rows = []
+        event_rows = []
+        for m in messages:
+            received = int(m.received_at.timestamp() * 1_000_000)
+            recipients = m.recipients
+            message_rows.append((
+                m.message_id, server_id, m.stream, str(m.sender), m.sender.email, m.envelope_from,
+                m.subject, m.tag, m.addresses_json(m.to), m.addresses_json(m.cc), m.addresses_json(m.bcc),
+                json.dumps(recipients), json.dumps(m.metadata), json.dumps(m.attachment_names),
+                int(bool(m.track_opens)), m.track_links or "None", MessageStatus.QUEUED.value,
+                int(sandboxed), received, len(m.content), m.content,
+            ))
+            for rcpt in recipients:
+                delivery_rows.append((m.message_id, rcpt, DeliveryState.QUEUED.value, 0, received, now, now))
+                event_rows.append((m.message_id, server_id, rcpt, EventType.QUEUED.value, received, "{}"))
+        await self.transact([
+            Stmt("INSERT INTO messages (message_id, server_id, stream, sender, from_email, envelope_from, "
+                 "subject, tag, to_json, cc_json, bcc_json, recipients, metadata, attachments, track_opens, "
+                 f"track_links, status, sandboxed, received_at, size, content) VALUES ({placeholders(21)})",
+                 many=message_rows),
+            Stmt("INSERT INTO deliveries (message_id, recipient, state, attempts, next_attempt_at, created_at, "
+                 "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)", many=delivery_rows),
+            Stmt("INSERT INTO events (message_id, server_id, recipient, type, occurred_at, details) "
+                 "VALUES (?, ?, ?, ?, ?, ?)", many=event_rows),
+        ])
+
+    # -- the queue (DESIGN §3) ----------------------------------------------------------------
+
+    async def claim_deliveries(self, owner: str, now: int, limit: int, lease_until: int) -> list[ClaimedDelivery]:
+        """Lease up to `limit` due rows. An expired lease (`sending` past its time) is due again.
+
+        While leased, `next_attempt_at` holds the lease expiry, so one partial index serves both
+        due work and expired leases. Claiming counts as an attempt; rows are never deleted here.
+        """
+        rows = (await self.transact([Stmt(
+            "UPDATE deliveries SET state = 'sending', lease_owner = ?, attempts = attempts + 1, "
+            "next_attempt_at = ?, updated_at = ? WHERE id IN (SELECT id FROM deliveries "
+            f"WHERE state IN {PENDING} AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ? "
+            f"{self.claim_lock_clause}) RETURNING id, message_id, recipient, attempts",
+            (owner, lease_until, now, now, limit), fetch=True)]))[0]
+        if not rows:
+            return []
+        ids = sorted({r[1] for r in rows})
+        messages = {
+            m[0]: m for m in await self.query(
+                "SELECT message_id, server_id, stream, envelope_from, received_at, content, tag, subject, sender, sandboxed "
+                f"FROM messages WHERE message_id IN ({placeholders(len(ids))})", ids)  # noqa: S608
+        }
+        claimed = []
+        for delivery_id, message_id, recipient, attempts in rows:
+            m = messages[message_id]
+            claimed.append(ClaimedDelivery(
+                id=delivery_id, message_id=message_id, recipient=recipient, attempts=attempts,
+                server_id=m[1], stream=m[2], envelope_from=m[3], received_at=m[4], content=bytes(m[5]),
+                tag=m[6], subject=m[7], sender=m[8], sandboxed=bool(m[9])))
+        return claimed
+
+    async def record_attempts(self, updates: Sequence[DeliveryUpdate]) -> None:
+        """Finish one attempt per row in one transaction: state, event, bounce, message status."""
+        stmts: list[Stmt] = [Stmt(
+            "UPDATE deliveries SET state = ?, next_attempt_at = ?, lease_owner = NULL, updated_at = ?, "
+            "last_reply = ? WHERE id = ? AND lease_owner = ?",
+            many=[(u.state.value, u.next_attempt_at, u.occurred_at, u.reply, u.delivery.id, u.lease_owner)
+                  for u in updates])]
+        plain_events = []
+        for u in updates:
+            d = u.delivery
+            if u.bounce is None:
+                plain_events.append((d.message_id, d.server_id, d.recipient, u.event_type.value, u.occurred_at,
+                                     json.dumps(u.event_details)))
+                continue
+            b = u.bounce
+            stmts.append(Stmt(
+                "INSERT INTO bounces (server_id, message_id, stream, type, type_code, email, sender, subject, "
+                "tag, description, details, bounced_at, inactive, can_activate, dump) "
+                f"VALUES ({placeholders(15)}) RETURNING id",
+                (b.server_id, b.message_id, b.stream, b.type, b.type_code, b.email, b.sender, b.subject, b.tag,
+                 b.description, b.details, b.bounced_at, int(b.inactive), int(b.can_activate), b.dump),
+                fetch=True))
+            # The Bounced event names its bounce record (POSTMARK-API.md §4.4 `BounceID`).
+            stmts.append(Stmt(
+                "INSERT INTO events (message_id, server_id, recipient, type, occurred_at, details, bounce_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (d.message_id, d.server_id, d.recipient, u.event_type.value, u.occurred_at,
+                 json.dumps(u.event_details), Ref(len(stmts) - 1))))
+        if plain_events:
+            stmts.append(Stmt("INSERT INTO events (message_id, server_id, recipient, type, occurred_at, details) "
+                              "VALUES (?, ?, ?, ?, ?, ?)", many=plain_events))
+        finished = sorted({u.delivery.message_id for u in updates if u.state.value not in
+                           ("queued", "deferred", "sending")})
+        if finished:
+            stmts.append(Stmt(
+                f"UPDATE messages SET status = 'Sent' WHERE message_id IN ({placeholders(len(finished))}) "  # noqa: S608
+                f"AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = messages.message_id "
+                f"AND d.state IN {PENDING})", finished))
+        await self.transact(stmts)
+
+    async def release_deliveries(self, ids: Sequence[int], owner: str, now: int) -> None:
+        """Give leased rows back unattempted (shutdown): due now, attempt not counted."""
+        if ids:
+            await self.transact([Stmt(
+                "UPDATE deliveries SET state = 'queued', lease_owner = NULL, attempts = attempts - 1, "
+                "next_attempt_at = ? WHERE id = ? AND lease_owner = ?", many=[(now, i, owner) for i in ids])])
+
+    async def next_due_time(self) -> int | None:
+        row = await self.query_one(f"SELECT min(next_attempt_at) FROM deliveries WHERE state IN {PENDING}")
+        return int(row[0]) if row and row[0] is not None else None
+
+    async def count_deliveries(self) -> dict[str, int]:
+        rows = await self.query("SELECT state, count(*) FROM deliveries GROUP BY state")
+        return {r[0]: int(r[1]) for r in rows}
+
+    # -- message history ----------------------------------------------------------------------
+
+    async def search_messages(self, server_id: int, f: MessageFilter, offset: int, count: int
+                              ) -> tuple[int, list[MessageRecord]]:
+        clauses = ["server_id = ?"]
+        args: list[Any] = [server_id]
+        if f.stream:
+            clauses.append("stream = ?")
+            args.append(f.stream)
+        if f.recipient:
+            clauses.append("lower(recipients) LIKE ?")
+            args.append(f"%{f.recipient.lower()}%")
+        if f.from_email:
+            clauses.append("lower(from_email) = ?")
+            args.append(f.from_email.lower())
+        if f.tag:
+            clauses.append("tag = ?")
+            args.append(f.tag)
+        if f.status:
+            clauses.append("status = ?")
+            args.append(f.status)
+        if f.subject:
+            clauses.append("lower(subject) LIKE ?")
+            args.append(f"%{f.subject.lower()}%")
+        if f.from_time is not None:
+            clauses.append("received_at >= ?")
+            args.append(f.from_time)
+        if f.to_time is not None:
+            clauses.append("received_at <= ?")
+            args.append(f.to_time)
+        if f.metadata:
+            # Metadata is stored as canonical JSON text; match the exact "key": "value" pair.
+            clauses.append("metadata LIKE ?")
+            pair = json.dumps({f.metadata[0]: f.metadata[1]})[1:-1]
+            args.append("%" + pair.replace("%", "\\%").replace("_", "\\_") + "%")
+            clauses[-1] += " ESCAPE '\\'"
+        where = " AND ".join(clauses)
+        total = await self.query_one(f"SELECT count(*) FROM messages WHERE {where}", args)  # noqa: S608
+        rows = await self.query(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {where} "  # noqa: S608
+            "ORDER BY received_at DESC LIMIT ? OFFSET ?", [*args, count, offset])
+        return int(total[0]) if total else 0, [_message_record(r) for r in rows]
+
+    async def get_message(self, server_id: int, message_id: str, *, with_content: bool = False
+                          ) -> MessageRecord | None:
+        columns = _MESSAGE_COLUMNS + (", content" if with_content else "")
+        row = await self.query_one(
+            f"SELECT {columns} FROM messages WHERE server_id = ? AND message_id = ?",  # noqa: S608
+            (server_id, message_id))
+        if row is None:
+            return None
+        return _message_record(row, bytes(row[18]) if with_content else None)
+
+    async def list_events(self, message_id: str) -> list[EventRecord]:
+        rows = await self.query(
+            "SELECT message_id, recipient, type, occurred_at, details, bounce_id FROM events "
+            "WHERE message_id = ? ORDER BY occurred_at, id", (message_id,))
+        return [EventRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
+
+    async def list_bounces_for_message(self, message_id: str) -> list[Sequence[Any]]:
+        return await self.query(
+            "SELECT id, type, type_code, email, description, details FROM bounces WHERE message_id = ? ORDER BY id",
+            (message_id,))

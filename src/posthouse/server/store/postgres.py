@@ -1,0 +1,195 @@
+"""The PostgreSQL store: asyncpg pool, group-committed writes, `FOR UPDATE SKIP LOCKED` claims.
+
+Writes are queued and taken by a few committer tasks; each takes everything pending and runs it in
+one transaction, each caller inside its own savepoint, so concurrent requests share one commit as
+on SQLite (DESIGN §2). Several committers keep the pool busy while one waits for its fsync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from posthouse.server.errors import ConfigurationError, StoreError, StoreFullError
+from posthouse.server.store import migrations
+from posthouse.server.store.base import Stmt, Store, resolve_refs
+
+log = logging.getLogger("posthouse.store")
+_PLACEHOLDER = re.compile(r"\?")
+_MAX_GROUP = 500
+_MIGRATION_LOCK = 0x706F7374  # advisory lock id: one node migrates at a time
+
+
+def numbered(sql: str) -> str:
+    """`?` placeholders → `$1, $2, …` (our SQL has no `?` inside literals)."""
+    counter = iter(range(1, 1_000_000))
+    return _PLACEHOLDER.sub(lambda _m: f"${next(counter)}", sql)
+
+
+def _store_error(exc: BaseException) -> StoreError:
+    if isinstance(exc, asyncpg.DiskFullError | asyncpg.InsufficientResourcesError):
+        return StoreFullError(f"database full: {exc}")
+    return StoreError(f"database error: {exc}")
+
+
+class PostgresStore(Store):
+    dialect = "postgresql"
+    claim_lock_clause = "FOR UPDATE SKIP LOCKED"
+
+    def __init__(self, url: str, *, pool_size: int = 10, committers: int = 3) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        self.committers = committers
+        self._pool: asyncpg.Pool | None = None
+        self._pending: asyncio.Queue[tuple[list[Stmt], asyncio.Future[Any]] | None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._sql_cache: dict[str, str] = {}
+
+    def _sql(self, sql: str) -> str:
+        cached = self._sql_cache.get(sql)
+        if cached is None:
+            cached = self._sql_cache[sql] = numbered(sql)
+        return cached
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(self.url, min_size=2, max_size=self.pool_size, timeout=10)
+        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError, ValueError) as exc:
+            raise ConfigurationError(f"cannot connect to PostgreSQL at {_redact(self.url)}: {exc}") from None
+        self._pending = asyncio.Queue()
+        self._tasks = [asyncio.create_task(self._commit_loop(), name=f"pg-commit-{i}")
+                       for i in range(self.committers)]
+
+    async def close(self) -> None:
+        if self._pending is not None:
+            for _ in self._tasks:
+                self._pending.put_nowait(None)
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._tasks = []
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StoreError("the store is not open")
+        return self._pool
+
+    # -- writes -------------------------------------------------------------------------------
+
+    async def transact(self, stmts: list[Stmt]) -> list[list[Sequence[Any]]]:
+        if self._pending is None:
+            raise StoreError("the store is not open")
+        future: asyncio.Future[list[list[Sequence[Any]]]] = asyncio.get_running_loop().create_future()
+        self._pending.put_nowait((stmts, future))
+        return await future
+
+    async def _run(self, conn: asyncpg.Connection, stmts: list[Stmt]) -> list[list[Sequence[Any]]]:
+        results: list[list[Sequence[Any]]] = []
+        for stmt in stmts:
+            sql = self._sql(stmt.sql)
+            if stmt.many is not None:
+                if stmt.many:
+                    await conn.executemany(sql, [resolve_refs(row, results) for row in stmt.many])
+                results.append([])
+            elif stmt.fetch:
+                results.append(list(await conn.fetch(sql, *resolve_refs(stmt.args, results))))
+            else:
+                await conn.execute(sql, *resolve_refs(stmt.args, results))
+                results.append([])
+        return results
+
+    async def _commit_loop(self) -> None:
+        """Take every pending write, run them in one transaction (a savepoint each), commit once.
+
+        Stops when it takes `None`.
+        """
+        assert self._pending is not None
+        while True:
+            item = await self._pending.get()
+            if item is None:
+                return
+            batch = [item]
+            stop = False
+            while len(batch) < _MAX_GROUP and not self._pending.empty():
+                nxt = self._pending.get_nowait()
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            await self._commit_batch(batch)
+            if stop:
+                return
+
+    async def _commit_batch(self, batch: list[tuple[list[Stmt], asyncio.Future[Any]]]) -> None:
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                if len(batch) == 1:
+                    outcomes.append((batch[0][1], await self._run(conn, batch[0][0]), None))
+                else:
+                    for stmts, future in batch:
+                        try:
+                            async with conn.transaction():  # a savepoint
+                                value = await self._run(conn, stmts)
+                        except asyncpg.PostgresError as exc:
+                            outcomes.append((future, None, _store_error(exc)))
+                        else:
+                            outcomes.append((future, value, None))
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            log.error("postgresql commit failed: %s", exc)
+            error = _store_error(exc)
+            outcomes = [(future, None, error) for _, future in batch]
+        for future, value, error in outcomes:
+            if future.done():
+                continue
+            if error is None:
+                future.set_result(value)
+            else:
+                future.set_exception(error)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def query(self, sql: str, args: Sequence[Any] = ()) -> list[Sequence[Any]]:
+        try:
+            return list(await self.pool.fetch(self._sql(sql), *args))
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            raise _store_error(exc) from exc
+
+    # -- migrations ---------------------------------------------------------------------------
+
+    async def migrate(self) -> list[str]:
+        applied: list[str] = []
+        try:
+            async with self.pool.acquire() as conn:
+                await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+                try:
+                    await conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, "
+                                       "name TEXT NOT NULL, applied_at BIGINT NOT NULL)")
+                    done = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+                    for version, name, sql in migrations.load("postgresql"):
+                        if version in done:
+                            continue
+                        async with conn.transaction():
+                            await conn.execute(sql)
+                            await conn.execute("INSERT INTO schema_migrations VALUES ($1, $2, $3)",
+                                               version, name, int(time.time() * 1_000_000))
+                        applied.append(name)
+                finally:
+                    with contextlib.suppress(asyncpg.PostgresError, OSError):
+                        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+        except asyncpg.PostgresError as exc:
+            raise ConfigurationError(f"cannot migrate PostgreSQL database: {exc}") from None
+        return applied
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)

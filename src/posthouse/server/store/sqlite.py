@@ -1,0 +1,255 @@
+"""The SQLite store: one writer thread with group commit, a few reader threads, WAL (DESIGN §6).
+
+The writer thread owns the only write connection. Each call to `transact` queues its statements;
+the thread takes everything pending, runs each caller's statements inside its own SAVEPOINT (so one
+failing caller does not fail the others) and commits once — one fsync for all of them with
+`synchronous=FULL`. Callers are woken only after that commit. The event loop never blocks on SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from posthouse.server.errors import ConfigurationError, StoreError, StoreFullError
+from posthouse.server.store import migrations
+from posthouse.server.store.base import Stmt, Store, resolve_refs
+
+log = logging.getLogger("posthouse.store")
+_MAX_GROUP = 2000  # callers per commit at most, to bound one transaction's size
+
+
+@dataclass(slots=True)
+class _Job:
+    stmts: list[Stmt]
+    future: asyncio.Future[list[list[Sequence[Any]]]]
+    loop: asyncio.AbstractEventLoop
+
+
+def _store_error(exc: BaseException) -> StoreError:
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and ("full" in text or "disk" in text):
+        return StoreFullError(f"database full: {text}")
+    return StoreError(f"database error: {text}")
+
+
+def _resolve(results: list[tuple[_Job, Any, BaseException | None]]) -> None:
+    for job, value, error in results:
+        if job.future.done():
+            continue
+        if error is None:
+            job.future.set_result(value)
+        else:
+            job.future.set_exception(error)
+
+
+class SqliteStore(Store):
+    dialect = "sqlite"
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL", readers: int = 4,
+                 max_page_count: int | None = None) -> None:
+        self.path = Path(path)
+        self.synchronous = synchronous.upper()
+        self.max_page_count = max_page_count
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="sqlite-read")
+        self._local = threading.local()
+        self._reader_connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._open_error: BaseException | None = None
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> SqliteStore:
+        return cls(url.removeprefix("sqlite:///") or "posthouse.db", **kwargs)
+
+    # -- connections --------------------------------------------------------------------------
+
+    def _connect(self, *, readonly: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        if readonly:
+            conn.execute("PRAGMA query_only = 1")
+        else:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            if self.max_page_count:
+                conn.execute(f"PRAGMA max_page_count = {int(self.max_page_count)}")
+        return conn
+
+    async def open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot create the data folder {self.path.parent}: {exc.strerror}") from None
+        self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
+        self._writer.start()
+        await asyncio.get_running_loop().run_in_executor(None, self._ready.wait)
+        if self._open_error is not None:
+            raise ConfigurationError(f"cannot open SQLite database {self.path}: {self._open_error}")
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._jobs.put(None)
+            await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+            self._writer = None
+        self._readers.shutdown(wait=True)
+        with self._lock:
+            for conn in self._reader_connections:
+                conn.close()
+            self._reader_connections.clear()
+
+    # -- writes: group commit -----------------------------------------------------------------
+
+    async def transact(self, stmts: list[Stmt]) -> list[list[Sequence[Any]]]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[list[Sequence[Any]]]] = loop.create_future()
+        self._jobs.put(_Job(stmts, future, loop))
+        return await future
+
+    def _run(self, conn: sqlite3.Connection, stmts: list[Stmt]) -> list[list[Sequence[Any]]]:
+        results: list[list[Sequence[Any]]] = []
+        for stmt in stmts:
+            if stmt.many is not None:
+                if stmt.many:
+                    conn.executemany(stmt.sql, [resolve_refs(row, results) for row in stmt.many])
+                results.append([])
+            else:
+                cursor = conn.execute(stmt.sql, resolve_refs(stmt.args, results))
+                results.append(cursor.fetchall() if stmt.fetch else [])
+        return results
+
+    def _write_loop(self) -> None:
+        """Take every pending job, run them in one transaction, commit once, wake the callers.
+
+        Stops when it takes `None` from the queue (after finishing what came before it).
+        """
+        try:
+            conn = self._connect(readonly=False)
+        except sqlite3.Error as exc:
+            self._open_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                break
+            batch = [job]
+            stop = False
+            while len(batch) < _MAX_GROUP:
+                try:
+                    nxt = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._commit_batch(conn, batch)
+            if stop:
+                break
+        conn.close()
+
+    def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    value = self._run(conn, job.stmts)
+                except sqlite3.Error as exc:
+                    conn.execute("ROLLBACK TO job")
+                    outcomes.append((job, None, _store_error(exc)))
+                else:
+                    outcomes.append((job, value, None))
+                conn.execute("RELEASE job")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            # The commit itself failed (disk full, I/O error): nobody in this batch is acknowledged.
+            log.error("sqlite commit failed: %s", exc)
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error as rollback_exc:
+                    log.error("sqlite rollback failed: %s", rollback_exc)
+            error = _store_error(exc)
+            outcomes = [(job, None, error) for job in batch]
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Any, BaseException | None]]] = {}
+        for outcome in outcomes:
+            by_loop.setdefault(outcome[0].loop, []).append(outcome)
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, items)
+            except RuntimeError:
+                log.warning("event loop closed before %d sqlite results were delivered", len(items))
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect(readonly=True)
+            self._local.conn = conn
+            with self._lock:
+                self._reader_connections.append(conn)
+        return conn
+
+    def _read(self, sql: str, args: Sequence[Any]) -> list[Sequence[Any]]:
+        return self._reader().execute(sql, tuple(args)).fetchall()
+
+    async def query(self, sql: str, args: Sequence[Any] = ()) -> list[Sequence[Any]]:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._readers, self._read, sql, args)
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from exc
+
+    # -- migrations ---------------------------------------------------------------------------
+
+    async def migrate(self) -> list[str]:
+        return await asyncio.get_running_loop().run_in_executor(None, self._migrate_sync)
+
+    def _migrate_sync(self) -> list[str]:
+        conn = self._connect(readonly=False)
+        applied: list[str] = []
+        try:
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                         "name TEXT NOT NULL, applied_at INTEGER NOT NULL)")
+            done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+            for version, name, sql in migrations.load("sqlite"):
+                if version in done:
+                    continue
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in _split_sql(sql):
+                        conn.execute(statement)
+                    conn.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                                 (version, name, int(time.time() * 1_000_000)))
+                    conn.execute("COMMIT")
+                except sqlite3.Error:
+                    conn.execute("ROLLBACK")
+                    raise
+                applied.append(name)
+        except sqlite3.Error as exc:
+            raise ConfigurationError(f"cannot migrate SQLite database {self.path}: {exc}") from None
+        finally:
+            conn.close()
+        return applied
+
+
+def _split_sql(script: str) -> list[str]:
+    """Statements of a migration file (no semicolons inside literals in our migrations)."""
+    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

@@ -1,0 +1,142 @@
+"""The delivery worker: claim due queue rows, send each message once for all its claimed recipients,
+classify every reply and record the outcome (DESIGN §3, §4)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from itertools import groupby
+
+from posthouse.server.delivery.base import AttemptResult, Envelope, Transport
+from posthouse.server.delivery.smtp_client import Reply
+from posthouse.server.domain.replies import Outcome, classify_reply
+from posthouse.server.domain.retry import RetryPolicy
+from posthouse.server.domain.statuses import BounceType, DeliveryState, EventType
+from posthouse.server.errors import DeliveryError, StoreError
+from posthouse.server.services.clock import Clock
+from posthouse.server.services.wakeup import Wakeup
+from posthouse.server.store.base import BounceRecord, ClaimedDelivery, DeliveryUpdate, Store
+
+log = logging.getLogger("posthouse.worker")
+_DESCRIPTIONS = {
+    BounceType.HARD_BOUNCE: "The server was unable to deliver your message (ex: unknown user, mailbox not found).",
+    BounceType.SOFT_BOUNCE: "Unable to temporarily deliver this email (ex: mailbox full, over quota, gave up).",
+    BounceType.BAD_EMAIL_ADDRESS: "Invalid email address.",
+    BounceType.DNS_ERROR: "A temporary DNS error happened while sending, or the domain does not accept mail.",
+    BounceType.BLOCKED: "The receiving server blocked this message (ISP block or policy).",
+    BounceType.DMARC_POLICY: "The message was rejected because of the sender domain's DMARC policy.",
+    BounceType.ADDRESS_CHANGE: "The recipient has requested an address change.",
+    BounceType.VIRUS_NOTIFICATION: "The receiving server reported a virus in this message.",
+}
+
+
+class DeliveryWorker:
+    """One worker loop per process; `concurrency` messages in flight at most."""
+
+    def __init__(self, store: Store, transport: Transport, sandbox: Transport, policy: RetryPolicy, clock: Clock,
+                 wakeup: Wakeup, *, owner: str, concurrency: int = 64, batch_size: int = 256,
+                 lease_seconds: float = 300.0, poll_seconds: float = 1.0) -> None:
+        self.store = store
+        self.transport = transport
+        self.sandbox = sandbox
+        self.policy = policy
+        self.clock = clock
+        self.wakeup = wakeup
+        self.owner = owner
+        self.concurrency = concurrency
+        self.batch_size = batch_size
+        self.lease_micros = int(lease_seconds * 1_000_000)
+        self.poll_seconds = poll_seconds
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.wakeup.notify()
+
+    async def run(self) -> None:
+        """Claim, deliver, record, repeat; sleep until woken (new work) or the poll interval passes.
+
+        Claims only as many rows as there are free delivery slots. Stops when `stop()` is called,
+        after the deliveries in flight have finished and been recorded.
+        """
+        inflight: set[asyncio.Task[None]] = set()
+        while not self._stopping.is_set():
+            free = self.concurrency - len(inflight)
+            if free <= 0:
+                await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            now = self.clock.micros()
+            try:
+                claimed = await self.store.claim_deliveries(self.owner, now, min(self.batch_size, free),
+                                                            now + self.lease_micros)
+            except StoreError as exc:
+                log.error("claiming deliveries failed, retrying: %s", exc)
+                await self.wakeup.wait(self.poll_seconds)
+                continue
+            if not claimed:
+                await self.wakeup.wait(self.poll_seconds)
+                continue
+            for _, rows in groupby(claimed, key=lambda d: d.message_id):
+                task = asyncio.create_task(self._deliver(list(rows)))
+                inflight.add(task)
+                task.add_done_callback(inflight.discard)
+        if inflight:
+            await asyncio.gather(*inflight, return_exceptions=True)
+
+    async def _deliver(self, rows: Sequence[ClaimedDelivery]) -> None:
+        """Send one message to its claimed recipients in one transaction, then record every outcome."""
+        first = rows[0]
+        transport = self.sandbox if first.sandboxed else self.transport
+        envelope = Envelope(first.envelope_from, [r.recipient for r in rows], first.content)
+        result: AttemptResult | None = None
+        error: str | None = None
+        try:
+            result = await transport.send(envelope)
+        except DeliveryError as exc:
+            error = str(exc) or exc.__class__.__name__
+        except Exception as exc:  # noqa: BLE001 — a bug in a transport must not kill the loop; the row retries
+            log.exception("transport %s failed unexpectedly", transport.name)
+            error = f"internal error: {exc.__class__.__name__}"
+        now = self.clock.micros()
+        updates = [self._outcome(row, result, error, now) for row in rows]
+        for attempt in range(3):
+            try:
+                await self.store.record_attempts(updates)
+                return
+            except StoreError as exc:
+                log.error("recording delivery results failed (try %d): %s", attempt + 1, exc)
+                await asyncio.sleep(0.5 * (attempt + 1))
+        # The leases will expire and the rows be tried again: at least once, never lost.
+
+    def _outcome(self, row: ClaimedDelivery, result: AttemptResult | None, error: str | None, now: int
+                 ) -> DeliveryUpdate:
+        reply = result.replies.get(row.recipient) if result is not None else None
+        server = result.server if result is not None else ""
+        ip = result.ip if result is not None else ""
+        if reply is None:
+            reply = Reply(451, f"4.4.0 {error or 'no reply for this recipient'}", "4.4.0")
+        text = str(reply)
+        classification = classify_reply(reply.code, reply.enhanced, reply.text)
+        delivery_details = {"DeliveryMessage": text, "DestinationServer": server, "DestinationIP": ip}
+        if classification.outcome is Outcome.DELIVERED:
+            return DeliveryUpdate(row, self.owner, DeliveryState.DELIVERED, now, text, EventType.DELIVERED,
+                                  delivery_details, now)
+        if classification.outcome is Outcome.TRANSIENT:
+            age = (now - row.received_at) / 1_000_000
+            if not self.policy.is_expired(age):
+                delay = self.policy.delay_after(row.attempts, classification.retry_after)
+                return DeliveryUpdate(row, self.owner, DeliveryState.DEFERRED, now + int(delay * 1_000_000), text,
+                                      EventType.TRANSIENT, delivery_details, now)
+            bounce_type = BounceType.SOFT_BOUNCE
+            text = f"gave up after {row.attempts} attempts over {age / 3600:.1f} h; last reply: {text}"
+        else:
+            bounce_type = classification.bounce_type or BounceType.UNKNOWN
+        bounce = BounceRecord(
+            server_id=row.server_id, message_id=row.message_id, stream=row.stream, type=bounce_type.type_name,
+            type_code=bounce_type.code, email=row.recipient, sender=row.sender, subject=row.subject, tag=row.tag,
+            description=_DESCRIPTIONS.get(bounce_type, bounce_type.display_name), details=text, bounced_at=now,
+            inactive=bounce_type.deactivates, can_activate=bounce_type is BounceType.HARD_BOUNCE, dump="")
+        summary = f"{bounce_type.display_name}: {text}"
+        return DeliveryUpdate(row, self.owner, DeliveryState.BOUNCED, now, text, EventType.BOUNCED,
+                              {"Summary": summary}, now, bounce)
