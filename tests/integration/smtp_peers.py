@@ -68,9 +68,7 @@ class _SinkHandler:
     def __init__(self, sink: RecordingSink) -> None:
         self._sink = sink
 
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
-    ) -> str:
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
         reply = self._sink.rcpt_replies.get(address)
         if reply is not None:
             return reply
@@ -105,8 +103,9 @@ class RecordingSink:
       user"}); other recipients are accepted.
     - `tls_context` (server side) enables STARTTLS, `require_starttls` makes it mandatory;
       `implicit_tls` wraps every connection in TLS at accept (port 465 style) instead.
-    - `auth` (user → password) enables AUTH with `auth_mechanisms`; aiosmtpd offers AUTH only
-      over TLS unless `auth_require_tls` is False; `require_auth` refuses mail without it.
+    - `auth` (user → password) enables AUTH with `auth_mechanisms`, offered only over TLS unless
+      `auth_require_tls` is False; `require_auth` refuses mail without it (not with
+      `implicit_tls`). `logins` records each successful AUTH as (mechanism, user).
     """
 
     def __init__(
@@ -122,6 +121,10 @@ class RecordingSink:
     ) -> None:
         if (require_starttls or implicit_tls) and tls_context is None:
             raise ValueError("require_starttls and implicit_tls need a tls_context")
+        if implicit_tls and require_auth:
+            # aiosmtpd 1.4.6 does not count implicit TLS as TLS for AUTH; it would have to be
+            # told auth_require_tls=False, and then warns about require_auth.
+            raise ValueError("require_auth is not supported with implicit_tls")
         self.host = "127.0.0.1"
         self.port = 0
         self.messages: list[ReceivedMessage] = []
@@ -137,18 +140,13 @@ class RecordingSink:
             options["require_starttls"] = require_starttls
         if auth is not None:
             options["authenticator"] = self._authenticate
-            options["auth_require_tls"] = auth_require_tls
+            # Implicit TLS is TLS, but aiosmtpd only counts STARTTLS.
+            options["auth_require_tls"] = auth_require_tls and not implicit_tls
             options["auth_required"] = require_auth
-            options["auth_exclude_mechanism"] = [
-                m for m in ("PLAIN", "LOGIN") if m not in auth_mechanisms
-            ]
-        self._controller = _PortZeroController(
-            _SinkHandler(self), hostname=self.host, port=0, **options
-        )
+            options["auth_exclude_mechanism"] = [m for m in ("PLAIN", "LOGIN") if m not in auth_mechanisms]
+        self._controller = _PortZeroController(_SinkHandler(self), hostname=self.host, port=0, **options)
 
-    def _authenticate(
-        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
-    ) -> AuthResult:
+    def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
         assert self._auth is not None
         if isinstance(auth_data, LoginPassword):
             user = auth_data.login.decode()
@@ -315,10 +313,7 @@ class _PeerSession:
             if end < 0:
                 break
             line, buffer = buffer[:end], buffer[end + 2 :]
-            if self.in_data:
-                reply = self._data_line(line)
-            else:
-                reply = self._command(line.decode("utf-8", "surrogateescape"))
+            reply = self._data_line(line) if self.in_data else self._command(line.decode("utf-8", "surrogateescape"))
             if reply is None:
                 continue
             if reply == HANG:
@@ -340,9 +335,7 @@ class _PeerSession:
         reply = self.peer._scripted(".") or "250 2.0.0 Ok: queued"
         if reply.startswith("2"):
             data = b"".join(line + b"\r\n" for line in self.data)
-            self.peer.messages.append(
-                ReceivedMessage(self.mail_from or "", self.rcpt_tos, data, self.mail_options)
-            )
+            self.peer.messages.append(ReceivedMessage(self.mail_from or "", self.rcpt_tos, data, self.mail_options))
         self._reset()
         return reply
 
@@ -359,9 +352,7 @@ class _PeerSession:
         scripted = self.peer._scripted(verb)
         if verb == "EHLO":
             lines = ["peer.test", *self.peer.extensions]
-            default = "\r\n".join(
-                f"250{' ' if i == len(lines) - 1 else '-'}{text}" for i, text in enumerate(lines)
-            )
+            default = "\r\n".join(f"250{' ' if i == len(lines) - 1 else '-'}{text}" for i, text in enumerate(lines))
         elif verb == "HELO":
             default = "250 peer.test"
         elif verb == "MAIL":

@@ -6,12 +6,9 @@ import asyncio
 import contextlib
 import errno
 import logging
-import os
 import signal
 import socket
-import ssl
 import sys
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -72,102 +69,58 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def relay_ssl_context(settings: Settings) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    if settings.relay_ca_file:
-        try:
-            context.load_verify_locations(settings.relay_ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigurationError(f"cannot load relay CA file {settings.relay_ca_file}: {exc}") from None
-    if not settings.relay_tls_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
 # -- serve ------------------------------------------------------------------------------------
 
 
 async def serve(settings: Settings, *, announce: Callable[[str], None] = click.echo) -> None:
-    """Run every configured role in this process until SIGINT/SIGTERM, then stop in order."""
+    """Run every configured role in this process until SIGINT/SIGTERM, then stop in order:
+    stop accepting HTTP, let the worker finish what it holds, close transports, close the store."""
     import uvicorn
 
-    from posthouse.server.api.app import ApiState, create_app
-    from posthouse.server.delivery.relay import RelayTransport
-    from posthouse.server.delivery.sandbox import SandboxTransport
-    from posthouse.server.domain.retry import RetryPolicy
-    from posthouse.server.services.accounts import AccountService
-    from posthouse.server.services.clock import Clock
-    from posthouse.server.services.history import HistoryService
-    from posthouse.server.services.sending import SendingService
-    from posthouse.server.services.wakeup import Wakeup
-    from posthouse.server.workers.delivery import DeliveryWorker
+    from posthouse.server.runtime import Runtime
 
     roles = settings.role_set
     sock = _bind(*settings.http_address) if "api" in roles else None
     store = await _open_store(settings)
-    clock = Clock()
-    wakeup = Wakeup()
-    accounts = AccountService(store, clock)
-    tokens = await accounts.bootstrap()
+    runtime = Runtime(settings, store)
+    tokens = await runtime.accounts.bootstrap()
     if tokens is not None:
         announce('Created server "default". These tokens are shown once; only their hashes are stored.')
         announce(f"  Server token:  {tokens[0]}")
         announce(f"  Account token: {tokens[1]}")
-    ready: dict[str, bool] = {role: False for role in roles}
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
-
     tasks: list[asyncio.Task[Any]] = []
-    worker: DeliveryWorker | None = None
-    transports: list[Any] = []
     http_server: Any = None
-    if "worker" in roles:
-        sandbox = SandboxTransport()
-        transport: Any = sandbox
-        if settings.delivery == "relay" and settings.relay is not None:
-            transport = RelayTransport(settings.relay, max_connections=settings.relay_max_connections,
-                                       messages_per_connection=settings.relay_messages_per_connection,
-                                       ssl_context=relay_ssl_context(settings), timeout=settings.smtp_timeout_seconds)
-        transports = [transport, sandbox]
-        policy = RetryPolicy(settings.retry_delays, settings.max_message_age_seconds)
-        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        worker = DeliveryWorker(store, transport, sandbox, policy, clock, wakeup, owner=owner,
-                                concurrency=settings.worker_concurrency, batch_size=settings.claim_batch_size,
-                                lease_seconds=settings.lease_seconds, poll_seconds=settings.poll_seconds)
-        tasks.append(asyncio.create_task(worker.run(), name="delivery-worker"))
-        ready["worker"] = True
-    if sock is not None:
-        history = HistoryService(store)
-        sending = SendingService(store, accounts, clock, wakeup, sandbox_all=settings.delivery == "sandbox")
-        app = create_app(ApiState(accounts=accounts, sending=sending, history=history,
-                                  ready=lambda: all(ready.values())))
-        config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False, loop="none",
-                                http="httptools", timeout_keep_alive=30)
-        http_server = _QuietServer(config)
-        tasks.append(asyncio.create_task(http_server.serve(sockets=[sock]), name="http"))
-        while not http_server.started and not tasks[-1].done():
-            await asyncio.sleep(0.01)
-        ready["api"] = True
-        host, port = sock.getsockname()[:2]
-        announce(f"Posthouse is listening: HTTP API on http://{host}:{port} "
-                 f"(delivery: {settings.delivery}, database: {store.dialect})")
     try:
+        if "worker" in roles:
+            runtime.start_worker()
+            assert runtime.worker_task is not None
+            tasks.append(runtime.worker_task)
+        if sock is not None:
+            config = uvicorn.Config(runtime.app, lifespan="off", log_level="warning", access_log=False,
+                                    loop="none", http="httptools", timeout_keep_alive=30)
+            http_server = _QuietServer(config)
+            tasks.append(asyncio.create_task(http_server.serve(sockets=[sock]), name="http"))
+            while not http_server.started and not tasks[-1].done():  # noqa: ASYNC110 — uvicorn has only a flag
+                await asyncio.sleep(0.01)
+            runtime.ready["api"] = True
+            host, port = sock.getsockname()[:2]
+            announce(f"Posthouse is listening: HTTP API on http://{host}:{port} "
+                     f"(delivery: {settings.delivery}, database: {store.dialect})")
         waiter = asyncio.create_task(stopping.wait())
         done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
         for task in done:
             if task is not waiter and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
     finally:
         if http_server is not None:
             http_server.should_exit = True
-        if worker is not None:
-            worker.stop()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for transport_ in transports:
-            await transport_.close()
+            await asyncio.gather(tasks[-1], return_exceptions=True)
+        await runtime.stop()
         await store.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 import msgspec
@@ -12,6 +13,7 @@ from posthouse import wire
 from posthouse.server.errors import ApiError
 
 T = TypeVar("T")
+_FIELD_PATH = re.compile(r"at `\$(?:\[\d+\])?\.?([A-Za-z]*)")
 JSON = "application/json"
 
 
@@ -54,7 +56,12 @@ def decode(body: bytes, kind: type[T], request: Request | None = None) -> T:
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
-        raise ApiError(402, f"Invalid JSON: {exc}") from None
+        # A well-formed body with a field of the wrong type: Postmark's 403 "Invalid request field(s)".
+        found = _FIELD_PATH.search(str(exc))
+        field_name = found.group(1) if found else "?"
+        if not found or not field_name:
+            raise ApiError(402, f"Invalid JSON: {exc}") from None
+        raise ApiError(403, f"Invalid request field(s): '{field_name}'. {exc}") from None
     except msgspec.DecodeError as exc:
         raise ApiError(402, f"Invalid JSON: {exc}") from None
 

@@ -238,6 +238,8 @@ class _ReplyProtocol(asyncio.Protocol):
             or (self._lines and self._lines[0][:3] != code)
         ):
             raise _ProtocolError(f"malformed reply line {line[:80]!r}")
+        if len(line) > _MAX_LINE:
+            raise _ProtocolError(f"reply line longer than {_MAX_LINE} octets")
         self._reply_size += len(line)
         if self._reply_size > _MAX_REPLY:
             raise _ProtocolError(f"reply longer than {_MAX_REPLY} octets")
@@ -319,9 +321,7 @@ class _ReplyProtocol(asyncio.Protocol):
             timer.cancel()
             self._drain_waiter = None
 
-    async def start_tls(
-        self, context: ssl.SSLContext, server_hostname: str, seconds: float
-    ) -> None:
+    async def start_tls(self, context: ssl.SSLContext, server_hostname: str, seconds: float) -> None:
         transport = self._transport
         if transport is None:
             raise ConnectionResetError("connection closed")
@@ -570,9 +570,7 @@ class SMTPClient:
             )
         if reply.code != 235:
             await self._refused(reply)
-            raise SMTPAuthenticationError(
-                f"{self.host}:{self.port} refused AUTH {mechanism}: {reply}", reply
-            )
+            raise SMTPAuthenticationError(f"{self.host}:{self.port} refused AUTH {mechanism}: {reply}", reply)
 
     # Transactions
 
@@ -603,9 +601,7 @@ class SMTPClient:
         finally:
             self._busy = False
 
-    async def _transact(
-        self, protocol: _ReplyProtocol, mail_from: str, rcpts: list[str], data: bytes
-    ) -> SendResult:
+    async def _transact(self, protocol: _ReplyProtocol, mail_from: str, rcpts: list[str], data: bytes) -> SendResult:
         if protocol.has_buffered_input:
             # Something nobody asked for: a 421 on idle timeout (RFC 5321 §3.8), or a broken peer.
             reply = protocol.pop_reply()

@@ -372,7 +372,7 @@ def _split_words(value: str) -> list[str]:
 
 
 def _encoded_words(text: str, first_budget: int) -> list[str]:
-    """RFC 2047 encoded-words for all of `text`, Q or B, whichever is shorter, in UTF-8.
+    """RFC 2047 encoded-words for all of `text` in UTF-8, Q or B encoded.
 
     Each word holds whole characters (RFC 2047 §5: a multi-octet character is never split), the
     first is at most `first_budget` characters and the rest at most 75 (RFC 2047 §2). All spaces
@@ -382,8 +382,8 @@ def _encoded_words(text: str, first_budget: int) -> list[str]:
     escaped = len(data.translate(None, _Q_LITERAL + b" "))
     budget = max(first_budget, _EW_MIN)
     words: list[str] = []
-    # Q costs 3 characters per escaped octet and 1 otherwise, B costs 4/3 per octet.
-    if escaped * 6 <= len(data):
+    # Whichever is shorter: Q costs 3 characters per escaped octet and 1 per other, B 4 per 3.
+    if len(data) + 2 * escaped <= (len(data) + 2) // 3 * 4:
         current: list[str] = []
         size = _EW_OVERHEAD
         for ch in text:
@@ -427,6 +427,8 @@ def _mailbox_words(address: Address, first_budget: int) -> list[str]:
     name = address.name
     if not name:
         return [email]
+    # A phrase has no line breaks even once decoded; readers refuse one (the stdlib raises).
+    _raw(name)
     if name.isascii() and name.isprintable() and "=?" not in name:
         if _ATOM_PHRASE.fullmatch(name):
             words = name.split(" ")

@@ -1,0 +1,31 @@
+# Posthouse: `make run` starts the server on its embedded default, `make test` runs every test.
+# Only Python 3.11+ is needed: uv is installed with pip into .tools, dependencies come from uv.lock.
+PYTHON ?= python3
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: run test lint bench clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==0.13.8
+
+.venv/.synced: $(UV) uv.lock pyproject.toml
+	$(UV) sync --frozen --all-extras --quiet
+	touch $@
+
+run: .venv/.synced
+	$(UV) run --frozen posthouse serve
+
+test: .venv/.synced
+	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+lint: .venv/.synced
+	$(UV) run --frozen ruff check src tests bench
+
+bench: .venv/.synced
+	$(UV) run --frozen python bench/relay_throughput.py
+
+clean:
+	rm -rf .venv $(TOOLS) posthouse-data

@@ -1,0 +1,91 @@
+"""Wiring: the services, worker and API of one process, built from settings and an opened store.
+
+The CLI (`cli.serve`) and the in-process tests build the same object, so what is tested is what runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import ssl
+import uuid
+from typing import Any
+
+from posthouse.server.api.app import ApiState, create_app
+from posthouse.server.config import Settings
+from posthouse.server.delivery.base import Transport
+from posthouse.server.delivery.relay import RelayTransport
+from posthouse.server.delivery.sandbox import SandboxTransport
+from posthouse.server.domain.retry import RetryPolicy
+from posthouse.server.errors import ConfigurationError
+from posthouse.server.services.accounts import AccountService
+from posthouse.server.services.clock import Clock
+from posthouse.server.services.history import HistoryService
+from posthouse.server.services.sending import SendingService
+from posthouse.server.services.wakeup import Wakeup
+from posthouse.server.store.base import Store
+from posthouse.server.workers.delivery import DeliveryWorker
+
+
+def relay_ssl_context(settings: Settings) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if settings.relay_ca_file:
+        try:
+            context.load_verify_locations(settings.relay_ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(f"cannot load relay CA file {settings.relay_ca_file}: {exc}") from None
+    if not settings.relay_tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class Runtime:
+    """Services for every role; the worker runs only after `start_worker()`."""
+
+    def __init__(self, settings: Settings, store: Store, *, clock: Clock | None = None,
+                 transport: Transport | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock or Clock()
+        self.wakeup = Wakeup()
+        self.accounts = AccountService(store, self.clock)
+        self.history = HistoryService(store)
+        self.sending = SendingService(store, self.accounts, self.clock, self.wakeup,
+                                      sandbox_all=settings.delivery == "sandbox")
+        self.sandbox = SandboxTransport()
+        if transport is None and settings.delivery == "relay" and settings.relay is not None:
+            transport = RelayTransport(
+                settings.relay, max_connections=settings.relay_max_connections,
+                messages_per_connection=settings.relay_messages_per_connection,
+                ssl_context=relay_ssl_context(settings), timeout=settings.smtp_timeout_seconds)
+        self.transport: Transport = transport or self.sandbox
+        self.ready: dict[str, bool] = {role: False for role in settings.role_set}
+        self.app = create_app(ApiState(accounts=self.accounts, sending=self.sending, history=self.history,
+                                       ready=lambda: all(self.ready.values())))
+        self.worker: DeliveryWorker | None = None
+        self._worker_task: asyncio.Task[None] | None = None
+
+    def start_worker(self) -> None:
+        s = self.settings
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.worker = DeliveryWorker(
+            self.store, self.transport, self.sandbox, RetryPolicy(s.retry_delays, s.max_message_age_seconds),
+            self.clock, self.wakeup, owner=owner, concurrency=s.worker_concurrency,
+            batch_size=s.claim_batch_size, lease_seconds=s.lease_seconds, poll_seconds=s.poll_seconds)
+        self._worker_task = asyncio.create_task(self.worker.run(), name="delivery-worker")
+        self.ready["worker"] = True
+
+    @property
+    def worker_task(self) -> asyncio.Task[None] | None:
+        return self._worker_task
+
+    async def stop(self) -> None:
+        """Stop the worker (in-flight deliveries finish and are recorded), then close the transports."""
+        if self.worker is not None and self._worker_task is not None:
+            self.worker.stop()
+            await asyncio.gather(self._worker_task, return_exceptions=True)
+        transports: list[Any] = [self.transport] if self.transport is not self.sandbox else []
+        for transport in [*transports, self.sandbox]:
+            await transport.close()

@@ -1,0 +1,189 @@
+"""Test support: waiting without sleeping blindly, test databases, and the real server as a process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+POSTGRES_URL_ENV = "POSTHOUSE_TEST_POSTGRES_URL"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+async def async_wait_for(predicate: Callable[[], Awaitable[Any]], timeout: float = 10.0,
+                         interval: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def require_postgres() -> str:
+    import pytest
+
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail(f"{POSTGRES_URL_ENV} is not set: CI must run the suite on PostgreSQL too")
+        pytest.skip(f"PostgreSQL not configured (set {POSTGRES_URL_ENV}, as .ci/run does)")
+    return url
+
+
+async def create_postgres_database(base_url: str) -> str:
+    import asyncpg
+
+    name = f"posthouse_test_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(base_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return base_url.rsplit("/", 1)[0] + "/" + name
+
+
+async def drop_postgres_database(base_url: str, url: str) -> None:
+    import asyncpg
+
+    name = url.rsplit("/", 1)[1]
+    conn = await asyncpg.connect(base_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+class ServerProcess:
+    """`posthouse serve` as a real process on a free port, with its output kept for failures."""
+
+    def __init__(self, data_dir: Path, database_url: str, *, delivery: str = "sandbox",
+                 relay_url: str | None = None, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.database_url = database_url
+        self.delivery = delivery
+        self.relay_url = relay_url
+        self.extra_env = env or {}
+        self.port = free_port()
+        self.process: subprocess.Popen[str] | None = None
+        self.lines: list[str] = []
+        self.server_token: str | None = None
+        self.account_token: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("POSTHOUSE_")}
+        env.update({
+            "POSTHOUSE_HTTP": f"127.0.0.1:{self.port}",
+            "POSTHOUSE_DATA_DIR": str(self.data_dir),
+            "POSTHOUSE_DATABASE_URL": self.database_url,
+            "POSTHOUSE_DELIVERY": self.delivery,
+            "POSTHOUSE_LOG_LEVEL": "warning",
+            **({"POSTHOUSE_RELAY_URL": self.relay_url} if self.relay_url else {}),
+            **self.extra_env,
+        })
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "posthouse.server.cli", "serve"], stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, env=env)
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def pump() -> None:
+            assert self.process is not None and self.process.stdout is not None
+            for line in self.process.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                self.kill()
+                raise AssertionError("server did not start:\n" + "".join(self.lines)) from None
+            if line is None:
+                raise AssertionError("server exited at start:\n" + "".join(self.lines))
+            self.lines.append(line)
+            if "Server token:" in line:
+                self.server_token = line.split()[-1]
+            if "Account token:" in line:
+                self.account_token = line.split()[-1]
+            if "Posthouse is listening" in line:
+                break
+
+        def drain() -> None:
+            while (item := lines.get()) is not None:
+                self.lines.append(item)
+
+        threading.Thread(target=drain, daemon=True).start()
+        wait_for(self._healthy, timeout=timeout)
+        return self
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(self.base_url + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill(self) -> None:
+        """kill -9: no chance to flush or finish anything."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.process.returncode
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        headers = {"X-Postmark-Server-Token": self.server_token or "", "Accept": "application/json"}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=10, **kwargs)
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            self.stop()
