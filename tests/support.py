@@ -137,6 +137,8 @@ class ServerProcess:
                 self.kill()
                 raise AssertionError("server did not start:\n" + "".join(self.lines)) from None
             if line is None:
+                self.process.wait(10)
+                self.process.stdout.close()  # type: ignore[union-attr]
                 raise AssertionError("server exited at start:\n" + "".join(self.lines))
             self.lines.append(line)
             if "Server token:" in line:
@@ -150,7 +152,8 @@ class ServerProcess:
             while (item := lines.get()) is not None:
                 self.lines.append(item)
 
-        threading.Thread(target=drain, daemon=True).start()
+        self._drain = threading.Thread(target=drain, daemon=True)
+        self._drain.start()
         wait_for(self._healthy, timeout=timeout)
         return self
 
@@ -165,6 +168,14 @@ class ServerProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
+        self._close_output()
+
+    def _close_output(self) -> None:
+        drain = getattr(self, "_drain", None)
+        if drain is not None:
+            drain.join(5)
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
 
     def stop(self) -> int | None:
         if self.process is None:
@@ -175,6 +186,7 @@ class ServerProcess:
                 self.process.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self._close_output()
         return self.process.returncode
 
     def client(self, **kwargs: Any) -> httpx.Client:

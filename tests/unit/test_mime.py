@@ -136,13 +136,15 @@ def parsed_addresses(raw: bytes, message: EmailMessage, field: str) -> list[tupl
 
 
 def expected_addresses(raw: bytes, field: str, addresses: Any) -> list[tuple[str, str]]:
-    """What the stdlib should read back; for an encoded-word display name it collapses each run
-    of spaces and tabs to one space, as its phrase parser re-splits the decoded text into words.
+    """What the stdlib should read back.
+
+    For an encoded-word display name it turns a space or tab and all whitespace after it into one
+    space, as its phrase parser re-splits the decoded text into words (`get_fws` uses lstrip()).
     """
     pieces = split_address_list(field_value(raw, field).decode("utf-8"))
     assert len(pieces) == len(addresses)
     return [
-        (re.sub(r"[ \t]+", " ", a.name) if piece.startswith("=?") else a.name or "", a.email)
+        (re.sub(r"[ \t]\s*", " ", a.name) if piece.startswith("=?") else a.name or "", a.email)
         for piece, a in zip(pieces, addresses, strict=True)
     ]
 

@@ -340,21 +340,18 @@ def _unstructured_words(name: str, value: str, *, verbatim: bool) -> list[str]:
     passed through as given, bar the outer spaces that unfolding drops anyway. Anything else, and
     any value with a word too long for a 998-octet line, becomes RFC 2047 encoded-words.
     """
-    if verbatim:
-        value = value.strip(" ")
-    if not value:
-        return []
     first_budget = _FOLD_WIDTH - len(name) - 2
-    if (
-        value.isascii()
-        and value.isprintable()
-        and (verbatim or ("=?" not in value and value[0] != " " and value[-1] != " "))
-    ):
-        if len(value) <= first_budget:
-            return [value]
-        words = _split_words(value)
-        if max(map(len, words)) <= _MAX_LINE - len(name) - 2:
-            return words
+    if value.isascii() and value.isprintable():
+        if verbatim:
+            value = value.strip(" ")
+        if not value:
+            return []
+        if verbatim or ("=?" not in value and value[0] != " " and value[-1] != " "):
+            if len(value) <= first_budget:
+                return [value]
+            words = _split_words(value)
+            if max(map(len, words)) <= _MAX_LINE - len(name) - 2:
+                return words
     return _encoded_words(value, first_budget)
 
 
