@@ -589,7 +589,7 @@ def bodies(draw: st.DrawFn) -> str:
                 LINE_ENDINGS,
                 st.sampled_from([".", "From ", " ", "\t", "=", "😀", "é"]),
                 # A run long enough to pass the 998-octet line limit or the 76-character QP width.
-                st.builds(lambda ch, n: ch * n, st.characters(), st.integers(70, 1100)),
+                st.builds(lambda ch, n: ch * n, st.characters(codec="utf-8"), st.integers(70, 1100)),
             ),
             max_size=12,
         )
@@ -598,7 +598,7 @@ def bodies(draw: st.DrawFn) -> str:
 
 
 # Display names never hold a line break: the caller refuses one, and so does the builder.
-names = st.one_of(st.none(), st.text(st.characters(exclude_characters="\r\n\0"), max_size=90))
+names = st.one_of(st.none(), st.text(st.characters(codec="utf-8", exclude_characters="\r\n\0"), max_size=90))
 addresses = st.builds(Address, st.sampled_from(EMAILS), names)
 attachments = st.builds(
     Attachment,
