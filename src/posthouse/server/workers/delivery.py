@@ -77,6 +77,8 @@ class DeliveryWorker:
             if not claimed:
                 await self.wakeup.wait(self.poll_seconds)
                 continue
+            # One SMTP transaction per message: rows of a message may come back in any order.
+            claimed.sort(key=lambda d: d.message_id)
             for _, rows in groupby(claimed, key=lambda d: d.message_id):
                 task = asyncio.create_task(self._deliver(list(rows)))
                 inflight.add(task)

@@ -1,0 +1,123 @@
+"""The queue on a real database (SQLite and PostgreSQL): claims, leases, retries, completion (DESIGN §3)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from posthouse import wire
+from posthouse.server.domain.messages import compose
+from posthouse.server.domain.statuses import DeliveryState, EventType
+from posthouse.server.services.accounts import DEFAULT_STREAMS
+from posthouse.server.store.base import DeliveryUpdate, Store
+
+T0 = 1_800_000_000_000_000  # a fixed "now" in µs
+LEASE = 60_000_000
+
+
+async def make_server(store: Store) -> int:
+    return await store.create_server("s", {}, "hash", "hint", T0, DEFAULT_STREAMS)
+
+
+async def enqueue(store: Store, server_id: int, count: int, recipients: int = 1) -> list[str]:
+    messages = [
+        compose(wire.EmailRequest(sender="app@example.com",
+                                  to=", ".join(f"r{i}-{j}@example.com" for j in range(recipients)),
+                                  subject=f"m{i}", text_body="x"),
+                now=datetime.fromtimestamp(T0 / 1e6, UTC))
+        for i in range(count)
+    ]
+    await store.insert_messages(server_id, messages, sandboxed=False, now=T0)
+    return [m.message_id for m in messages]
+
+
+async def states(store: Store) -> dict[str, int]:
+    return await store.count_deliveries()
+
+
+async def test_claim_leases_rows_once_and_counts_the_attempt(store: Store) -> None:
+    server_id = await make_server(store)
+    ids = await enqueue(store, server_id, 5, recipients=2)
+    first = await store.claim_deliveries("w1", T0, 4, T0 + LEASE)
+    assert len(first) == 4
+    assert all(d.attempts == 1 for d in first)
+    assert {d.message_id for d in first} <= set(ids)
+    assert first[0].content.startswith(b"From: ")
+    rest = await store.claim_deliveries("w2", T0, 100, T0 + LEASE)
+    assert len(rest) == 6
+    assert not {d.id for d in first} & {d.id for d in rest}
+    assert await store.claim_deliveries("w3", T0, 100, T0 + LEASE) == []
+    assert await states(store) == {"sending": 10}
+
+
+async def test_expired_lease_is_claimable_again_and_never_deleted(store: Store) -> None:
+    server_id = await make_server(store)
+    await enqueue(store, server_id, 3)
+    claimed = await store.claim_deliveries("dead-worker", T0, 10, T0 + LEASE)
+    assert len(claimed) == 3
+    assert await store.claim_deliveries("w2", T0 + LEASE - 1, 10, T0 + 2 * LEASE) == []
+    again = await store.claim_deliveries("w2", T0 + LEASE, 10, T0 + 2 * LEASE)
+    assert sorted(d.id for d in again) == sorted(d.id for d in claimed)
+    assert all(d.attempts == 2 for d in again)
+    assert sum((await states(store)).values()) == 3
+    # The dead worker's late result must not overwrite the new lease holder's row.
+    stale = [DeliveryUpdate(d, "dead-worker", DeliveryState.DELIVERED, T0, "250 ok", EventType.DELIVERED, {}, T0)
+             for d in claimed]
+    await store.record_attempts(stale)
+    assert await states(store) == {"sending": 3}
+
+
+async def test_deferred_rows_wait_for_their_time_and_delivered_rows_finish_the_message(store: Store) -> None:
+    server_id = await make_server(store)
+    (message_id,) = await enqueue(store, server_id, 1, recipients=2)
+    a, b = await store.claim_deliveries("w", T0, 10, T0 + LEASE)
+    retry_at = T0 + 5_000_000
+    await store.record_attempts([
+        DeliveryUpdate(a, "w", DeliveryState.DEFERRED, retry_at, "451 later", EventType.TRANSIENT,
+                       {"DeliveryMessage": "451 later"}, T0),
+        DeliveryUpdate(b, "w", DeliveryState.DELIVERED, T0, "250 ok", EventType.DELIVERED, {}, T0),
+    ])
+    record = await store.get_message(server_id, message_id)
+    assert record is not None and record.status == "Queued"  # one recipient still pending
+    assert await store.claim_deliveries("w", retry_at - 1, 10, retry_at + LEASE) == []
+    (again,) = await store.claim_deliveries("w", retry_at, 10, retry_at + LEASE)
+    assert again.recipient == a.recipient and again.attempts == 2
+    await store.record_attempts([
+        DeliveryUpdate(again, "w", DeliveryState.DELIVERED, retry_at, "250 ok", EventType.DELIVERED, {}, retry_at)])
+    record = await store.get_message(server_id, message_id)
+    assert record is not None and record.status == "Sent"
+    types = [e.type for e in await store.list_events(message_id)]
+    assert types.count("Queued") == 2 and types.count("Transient") == 1 and types.count("Delivered") == 2
+    assert await store.next_due_time() is None
+
+
+async def test_release_gives_rows_back_without_counting_an_attempt(store: Store) -> None:
+    server_id = await make_server(store)
+    await enqueue(store, server_id, 2)
+    claimed = await store.claim_deliveries("w", T0, 10, T0 + LEASE)
+    await store.release_deliveries([d.id for d in claimed], "w", T0)
+    again = await store.claim_deliveries("w", T0, 10, T0 + LEASE)
+    assert [d.attempts for d in again] == [1, 1]
+
+
+async def test_concurrent_claimers_never_share_a_row(store: Store) -> None:
+    server_id = await make_server(store)
+    await enqueue(store, server_id, 200)
+    batches = await asyncio.gather(*(store.claim_deliveries(f"w{i}", T0, 30, T0 + LEASE) for i in range(10)))
+    ids = [d.id for batch in batches for d in batch]
+    assert len(ids) == len(set(ids)) == 200
+
+
+async def test_group_commit_keeps_failures_separate(store: Store) -> None:
+    """One caller's failing transaction does not fail the others committed with it."""
+    from posthouse.server.errors import StoreError
+    from posthouse.server.store.base import Stmt
+
+    server_id = await make_server(store)
+    good = enqueue(store, server_id, 3)
+    bad = store.transact([Stmt("INSERT INTO servers (name, settings, created_at) VALUES (?, ?, ?)",
+                               ("s", "{}", T0))])  # duplicate name
+    results = await asyncio.gather(good, bad, return_exceptions=True)
+    assert isinstance(results[1], StoreError)
+    assert len(results[0]) == 3  # type: ignore[arg-type]
+    assert await states(store) == {"queued": 3}
