@@ -1,4 +1,4 @@
-"""MIME message bytes: the RFC 5322 / RFC 2045-2049 wire form of one outgoing message, written directly."""
+"""MIME message bytes: the RFC 5322 / RFC 2045-2049 wire form of one outgoing message."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from posthouse.server.domain.addresses import Address, has_line_break
 
 @dataclass(frozen=True, slots=True)
 class Attachment:
-    """One attached file; a `content_id` makes it an inline part that the HTML refers to as `cid:…`."""
+    """One attached file; a `content_id` makes it an inline part the HTML refers to as `cid:…`."""
 
     name: str
     content: bytes
@@ -26,7 +26,7 @@ class Attachment:
 
 @dataclass(frozen=True, slots=True)
 class MessageContent:
-    """Everything that goes into the message bytes; Bcc recipients are envelope-only and absent here."""
+    """Everything that goes into the message bytes; Bcc recipients are envelope-only, not here."""
 
     message_id: str
     date: datetime
@@ -147,12 +147,12 @@ _Part = tuple[bytes, list[bytes]]
 
 
 def _top_part(content: MessageContent) -> tuple[bytes, list[bytes], bool]:
-    # Boundaries (RFC 2046 §5.1.1) are "=_", a level letter and 128 random bits. "=_" cannot occur in
-    # quoted-printable ("=" is always followed by two hex digits or a line break, RFC 2045 §6.7) nor
-    # in base64 (no "=" before the end, no "_" at all, RFC 2045 §6.8); a 7bit part or a header value
-    # could hold it only by guessing 128 bits fixed after the content was, so the boundaries are not
-    # searched for. The letter keeps the three boundaries of one message from being prefixes of
-    # each other, which prefix-matching parsers need.
+    # Boundaries (RFC 2046 §5.1.1) are "=_", a level letter and 128 random bits. "=_" cannot occur
+    # in quoted-printable ("=" is always followed by two hex digits or a line break, RFC 2045
+    # §6.7) nor in base64 (no "=" before the end, no "_" at all, RFC 2045 §6.8); a 7bit part or a
+    # header value could hold it only by guessing 128 bits drawn after the content was fixed, so
+    # the parts are not searched for it. The letter keeps the boundaries of one message from being
+    # prefixes of each other, which parsers that match delimiters by prefix need.
     token = secrets.token_hex(16).encode()
     if content.text_body is not None and content.html_body is not None:
         part = _multipart(
@@ -305,9 +305,10 @@ def _param_words(attribute: str, value: str) -> list[str]:
 
 
 def _fold(name: str, words: Sequence[str]) -> bytes:
-    """`name: word word …` with CRLF, folded before a word that would pass column 76 (RFC 5322 §2.2.3).
+    """`name: word word …` and CRLF, folded before a word that would pass column 76.
 
-    A word wider than the line is left whole on a line of its own; callers keep words under 998.
+    Folding (RFC 5322 §2.2.3) only puts a CRLF before the space between two words, so unfolding
+    gives back the value. A word wider than a line stays whole; callers keep words under 998.
     """
     out = [name, ":"]
     column = len(name) + 1
@@ -384,7 +385,10 @@ def _encoded_words(text: str, first_budget: int) -> list[str]:
         current: list[str] = []
         size = _EW_OVERHEAD
         for ch in text:
-            encoded = _Q_TABLE[ord(ch)] if ch < "\x80" else "".join(_Q_TABLE[b] for b in ch.encode())
+            if ch < "\x80":
+                encoded = _Q_TABLE[ord(ch)]
+            else:
+                encoded = "".join([_Q_TABLE[b] for b in ch.encode()])
             if size + len(encoded) > budget:
                 words.append("=?utf-8?q?" + "".join(current) + "?=")
                 current = []
@@ -419,7 +423,7 @@ def _address_field(name: str, addresses: Sequence[Address]) -> bytes:
 
 
 def _mailbox_words(address: Address, first_budget: int) -> list[str]:
-    """`name <addr>` as words (RFC 5322 §3.4); a non-ASCII addr-spec is raw UTF-8 (RFC 6532 §3.2)."""
+    """`name <addr>` as words (RFC 5322 §3.4); a non-ASCII addr-spec stays UTF-8 (RFC 6532 §3.2)."""
     email = _raw(address.email)
     name = address.name
     if not name:

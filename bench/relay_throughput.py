@@ -1,0 +1,208 @@
+"""Posthouse's HTTP → relay throughput beside Postfix's SMTP → relay, measured in the same run.
+
+Each round starts a fresh Posthouse (relay mode) and a fresh Postfix instance, both relaying to
+Postfix's `smtp-sink` on loopback, and measures:
+
+- batch: `POST /email/batch` (500 per call) from 4 concurrent clients → accepted/s and delivered/s;
+- single: `POST /email` from 64 concurrent connections (wrk) → requests/s, p50 and p99 latency;
+- Postfix: `smtp-source` (20 sessions, 1 KB) → Postfix → `smtp-sink` → accepted/s and delivered/s.
+
+The figures are medians over the rounds; ratios are Posthouse / Postfix. Run: `make bench` or
+`.venv/bin/python bench/relay_throughput.py --rounds 3 [--database postgresql://…]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent))
+from postfix_peer import SmtpSink, measure_postfix_relay  # noqa: E402
+
+MESSAGE = {"From": "bench@example.com", "To": "sink@example.com", "Subject": "Benchmark",
+           "TextBody": "x" * 900}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Posthouse:
+    """`posthouse serve` in relay mode on a fresh data dir (or a fresh PostgreSQL database)."""
+
+    def __init__(self, relay_port: int, database_url: str | None) -> None:
+        self.port = free_port()
+        self.dir = tempfile.TemporaryDirectory(prefix="posthouse-bench-")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("POSTHOUSE_")}
+        env.update({"POSTHOUSE_HTTP": f"127.0.0.1:{self.port}", "POSTHOUSE_DATA_DIR": self.dir.name,
+                    "POSTHOUSE_DELIVERY": "relay", "POSTHOUSE_RELAY_URL": f"smtp://127.0.0.1:{relay_port}",
+                    "POSTHOUSE_LOG_LEVEL": "warning"})
+        if database_url:
+            env["POSTHOUSE_DATABASE_URL"] = database_url
+        self.process = subprocess.Popen([sys.executable, "-m", "posthouse.server.cli", "serve"], env=env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.token = ""
+        deadline = time.monotonic() + 30
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if "Server token:" in line:
+                self.token = line.split()[-1]
+            if "Posthouse is listening" in line or time.monotonic() > deadline:
+                break
+        if not self.token:
+            self.stop()
+            raise SystemExit("posthouse did not start (or the database was not empty)")
+        self.base_url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self.dir.cleanup()
+
+
+async def sent_count(client: httpx.AsyncClient) -> int:
+    response = await client.get("/messages/outbound", params={"count": 1, "offset": 0, "status": "sent"})
+    return int(response.json()["TotalCount"])
+
+
+async def wait_delivered(client: httpx.AsyncClient, total: int, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await sent_count(client) >= total:
+            return time.monotonic()
+        await asyncio.sleep(0.05)
+    raise SystemExit(f"not all {total} messages were delivered within {timeout} s")
+
+
+async def batch_round(server: Posthouse, messages: int, clients: int = 4, per_call: int = 500) -> dict[str, float]:
+    headers = {"X-Postmark-Server-Token": server.token}
+    calls = messages // per_call
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(calls):
+        queue.put_nowait(i)
+    body = [MESSAGE] * per_call
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            queue.get_nowait()
+            response = await client.post("/email/batch", json=body)
+            assert response.status_code == 200 and all(r["ErrorCode"] == 0 for r in response.json())
+
+    async with httpx.AsyncClient(base_url=server.base_url, headers=headers, timeout=120) as client:
+        start = time.monotonic()
+        await asyncio.gather(*(client_loop(client) for _ in range(clients)))
+        accepted_at = time.monotonic()
+        delivered_at = await wait_delivered(client, calls * per_call, timeout=600)
+    total = calls * per_call
+    return {"accepted_per_s": total / (accepted_at - start), "delivered_per_s": total / (delivered_at - start)}
+
+
+def _ms(text: str) -> float:
+    """wrk's latency figures ("850.00us", "16.65ms", "1.02s") in milliseconds."""
+    for suffix, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * factor
+    return float(text)
+
+
+def single_round(server: Posthouse, seconds: int, connections: int = 64) -> dict[str, float]:
+    """`wrk` (a C load generator, so the client does not eat the server's CPU) posting /email."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed for the single-message path: apt-get install wrk")
+    body = json.dumps(MESSAGE)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
+                     'wrk.headers["Content-Type"] = "application/json"\n'
+                     f'wrk.headers["X-Postmark-Server-Token"] = "{server.token}"\n')
+    try:
+        output = subprocess.run(
+            ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name,
+             server.base_url + "/email"], capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    finally:
+        os.unlink(script.name)
+    figures: dict[str, float] = {}
+    for line in output.splitlines():
+        parts = line.split()
+        if line.startswith("Requests/sec:"):
+            figures["requests_per_s"] = float(parts[1])
+        elif parts[:1] == ["50%"]:
+            figures["p50_ms"] = _ms(parts[1])
+        elif parts[:1] == ["99%"]:
+            figures["p99_ms"] = _ms(parts[1])
+        elif "Non-2xx" in line:
+            raise SystemExit(f"wrk saw failed requests: {line.strip()}")
+
+    async def drain() -> None:
+        headers = {"X-Postmark-Server-Token": server.token}
+        async with httpx.AsyncClient(base_url=server.base_url, headers=headers, timeout=60) as client:
+            total = (await client.get("/messages/outbound", params={"count": 1, "offset": 0})).json()["TotalCount"]
+            await wait_delivered(client, int(total), timeout=600)
+
+    asyncio.run(drain())
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--messages", type=int, default=20000, help="messages per batch round")
+    parser.add_argument("--single-seconds", type=int, default=10, help="seconds of POST /email load per round")
+    parser.add_argument("--postfix-messages", type=int, default=5000)
+    parser.add_argument("--database", default=None, help="a postgresql:// URL of an EMPTY database (default SQLite)")
+    args = parser.parse_args()
+    if args.database and args.rounds > 1:
+        print("note: with --database each round needs an empty database; using 1 round")
+        args.rounds = 1
+    results: dict[str, list[float]] = {}
+    for n in range(args.rounds):
+        with SmtpSink() as sink:
+            server = Posthouse(sink.port, args.database)
+            try:
+                figures = asyncio.run(batch_round(server, args.messages))
+                figures.update(single_round(server, args.single_seconds))
+            finally:
+                server.stop()
+        postfix = measure_postfix_relay(messages=args.postfix_messages, sessions=20, size=1024)
+        figures["postfix_accepted_per_s"] = postfix["accepted_per_s"]
+        figures["postfix_delivered_per_s"] = postfix["delivered_per_s"]
+        print(f"round {n + 1}: " + ", ".join(f"{k}={v:,.1f}" for k, v in figures.items()), flush=True)
+        for key, value in figures.items():
+            results.setdefault(key, []).append(value)
+    median = {k: statistics.median(v) for k, v in results.items()}
+    store = "PostgreSQL" if args.database else "SQLite (synchronous=FULL)"
+    print(f"\nmedians over {args.rounds} round(s), store: {store}, {os.cpu_count()} cores")
+    print(f"{'metric':44} {'Posthouse':>12} {'Postfix':>12} {'ratio':>8}")
+    rows = [
+        ("accepted msgs/s (HTTP batch vs SMTP)", median["accepted_per_s"], median["postfix_accepted_per_s"]),
+        ("delivered msgs/s end to end", median["delivered_per_s"], median["postfix_delivered_per_s"]),
+        ("single POST /email req/s (64 conns)", median["requests_per_s"], median["postfix_accepted_per_s"]),
+    ]
+    for name, ours, theirs in rows:
+        print(f"{name:44} {ours:12,.0f} {theirs:12,.0f} {ours / theirs:8.2f}x")
+    print(f"{'single POST /email p50 / p99 latency, ms':44} {median['p50_ms']:6.1f} / {median['p99_ms']:.1f}")
+
+
+if __name__ == "__main__":
+    main()
