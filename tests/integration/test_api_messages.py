@@ -11,11 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-from support import async_wait_for
 
 from posthouse.server.config import load_settings
 from posthouse.server.runtime import Runtime
 from posthouse.server.services.clock import Clock, to_micros
+from support import async_wait_for
 
 MINIMAL = {"From": "sender@example.com", "To": "receiver@example.com", "Subject": "Hi", "TextBody": "Hello"}
 # POSTMARK-API.md §4.3: every key of an outbound message in a list.

@@ -271,6 +271,11 @@ CASES = [
     pytest.param(make(subject=" leading space"), id="subject-leading-space"),
     pytest.param(make(subject="looks =?utf-8?q?encoded?="), id="subject-looks-encoded"),
     pytest.param(make(subject=""), id="empty-subject"),
+    pytest.param(make(subject="runs  of   spaces " * 8 + "end"), id="long-subject-space-runs"),
+    pytest.param(make(subject="é = =3D ? _ =?x?= \\"), id="q-encoding-specials"),
+    pytest.param(make(subject="😀" * 40), id="emoji-subject"),
+    pytest.param(make(subject="日本語のテキスト" * 12), id="cjk-subject"),
+    pytest.param(make(subject="aé" * 70), id="mixed-width-subject"),
     pytest.param(make(text_body="a" * 999 + "\n" + "b" * 5000), id="long-text-lines"),
     pytest.param(make(text_body=None, html_body="<div>" * 400), id="long-html-line"),
     pytest.param(
@@ -287,6 +292,8 @@ CASES = [
                 ("X-Note", "Grüße 😀"),
                 ("X-Long", "word " * 60),
                 ("X-Tab", "a\tb"),
+                ("X-Padded", "  padded value  "),
+                ("X-Encoded-Padded", "  ünïcödé  "),
                 ("X-Campaign", "second"),
             ]
         ),

@@ -56,7 +56,7 @@ _EW_MIN = _EW_OVERHEAD + 12
 
 # RFC 2047 §5 (3): the characters a Q-encoded word may carry literally inside a phrase. This is the
 # strictest of the three contexts, so one table serves Subject, custom headers and display names.
-_Q_LITERAL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/"
+_Q_LITERAL = b"=ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/"
 _Q_TABLE = tuple(
     chr(b) if b in _Q_LITERAL else "_" if b == 0x20 else f"={b:02X}" for b in range(256)
 )
