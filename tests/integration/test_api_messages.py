@@ -437,8 +437,8 @@ async def test_details_before_delivery_has_bodies_and_no_events(api) -> None:  #
     body = response.json()
     assert set(body) == MESSAGE_KEYS | {"TextBody", "HtmlBody", "Body", "MessageEvents"}
     assert body["MessageID"] == message_id
-    assert body["TextBody"].rstrip("\r\n") == "Thanks for your order."
-    assert body["HtmlBody"].rstrip("\r\n") == "<p>Thanks for your <b>order</b>.</p>"
+    assert body["TextBody"] == "Thanks for your order."
+    assert body["HtmlBody"] == "<p>Thanks for your <b>order</b>.</p>"
     # The internal "Queued" event is not one of Postmark's types (postmark-python rejects it).
     assert body["MessageEvents"] == []
     assert body["Status"] == "Queued"
@@ -482,8 +482,18 @@ async def test_details_body_is_the_raw_mime(api) -> None:  # type: ignore[no-unt
 async def test_details_of_a_text_only_message_has_no_html(api) -> None:  # type: ignore[no-untyped-def]
     message_id = await send(api, TextBody="Only text")
     body = (await details(api, message_id)).json()
-    assert body["TextBody"].rstrip("\r\n") == "Only text"
+    assert body["TextBody"] == "Only text"
     assert body["HtmlBody"] is None
+
+
+async def test_details_bodies_are_returned_as_sent(api) -> None:  # type: ignore[no-untyped-def]
+    """Multi-line bodies come back as they were sent, not with the CRLF line endings of the stored MIME."""
+    text = "Dear Ann,\n\nyour order shipped.\n-- \nShop"
+    html = "<html>\n<body>\n<p>Shipped</p>\n</body>\n</html>"
+    message_id = await send(api, TextBody=text, HtmlBody=html)
+    body = (await details(api, message_id)).json()
+    assert body["TextBody"] == text
+    assert body["HtmlBody"] == html
 
 
 async def test_details_id_is_case_insensitive(api) -> None:  # type: ignore[no-untyped-def]

@@ -532,7 +532,7 @@ class SMTPClient:
         if not self._check_positive(reply, "STARTTLS"):
             return reply
         protocol = self._require_protocol()
-        if False:
+        if protocol.has_buffered_input:
             # Anything sent after "220" in plaintext would be read as if it came over TLS
             # (STARTTLS command injection, CERT VU#555316).
             raise _ProtocolError("data after the STARTTLS reply, before the TLS handshake")

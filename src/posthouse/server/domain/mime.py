@@ -56,13 +56,13 @@ _EW_MIN = _EW_OVERHEAD + 12
 
 # RFC 2047 §5 (3): the characters a Q-encoded word may carry literally inside a phrase. This is the
 # strictest of the three contexts, so one table serves Subject, custom headers and display names.
-_Q_LITERAL = b"=ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/"
+_Q_LITERAL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/"
 _Q_TABLE = tuple(
     chr(b) if b in _Q_LITERAL else "_" if b == 0x20 else f"={b:02X}" for b in range(256)
 )
 
 # RFC 5322 §3.2.3: a display name made of atoms separated by single spaces can be written bare.
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]"
 _ATOM_PHRASE = re.compile(rf"{_ATEXT}{{1,{_EW_MAX}}}(?: {_ATEXT}{{1,{_EW_MAX}}})*")
 
 # RFC 5322 §3.6.8: a field name is printable ASCII other than ":".

@@ -13,7 +13,7 @@ import msgspec
 
 from posthouse import wire
 from posthouse.server.domain.statuses import TRACK_LINKS_VALUES
-from posthouse.server.errors import ApiError, AuthenticationError, NotFoundError
+from posthouse.server.errors import ApiError, AuthenticationError, NotFoundError, StoreError
 from posthouse.server.services.clock import Clock
 from posthouse.server.store.base import ServerRecord, Store, StreamRecord
 
@@ -100,8 +100,14 @@ class AccountService:
         if await self.store.count_tokens("account") or await self.store.get_server_by_name("default"):
             return None
         server_token = new_token()
-        await self.store.create_server("default", dict(_DEFAULT_SETTINGS), hash_token(server_token),
-                                       server_token[-4:], self.clock.micros(), DEFAULT_STREAMS)
+        try:
+            await self.store.create_server("default", dict(_DEFAULT_SETTINGS), hash_token(server_token),
+                                           server_token[-4:], self.clock.micros(), DEFAULT_STREAMS)
+        except StoreError:
+            # Another node starting at the same moment created it first (unique name).
+            if await self.store.get_server_by_name("default"):
+                return None
+            raise
         account_token = await self.create_account_token()
         return server_token, account_token
 

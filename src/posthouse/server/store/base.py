@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,6 +218,15 @@ class Store(ABC):
     async def query(self, sql: str, args: Sequence[Any] = ()) -> list[Sequence[Any]]:
         """A read on a committed snapshot."""
 
+    async def listen_for_work(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when another process commits new work; a no-op where there is no channel
+        (SQLite: roles that share one SQLite file fall back to polling)."""
+        return None
+
+    def work_notice(self) -> list[Stmt]:
+        """Statements that tell other processes, at commit, that new work is due."""
+        return []
+
     async def query_one(self, sql: str, args: Sequence[Any] = ()) -> Sequence[Any] | None:
         rows = await self.query(sql, args)
         return rows[0] if rows else None
@@ -346,6 +355,7 @@ class Store(ABC):
                  "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)", many=delivery_rows),
             Stmt("INSERT INTO events (message_id, server_id, recipient, type, occurred_at, details) "
                  "VALUES (?, ?, ?, ?, ?, ?)", many=event_rows),
+            *self.work_notice(),
         ])
 
     # -- the queue (DESIGN §3) ----------------------------------------------------------------

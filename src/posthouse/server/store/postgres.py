@@ -12,7 +12,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -25,6 +25,7 @@ log = logging.getLogger("posthouse.store")
 _PLACEHOLDER = re.compile(r"\?")
 _MAX_GROUP = 500
 _MIGRATION_LOCK = 0x706F7374  # advisory lock id: one node migrates at a time
+WORK_CHANNEL = "posthouse_work"
 
 
 def numbered(sql: str) -> str:
@@ -51,6 +52,7 @@ class PostgresStore(Store):
         self._pending: asyncio.Queue[tuple[list[Stmt], asyncio.Future[Any]] | None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._sql_cache: dict[str, str] = {}
+        self._listener: asyncpg.Connection | None = None
 
     def _sql(self, sql: str) -> str:
         cached = self._sql_cache.get(sql)
@@ -61,13 +63,29 @@ class PostgresStore(Store):
     async def open(self) -> None:
         try:
             self._pool = await asyncpg.create_pool(self.url, min_size=2, max_size=self.pool_size, timeout=10)
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError, ValueError) as exc:
+        except (OSError, asyncpg.PostgresError, TimeoutError, ValueError) as exc:
             raise ConfigurationError(f"cannot connect to PostgreSQL at {_redact(self.url)}: {exc}") from None
         self._pending = asyncio.Queue()
         self._tasks = [asyncio.create_task(self._commit_loop(), name=f"pg-commit-{i}")
                        for i in range(self.committers)]
 
+    def work_notice(self) -> list[Stmt]:
+        # NOTIFY is delivered at commit, so a worker on another node never wakes before the rows exist.
+        return [Stmt(f"SELECT pg_notify('{WORK_CHANNEL}', '')")]
+
+    async def listen_for_work(self, callback: Callable[[], None]) -> None:
+        """LISTEN on a dedicated connection (DESIGN §3: wake-ups across nodes)."""
+        try:
+            self._listener = await asyncpg.connect(self.url, timeout=10)
+            await self._listener.add_listener(WORK_CHANNEL, lambda *_: callback())
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            log.warning("cannot LISTEN for new work, polling only: %s", exc)
+
     async def close(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await self._listener.close()
+            self._listener = None
         if self._pending is not None:
             for _ in self._tasks:
                 self._pending.put_nowait(None)

@@ -60,6 +60,7 @@ class DeliveryWorker:
         Claims only as many rows as there are free delivery slots. Stops when `stop()` is called,
         after the deliveries in flight have finished and been recorded.
         """
+        await self.store.listen_for_work(self.wakeup.notify)
         inflight: set[asyncio.Task[None]] = set()
         while not self._stopping.is_set():
             free = self.concurrency - len(inflight)
