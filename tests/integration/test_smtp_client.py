@@ -4,6 +4,7 @@ and aiosmtplib as the oracle for what should arrive."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import ssl
 import time
@@ -48,6 +49,9 @@ MESSAGE = (
     b"caf\xc3\xa9\r\n"
 )
 
+# 4 MiB, every body line dot-stuffed on the wire: big enough to be written in chunks.
+BIG = b"Subject: big\r\n\r\n" + (b"." + b"z" * 70 + b"\r\n") * 60_000
+
 
 # --- Fixtures and helpers ---------------------------------------------------------------------
 
@@ -80,12 +84,17 @@ async def server(request: pytest.FixtureRequest) -> AsyncIterator[RecordingSink 
             yield peer
 
 
-@contextlib.asynccontextmanager
-async def connected(server: Any, **options: Any) -> AsyncIterator[SMTPClient]:
+def client_for(server: Any, **options: Any) -> SMTPClient:
+    """A client for `server` with timeouts short enough that a hung test fails quickly."""
     options.setdefault("helo_name", "client.test")
     options.setdefault("connect_timeout", 5)
     options.setdefault("command_timeout", 5)
-    client = SMTPClient(server.host, server.port, **options)
+    return SMTPClient(server.host, server.port, **options)
+
+
+@contextlib.asynccontextmanager
+async def connected(server: Any, **options: Any) -> AsyncIterator[SMTPClient]:
+    client = client_for(server, **options)
     greeting = await client.connect()
     assert greeting.code == 220, greeting
     try:
@@ -213,13 +222,11 @@ async def test_message_without_final_crlf_and_with_bare_line_endings(sink: Recor
 
 
 async def test_large_message_is_written_in_chunks(sink: RecordingSink) -> None:
-    line = b"." + b"x" * 75 + b"\r\n"
-    data = b"Subject: big\r\n\r\n" + line * 40_000  # 3 MiB, every line dot-stuffed
     async with connected(sink) as client:
-        result = await client.send(SENDER, [ALICE], data)
+        result = await client.send(SENDER, [ALICE], BIG)
     assert result.data is not None
     assert result.data.code == 250
-    assert sink.messages[0].data == data
+    assert sink.messages[0].data == BIG
 
 
 async def test_null_reverse_path(peer: ScriptedPeer) -> None:
@@ -412,10 +419,9 @@ async def test_unsolicited_421_before_a_transaction() -> None:
 
 
 async def test_connection_dropped_mid_data_raises() -> None:
-    data = b"Subject: big\r\n\r\n" + b"y" * 76 + b"\r\n" * 40_000
     async with ScriptedPeer(drop_in_data=True) as peer, connected(peer) as client:
         with pytest.raises(DeliveryError, match="send failed"):
-            await client.send(SENDER, [ALICE], data)
+            await client.send(SENDER, [ALICE], BIG)
         assert not client.is_connected
 
 
@@ -442,14 +448,14 @@ async def test_reply_timeout_raises(peer: ScriptedPeer, command: str) -> None:
 
 async def test_greeting_timeout_raises() -> None:
     async with ScriptedPeer(replies={"GREETING": [HANG]}) as peer:
-        client = SMTPClient(peer.host, peer.port, helo_name="client.test", connect_timeout=0.3)
+        client = client_for(peer, connect_timeout=0.3)
         with pytest.raises(DeliveryError, match=r"no greeting within 0\.3 s"):
             await client.connect()
         assert not client.is_connected
 
 
 async def test_connection_refused_raises() -> None:
-    client = SMTPClient("127.0.0.1", free_port(), helo_name="client.test", connect_timeout=2)
+    client = SMTPClient("127.0.0.1", free_port(), helo_name="client.test", connect_timeout=2, command_timeout=2)
     with pytest.raises(DeliveryError, match="connect failed"):
         await client.connect()
     assert not client.is_connected
@@ -472,7 +478,7 @@ async def test_cancelled_send_closes_the_client(peer: ScriptedPeer) -> None:
 
 async def test_quit_never_raises(peer: ScriptedPeer) -> None:
     peer.replies["QUIT"] = [HANG]
-    client = SMTPClient(peer.host, peer.port, helo_name="client.test", command_timeout=0.2)
+    client = client_for(peer, command_timeout=0.2)
     await client.connect()
     await client.quit()
     assert not client.is_connected
@@ -489,7 +495,7 @@ async def test_quit_never_raises(peer: ScriptedPeer) -> None:
 
 async def test_refusing_greeting_is_returned_and_quit() -> None:
     async with ScriptedPeer(replies={"GREETING": ["554 5.7.1 Go away"]}) as peer:
-        client = SMTPClient(peer.host, peer.port, helo_name="client.test")
+        client = client_for(peer)
         reply = await client.connect()
         assert reply == Reply(554, "5.7.1 Go away", "5.7.1")
         assert not client.is_connected
@@ -498,7 +504,7 @@ async def test_refusing_greeting_is_returned_and_quit() -> None:
 
 async def test_ehlo_421_is_returned() -> None:
     async with ScriptedPeer(replies={"EHLO": [f"421 4.7.0 Busy{CLOSE}"]}) as peer:
-        client = SMTPClient(peer.host, peer.port, helo_name="client.test")
+        client = client_for(peer)
         reply = await client.connect()
         assert reply.code == 421
         assert not client.is_connected
@@ -545,8 +551,40 @@ async def test_address_with_line_break_cannot_inject_commands(peer: ScriptedPeer
     assert [message.rcpt_tos for message in peer.messages] == [[ALICE]]
 
 
+async def test_concurrent_send_is_refused(peer: ScriptedPeer) -> None:
+    async with connected(peer) as client:
+        first = asyncio.create_task(client.send(SENDER, [ALICE], MESSAGE))
+        await asyncio.sleep(0)  # let it start and wait for its replies
+        with pytest.raises(RuntimeError, match="in progress"):
+            await client.send(SENDER, [BOB], MESSAGE)
+        assert codes(await first) == {ALICE: 250}
+
+
+async def test_reconnect_after_the_server_hung_up(peer: ScriptedPeer) -> None:
+    peer.replies["."] = [f"250 2.0.0 Ok{CLOSE}"]  # accepted, then the connection ends
+    client = client_for(peer)
+    await client.connect()
+    assert codes(await client.send(SENDER, [ALICE], MESSAGE)) == {ALICE: 250}
+
+    async def hung_up() -> bool:
+        return not client.is_connected
+
+    await async_wait_for(hung_up, timeout=5)
+    await client.connect()
+    assert codes(await client.send(SENDER, [BOB], MESSAGE)) == {BOB: 250}
+    assert client.messages_sent == 1  # counted per connection
+    await client.quit()
+    assert peer.connections == 2
+
+
+@pytest.mark.parametrize("helo_name", ["client.test\r\nMAIL FROM:<x>", "two words", "h\u00e9llo.test"])
+def test_helo_name_is_checked(helo_name: str) -> None:
+    with pytest.raises(ValueError, match="helo_name"):
+        SMTPClient("127.0.0.1", 25, helo_name=helo_name)
+
+
 async def test_send_needs_a_recipient_and_a_connection(peer: ScriptedPeer) -> None:
-    client = SMTPClient(peer.host, peer.port, helo_name="client.test")
+    client = client_for(peer)
     with pytest.raises(DeliveryError, match="not connected"):
         await client.send(SENDER, [ALICE], MESSAGE)
     async with connected(peer) as client:
@@ -597,14 +635,14 @@ async def test_untrusted_certificate_raises(tls_contexts: tuple[ssl.SSLContext, 
     implicit = tls == "implicit"
     with RecordingSink(tls_context=server_context, implicit_tls=implicit) as sink:
         # The default context trusts the system CAs, not our self-signed certificate.
-        client = SMTPClient(sink.host, sink.port, tls=tls, helo_name="client.test")
+        client = client_for(sink, tls=tls)
         with pytest.raises(DeliveryError, match=r"TLS: .*CERTIFICATE_VERIFY_FAILED"):
             await client.connect()
         assert not client.is_connected
 
 
 async def test_starttls_not_offered_raises(sink: RecordingSink) -> None:
-    client = SMTPClient(sink.host, sink.port, tls="starttls", helo_name="client.test")
+    client = client_for(sink, tls="starttls")
     with pytest.raises(DeliveryError, match="does not offer STARTTLS"):
         await client.connect()
     assert not client.is_connected
@@ -612,7 +650,7 @@ async def test_starttls_not_offered_raises(sink: RecordingSink) -> None:
 
 async def test_starttls_refused_is_returned() -> None:
     async with ScriptedPeer(extensions=["STARTTLS"]) as peer:
-        client = SMTPClient(peer.host, peer.port, tls="starttls", helo_name="client.test")
+        client = client_for(peer, tls="starttls")
         reply = await client.connect()
         assert reply == Reply(454, "4.7.0 TLS not available", "4.7.0")
         assert not client.is_connected
@@ -622,7 +660,7 @@ async def test_starttls_response_injection_is_refused() -> None:
     # Plaintext sent after "220" must not be read as if it came over TLS (CERT VU#555316).
     replies = {"STARTTLS": ["220 2.0.0 Ready\r\n250 injected"]}
     async with ScriptedPeer(extensions=["STARTTLS"], replies=replies) as peer:
-        client = SMTPClient(peer.host, peer.port, tls="starttls", helo_name="client.test")
+        client = client_for(peer, tls="starttls")
         with pytest.raises(DeliveryError, match="after the STARTTLS reply"):
             await client.connect()
         assert not client.is_connected
@@ -671,14 +709,8 @@ async def test_auth_failure_raises_with_the_reply(
         auth={"relay-user": "s3cret"},
         auth_mechanisms=[mechanism],
     ) as sink:
-        client = SMTPClient(
-            sink.host,
-            sink.port,
-            tls="implicit",
-            ssl_context=client_context,
-            username="relay-user",
-            password="wrong-password",
-            helo_name="client.test",
+        client = client_for(
+            sink, tls="implicit", ssl_context=client_context, username="relay-user", password="wrong-password"
         )
         with pytest.raises(SMTPAuthenticationError) as caught:
             await client.connect()
@@ -688,8 +720,31 @@ async def test_auth_failure_raises_with_the_reply(
         assert not client.is_connected
 
 
+async def test_auth_plain_answers_an_empty_challenge() -> None:
+    # RFC 4954 §4: a server may ignore the initial response and ask for it with "334 ".
+    credentials = base64.b64encode(b"\0user\0secret").decode()
+    replies = {"AUTH": ["334 "], credentials.upper(): ["235 2.7.0 Authentication successful"]}
+    peer = ScriptedPeer(extensions=["PIPELINING", "AUTH PLAIN"], replies=replies)
+    async with peer, connected(peer, username="user", password="secret"):
+        pass
+    assert peer.commands[1:3] == [f"AUTH PLAIN {credentials}", credentials]
+
+
+async def test_old_style_auth_keyword_is_merged() -> None:
+    async with ScriptedPeer(extensions=["AUTH PLAIN", "AUTH=LOGIN"]) as peer, connected(peer) as client:
+        assert client.extensions["auth"] == "PLAIN LOGIN"
+
+
+async def test_no_common_auth_mechanism_raises() -> None:
+    async with ScriptedPeer(extensions=["AUTH CRAM-MD5 XOAUTH2"]) as peer:
+        client = client_for(peer, username="u", password="p")
+        with pytest.raises(DeliveryError, match="no AUTH mechanism we speak"):
+            await client.connect()
+        assert not client.is_connected
+
+
 async def test_auth_not_offered_raises(sink: RecordingSink) -> None:
-    client = SMTPClient(sink.host, sink.port, username="u", password="p", helo_name="client.test")
+    client = client_for(sink, username="u", password="p")
     with pytest.raises(DeliveryError, match="does not offer AUTH"):
         await client.connect()
     assert not client.is_connected
@@ -781,3 +836,33 @@ def test_framing_is_unambiguous(data: bytes) -> None:
 def test_tls_helper_writes_into_its_directory(tmp_path: Path) -> None:
     make_tls_contexts(tmp_path)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["cert.pem", "key.pem"]
+
+
+# --- uvloop -----------------------------------------------------------------------------------
+
+
+async def _uvloop_scenarios(sink: RecordingSink, tls_sink: RecordingSink, client_context: ssl.SSLContext) -> None:
+    async with connected(sink) as client:
+        assert codes(await client.send(SENDER, [ALICE, BOB], MESSAGE)) == {ALICE: 250, BOB: 250}
+        assert codes(await client.send(SENDER, [ALICE], BIG)) == {ALICE: 250}
+    async with connected(tls_sink, tls="starttls", ssl_context=client_context) as client:
+        assert codes(await client.send(SENDER, [ALICE], MESSAGE)) == {ALICE: 250}
+    async with ScriptedPeer() as peer, connected(peer) as client:
+        await client.send(SENDER, [ALICE, BOB], MESSAGE)
+        assert group_read(peer).count(b"\r\n") == 4  # MAIL, RCPT, RCPT, DATA in one read
+    async with ScriptedPeer(replies={"MAIL": [HANG]}) as peer, connected(peer, command_timeout=0.3) as client:
+        with pytest.raises(DeliveryError, match="no reply to MAIL FROM"):
+            await client.send(SENDER, [ALICE], MESSAGE)
+    async with ScriptedPeer(drop_in_data=True) as peer, connected(peer) as client:
+        with pytest.raises(DeliveryError):
+            await client.send(SENDER, [ALICE], BIG)
+
+
+def test_on_uvloop(sink: RecordingSink, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
+    """Production runs uvloop, whose transports differ from asyncio's in details: a few scenarios."""
+    uvloop = pytest.importorskip("uvloop")
+    server_context, client_context = tls_contexts
+    with RecordingSink(tls_context=server_context, require_starttls=True) as tls_sink:
+        uvloop.run(_uvloop_scenarios(sink, tls_sink, client_context))
+    assert [message.data for message in sink.messages] == [MESSAGE, BIG]
+    assert tls_sink.messages[0].data == MESSAGE

@@ -389,6 +389,11 @@ def test_text_transfer_encoding(body: str, encoding: str) -> None:
         # The cut at column 75 would split "=C3"; it moves before the escape instead.
         ("a" * 73 + "é", b"a" * 73 + b"=\r\n=C3=A9"),
         ("a" * 74 + "é" + "b", b"a" * 74 + b"=\r\n=C3=A9b"),
+        # binascii.b2a_qp alone leaves these lines at 77 characters.
+        ("é\n" + "a" * 74 + " \nx", b"=C3=A9\r\n" + b"a" * 74 + b"=\r\n=20\r\nx"),
+        ("é" * 25 + " ", b"=C3=A9" * 12 + b"=C3=\r\n=A9" + b"=C3=A9" * 12 + b"=\r\n=20"),
+        # A line of just "." is escaped, for SMTP peers that do not dot-stuff (RFC 5321 §4.5.2).
+        ("é\n.\n.x\n", b"=C3=A9\r\n=2E\r\n.x\r\n"),
     ],
 )
 def test_quoted_printable_encoding(body: str, encoded: bytes) -> None:

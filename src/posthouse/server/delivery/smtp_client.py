@@ -92,10 +92,16 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
-    """What became of one transaction, per recipient."""
+    """What became of one transaction, per recipient.
 
-    mail_from: Reply  # the reply to MAIL FROM
-    # Per recipient: its RCPT reply if refused, else the reply that ended the data phase.
+    Every recipient passed to `send` has exactly one reply in `recipients`: its RCPT reply if it
+    was refused; else the reply that ended the transaction for it (the final reply after the
+    data, a refused DATA, a refused MAIL, or a 421). Replies we make up without asking the server
+    have the same shape: 553 5.1.3 / 5.1.7 for an address that cannot be put on a command line,
+    553 5.6.7 for a non-ASCII address the server cannot take (RFC 6531 §3.2).
+    """
+
+    mail_from: Reply  # the reply to MAIL FROM (or what stood in for it)
     recipients: dict[str, Reply]
     # The reply that ended the data phase: the final reply after ".", or a refused DATA command.
     # None when MAIL failed or no recipient was accepted.
@@ -367,11 +373,11 @@ def _parse_ehlo(reply: Reply) -> dict[str, str]:
     """EHLO keywords (lowercased) → parameters (RFC 5321 §4.1.1.1); line one is the greeting."""
     extensions: dict[str, str] = {}
     for line in reply.text.split("\n")[1:]:
-        keyword, _, params = line.strip().partition(" ")
-        keyword = keyword.lower()
+        word, _, params = line.strip().partition(" ")
+        keyword = word.lower()
         if keyword.startswith("auth="):
             # Pre-RFC 4954 servers advertise "AUTH=LOGIN PLAIN"; merge it with "AUTH".
-            params = f"{keyword[5:]} {params}".strip()
+            params = f"{word[5:]} {params}".strip()
             keyword = "auth"
             if "auth" in extensions:
                 params = f"{extensions['auth']} {params}"
@@ -409,13 +415,16 @@ class SMTPClient:
             raise ValueError(f"tls must be 'none', 'starttls' or 'implicit', not {tls!r}")
         if (username is None) != (password is None):
             raise ValueError("username and password go together")
+        helo_name = helo_name or _local_fqdn()
+        if not helo_name.isascii() or not helo_name.isprintable() or " " in helo_name:
+            raise ValueError(f"helo_name must be a domain or an address literal, not {helo_name!r}")
         self.host = host
         self.port = port
         self.tls = tls
         self.username = username
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
-        self.helo_name = helo_name or _local_fqdn()
+        self.helo_name = helo_name
         self.messages_sent = 0  # MAIL transactions started on this connection
         self._ssl_context = ssl_context
         self._password = password
@@ -445,8 +454,9 @@ class SMTPClient:
         Raises DeliveryError if the conversation fails or STARTTLS/AUTH was asked for and is not
         offered, SMTPAuthenticationError if the credentials are refused.
         """
-        if self._protocol is not None:
+        if self.is_connected:
             raise RuntimeError("SMTPClient.connect() called on a connected client")
+        self.close()  # whatever is left of a connection the server ended
         self._extensions = {}
         self._needs_reset = False
         self.messages_sent = 0
