@@ -305,6 +305,7 @@ class PostfixInstance:
     def _try_start(self, postfix: str) -> None:
         """Start the instance and wait for its greeting."""
         _check_port_free(self.listen_port)
+        log_offset = self._maillog_size()
         try:
             result = subprocess.run(
                 [postfix, "-c", str(self.config_directory), "start"],
@@ -328,7 +329,7 @@ class PostfixInstance:
             reason = _wait_until_serving(self.listen_port, pid, lambda: _is_alive(pid))
         if reason:
             # master(8) logs the real cause (e.g. "bind 127.0.0.1 port N: Address already in use").
-            reason = self._fatal_line() or reason
+            reason = self._first_fatal_line(log_offset) or reason
             error = _PortInUseError if "in use" in reason else PostfixPeerError
             raise error(f"Postfix did not start on {LOOPBACK}:{self.listen_port}: {reason}")
 
@@ -371,13 +372,22 @@ class PostfixInstance:
         except (OSError, ValueError, IndexError):
             return None
 
-    def _fatal_line(self) -> str:
+    def _maillog_size(self) -> int:
         try:
-            lines = self.maillog_file.read_text(errors="replace").splitlines()
+            return self.maillog_file.stat().st_size
+        except OSError:
+            return 0
+
+    def _first_fatal_line(self, offset: int) -> str:
+        """The first "fatal:" logged after `offset`: the cause, not postfix-script's "startup failed"."""
+        try:
+            with self.maillog_file.open("rb") as maillog:
+                maillog.seek(offset)
+                lines = maillog.read().decode(errors="replace").splitlines()
         except OSError:
             return ""
         fatal = [line for line in lines if "fatal:" in line]
-        return fatal[-1].split(": ", 1)[-1] if fatal else ""
+        return fatal[0].split(": ", 1)[-1] if fatal else ""
 
     def _require_directory(self) -> Path:
         if self.directory is None:

@@ -215,6 +215,30 @@ async def test_metadata_filter_keys_with_underscores_and_values_with_wildcards(a
     assert await found(api, metadata_code="10%") == (0, [])
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("city", "Köln"),
+        ("städt", "Berlin"),
+        ("note", 'say "hi"'),
+        ("path", "C:\\temp"),
+    ],
+)
+async def test_metadata_filter_values_that_json_escapes(api, key, value) -> None:  # type: ignore[no-untyped-def]
+    """Non-ASCII, quotes and backslashes are stored JSON-escaped; the filter must still find them."""
+    wanted = await send(api, Metadata={key: value})
+    await send(api, Metadata={key: "other"})
+    assert await found(api, **{f"metadata_{key}": value}) == (1, [wanted])
+
+
+async def test_recipient_filter_finds_an_internationalized_address(api) -> None:  # type: ignore[no-untyped-def]
+    wanted = await send(api, To="Jörg <jörg@example.com>")
+    await send(api, To="jorg@example.com")
+    page = await listing(api)
+    assert page["Messages"][1]["Recipients"] == ["jörg@example.com"]
+    assert await found(api, recipient="jörg@example.com") == (1, [wanted])
+
+
 async def test_two_metadata_filters_are_700(api) -> None:  # type: ignore[no-untyped-def]
     await send(api, Metadata={"a": "1", "b": "2"})
     response = await api.client.get(

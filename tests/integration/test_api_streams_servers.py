@@ -491,6 +491,20 @@ async def test_list_servers(api) -> None:  # type: ignore[no-untyped-def]
     assert await server_list(api, name="nothing") == (0, [])
 
 
+async def test_server_name_filter_takes_wildcards_literally(api) -> None:  # type: ignore[no-untyped-def]
+    await create_server(api, Name="team_a")
+    await create_server(api, Name="teamXa")
+    await create_server(api, Name="100% uptime")
+    assert await server_list(api, name="team_a") == (1, ["team_a"])
+    assert await server_list(api, name="%") == (1, ["100% uptime"])
+
+
+@pytest.mark.parametrize("query", ["count=0&offset=0", "count=501&offset=0", "count=10&offset=-1", "count=x&offset=0"])
+async def test_server_list_paging_errors_are_600(api, query) -> None:  # type: ignore[no-untyped-def]
+    response = await api.client.get(f"/servers?{query}", headers=api.account_headers)
+    assert_error(response, 422, 600)
+
+
 async def test_create_get_and_use_a_server(api) -> None:  # type: ignore[no-untyped-def]
     created = await create_server(api, Name="Staging", Color="green", DeliveryType="Sandbox", TrackOpens=True)
     assert set(created) == SERVER_KEYS

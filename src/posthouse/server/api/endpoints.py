@@ -156,7 +156,8 @@ def register(router: Router, state: ApiState) -> None:
         query = Query(request)
         count = query.int("count", 600)
         offset = query.int("offset", 600)
-        total, records = await accounts.list_servers(offset or 0, count or 100, query.get("name"))
+        total, records = await accounts.list_servers(0 if offset is None else offset,
+                                                     100 if count is None else count, query.get("name"))
         servers = [_server_wire(r, await accounts.token_hints(r.id), base_url(request)) for r in records]
         return json_response(wire.ServerList(total_count=total, servers=servers))
 

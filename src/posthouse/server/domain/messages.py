@@ -98,7 +98,7 @@ class ComposedMessage:
         return self.sender.email
 
     def addresses_json(self, addresses: Sequence[Address]) -> str:
-        return json.dumps([{"Email": a.email, "Name": a.name} for a in addresses])
+        return json.dumps([{"Email": a.email, "Name": a.name} for a in addresses], ensure_ascii=False)
 
 
 def _address_field(label: str, value: str | None) -> list[Address]:

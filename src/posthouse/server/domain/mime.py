@@ -106,6 +106,11 @@ def build_message(content: MessageContent) -> bytes:
 
     Header order: From, To, Cc, Reply-To, Subject, Date, Message-ID, MIME-Version, the custom
     headers, then the Content-* fields of the top part. There is never a Bcc field.
+
+    Raises ValueError for a line break (CR, LF or NUL) in a value that is written as is: an
+    addr-spec, a display name, the Message-ID, a content type or Content-ID; and for a custom
+    field name that is not printable ASCII without ":". Text that can carry a line break
+    safely (Subject, custom header values, file names) is encoded instead.
     """
     out: list[bytes] = [_address_field("From", (content.sender,))]
     if content.to:
@@ -114,8 +119,8 @@ def build_message(content: MessageContent) -> bytes:
         out.append(_address_field("Cc", content.cc))
     if content.reply_to:
         out.append(_address_field("Reply-To", content.reply_to))
-    out.append(b"Date: " + format_datetime(content.date).encode() + _CRLF)
     out.append(_fold("Subject", _unstructured_words("Subject", content.subject, verbatim=False)))
+    out.append(b"Date: " + format_datetime(content.date).encode() + _CRLF)
     out.append(_fold("Message-ID", [_raw(content.message_id)]))
     out.append(b"MIME-Version: 1.0\r\n")
     for name, value in content.headers:
@@ -161,7 +166,7 @@ def _top_part(content: MessageContent) -> tuple[bytes, list[bytes], bool]:
         part = _text_part(content.html_body, b"html")
         is_multipart = False
     else:
-        # Neither body: callers refuse this, but an empty text/plain part is still a valid message.
+        # Text only, or neither body: callers refuse that, but an empty text/plain part is valid.
         part = _text_part(content.text_body or "", b"plain")
         is_multipart = False
 
@@ -191,11 +196,8 @@ def _multipart(subtype: bytes, boundary: bytes, parts: list[_Part]) -> _Part:
 
 
 _TEXT_HEADERS = {
-    (subtype, cte): b"Content-Type: text/"
-    + subtype
-    + b"; charset=utf-8\r\nContent-Transfer-Encoding: "
-    + cte
-    + _CRLF
+    (subtype, cte): b"Content-Type: text/%s; charset=utf-8\r\nContent-Transfer-Encoding: %s\r\n"
+    % (subtype, cte)
     for subtype in (b"plain", b"html")
     for cte in (b"7bit", b"quoted-printable")
 }
@@ -249,6 +251,11 @@ def _soft_wrap(line: bytes) -> list[bytes]:
 
 def _attachment_part(attachment: Attachment) -> _Part:
     content_type = _raw(attachment.content_type)
+    if content_type.lower().startswith(("message/", "multipart/")):
+        # A composite type may not be base64-encoded (RFC 2045 §6.4, RFC 2046 §5.2.1) and a
+        # reader would parse the base64 text as a message or look for a boundary; the file goes
+        # as opaque bytes instead, its name (".eml") still telling the reader what it is.
+        content_type = "application/octet-stream"
     name_params = _param_words("name", attachment.name)
     filename_params = _param_words("filename", attachment.name)
     if attachment.content_id is None:

@@ -75,8 +75,9 @@ def _bodies(content: bytes) -> tuple[str | None, str | None]:
     assert isinstance(message, EmailMessage)
     text_part = message.get_body(("plain",))
     html_part = message.get_body(("html",))
-    text = text_part.get_content() if text_part is not None else None
-    html = html_part.get_content() if html_part is not None else None
+    # Stored MIME has CRLF line endings (RFC 5322); the API gives bodies back with "\n", as sent in JSON.
+    text = text_part.get_content().replace("\r\n", "\n") if text_part is not None else None
+    html = html_part.get_content().replace("\r\n", "\n") if html_part is not None else None
     return text, html
 
 

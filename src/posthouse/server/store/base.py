@@ -39,6 +39,15 @@ def resolve_refs(args: Sequence[Any], results: list[list[Sequence[Any]]]) -> lis
     return [results[a.index][0][0] if isinstance(a, Ref) else a for a in args]
 
 
+def like_contains(text: str) -> str:
+    """A LIKE pattern (used with `ESCAPE '\\'`) matching `text` anywhere, its `%` and `_` literal."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+LIKE_ESCAPE = "ESCAPE '\\'"
+
+
 def placeholders(count: int) -> str:
     return ", ".join("?" * count)
 
@@ -240,7 +249,7 @@ class Store(ABC):
         """Create a server with its first token and default streams (id, name, type, unsubscribe)."""
         stmts = [
             Stmt("INSERT INTO servers (name, settings, created_at) VALUES (?, ?, ?) RETURNING id",
-                 (name, json.dumps(settings), now), fetch=True),
+                 (name, json.dumps(settings, ensure_ascii=False), now), fetch=True),
             Stmt("INSERT INTO api_tokens (token_hash, kind, server_id, hint, created_at) VALUES (?, 'server', ?, ?, ?)",
                  (token_hash, Ref(0), token_hint, now)),
         ]
@@ -280,7 +289,7 @@ class Store(ABC):
         return ServerRecord(row[0], row[1], json.loads(row[2]), row[3]) if row else None
 
     async def list_servers(self, offset: int, count: int, name: str | None) -> tuple[int, list[ServerRecord]]:
-        where, args = ("WHERE lower(name) LIKE ?", [f"%{name.lower()}%"]) if name else ("", [])
+        where, args = (f"WHERE lower(name) LIKE ? {LIKE_ESCAPE}", [like_contains(name.lower())]) if name else ("", [])
         total = await self.query_one(f"SELECT count(*) FROM servers {where}", args)  # noqa: S608 (fixed text)
         rows = await self.query(
             f"SELECT id, name, settings, created_at FROM servers {where} ORDER BY id LIMIT ? OFFSET ?",  # noqa: S608
@@ -289,10 +298,13 @@ class Store(ABC):
 
     async def update_server(self, server_id: int, name: str, settings: dict[str, Any]) -> None:
         await self.transact([Stmt("UPDATE servers SET name = ?, settings = ? WHERE id = ?",
-                                  (name, json.dumps(settings), server_id))])
+                                  (name, json.dumps(settings, ensure_ascii=False), server_id))])
 
     async def delete_server(self, server_id: int) -> None:
+        """Remove a server and its tokens and streams; its undelivered mail is cancelled, not sent."""
         await self.transact([
+            Stmt(f"UPDATE deliveries SET state = 'cancelled', lease_owner = NULL WHERE state IN {PENDING} "
+                 "AND message_id IN (SELECT message_id FROM messages WHERE server_id = ?)", (server_id,)),
             Stmt("DELETE FROM api_tokens WHERE server_id = ?", (server_id,)),
             Stmt("DELETE FROM message_streams WHERE server_id = ?", (server_id,)),
             Stmt("DELETE FROM servers WHERE id = ?", (server_id,)),
@@ -339,7 +351,8 @@ class Store(ABC):
             message_rows.append((
                 m.message_id, server_id, m.stream, str(m.sender), m.sender.email, m.envelope_from,
                 m.subject, m.tag, m.addresses_json(m.to), m.addresses_json(m.cc), m.addresses_json(m.bcc),
-                json.dumps(recipients), json.dumps(m.metadata), json.dumps(m.attachment_names),
+                json.dumps(recipients, ensure_ascii=False), json.dumps(m.metadata, ensure_ascii=False),
+                json.dumps(m.attachment_names, ensure_ascii=False),
                 int(bool(m.track_opens)), m.track_links or "None", MessageStatus.QUEUED.value,
                 int(sandboxed), received, len(m.content), m.content,
             ))
@@ -454,8 +467,8 @@ class Store(ABC):
             clauses.append("stream = ?")
             args.append(f.stream)
         if f.recipient:
-            clauses.append("lower(recipients) LIKE ?")
-            args.append(f"%{f.recipient.lower()}%")
+            clauses.append(f"lower(recipients) LIKE ? {LIKE_ESCAPE}")
+            args.append(like_contains(f.recipient.lower()))
         if f.from_email:
             clauses.append("lower(from_email) = ?")
             args.append(f.from_email.lower())
@@ -466,8 +479,8 @@ class Store(ABC):
             clauses.append("status = ?")
             args.append(f.status)
         if f.subject:
-            clauses.append("lower(subject) LIKE ?")
-            args.append(f"%{f.subject.lower()}%")
+            clauses.append(f"lower(subject) LIKE ? {LIKE_ESCAPE}")
+            args.append(like_contains(f.subject.lower()))
         if f.from_time is not None:
             clauses.append("received_at >= ?")
             args.append(f.from_time)
@@ -476,10 +489,8 @@ class Store(ABC):
             args.append(f.to_time)
         if f.metadata:
             # Metadata is stored as canonical JSON text; match the exact "key": "value" pair.
-            clauses.append("metadata LIKE ?")
-            pair = json.dumps({f.metadata[0]: f.metadata[1]})[1:-1]
-            args.append("%" + pair.replace("%", "\\%").replace("_", "\\_") + "%")
-            clauses[-1] += " ESCAPE '\\'"
+            clauses.append(f"metadata LIKE ? {LIKE_ESCAPE}")
+            args.append(like_contains(json.dumps({f.metadata[0]: f.metadata[1]}, ensure_ascii=False)[1:-1]))
         where = " AND ".join(clauses)
         total = await self.query_one(f"SELECT count(*) FROM messages WHERE {where}", args)  # noqa: S608
         rows = await self.query(

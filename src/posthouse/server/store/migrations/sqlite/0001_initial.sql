@@ -1,6 +1,7 @@
 -- Posthouse schema, SQLite dialect. Times are integer microseconds since the Unix epoch (UTC).
+-- AUTOINCREMENT: a deleted server's id is never given to a new server.
 CREATE TABLE servers (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL UNIQUE,
     settings TEXT NOT NULL,
     created_at INTEGER NOT NULL
