@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from support import create_postgres_database, drop_postgres_database, require_postgres
 
 from posthouse.server.store import open_store_for
 from posthouse.server.store.base import Store
+from support import create_postgres_database, drop_postgres_database, require_postgres
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -55,7 +55,7 @@ class ApiHarness:
         return {"X-Postmark-Account-Token": self.account_token, "Accept": "application/json"}
 
     async def count(self, table: str) -> int:
-        row = await self.runtime.store.query_one(f"SELECT count(*) FROM {table}")  # noqa: S608
+        row = await self.runtime.store.query_one(f"SELECT count(*) FROM {table}")
         return int(row[0])
 
 

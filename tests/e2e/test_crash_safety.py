@@ -7,6 +7,7 @@ import threading
 import time
 
 import httpx
+
 from integration.smtp_peers import RecordingSink
 from support import ServerProcess, free_port, wait_for
 

@@ -10,6 +10,7 @@ import postmark
 import postmark.sync
 import pytest
 from postmarker.core import PostmarkClient
+
 from support import ServerProcess, wait_for
 
 SENDER = "app@example.com"
@@ -33,7 +34,7 @@ def delivered(server: ServerProcess, message_id: str) -> dict | None:  # type: i
 
 async def test_the_readme_snippet_verbatim(relay_server, sink, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("POSTMARK_SERVER_TOKEN", relay_server.server_token)
-    BASE = relay_server.base_url  # noqa: N806 — the snippet's own name
+    BASE = relay_server.base_url
     async with postmark.ServerClient(os.environ["POSTMARK_SERVER_TOKEN"], base_url=BASE) as client:
         response = await client.outbound.send(postmark.Email(sender=SENDER, to="receiver@example.com",
             subject="SMTP Test", text_body="Hello world! This is a test of the Python API.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from integration.smtp_peers import RecordingSink, make_tls_contexts
 from support import ServerProcess, wait_for
 

@@ -40,7 +40,7 @@ def test_relay_urls(url: str, expected: RelayTarget) -> None:
 
 @pytest.mark.parametrize("url", ["http://x", "smtp://", "relay.example.com:25", "smtp://h:notaport"])
 def test_bad_relay_urls(url: str) -> None:
-    with pytest.raises(ConfigurationError, match="relay URL|port"):
+    with pytest.raises(ConfigurationError, match=r"relay URL|port"):
         RelayTarget.from_url(url)
 
 

@@ -37,10 +37,10 @@ MAX_METADATA_KEYS = 10
 MAX_METADATA_KEY = 20
 MAX_METADATA_VALUE = 80
 # Postmark refuses these attachment extensions with ErrorCode 411 (POSTMARK-API.md §2.1).
-FORBIDDEN_EXTENSIONS = frozenset(
-    "vbs exe bin bat chm com cpl crt hlp hta inf ins isp jse lnk mdb pcd pif reg scr sct shs vbe "
-    "vba wsf wsh wsl msc msi msp mst".split()
-)
+FORBIDDEN_EXTENSIONS = frozenset((
+    "vbs", "exe", "bin", "bat", "chm", "com", "cpl", "crt", "hlp", "hta", "inf", "ins", "isp", "jse", "lnk", "mdb",
+    "pcd", "pif", "reg", "scr", "sct", "shs", "vbe", "vba", "wsf", "wsh", "wsl", "msc", "msi", "msp", "mst",
+))
 # Headers the message's own fields own; setting them through `Headers` would contradict the fields.
 _RESERVED_HEADERS = {
     "from": "From",
@@ -227,7 +227,8 @@ def compose(request: wire.EmailRequest, *, now: datetime, default_stream: str = 
         if body is not None and len(body) > MAX_BODY:
             raise invalid(f"The '{label}' is too long: at most 5 MB.")
     if request.track_links is not None and request.track_links not in TRACK_LINKS_VALUES:
-        raise invalid(f"Invalid 'TrackLinks' value: '{request.track_links}'. Use one of {', '.join(TRACK_LINKS_VALUES)}.")
+        allowed = ", ".join(TRACK_LINKS_VALUES)
+        raise invalid(f"Invalid 'TrackLinks' value: '{request.track_links}'. Use one of {allowed}.")
     metadata = _metadata(request.metadata)
     headers, custom_message_id, reply_to_header = _headers(request.headers)
     reply_to = _address_field("ReplyTo", request.reply_to if request.reply_to else reply_to_header)
@@ -243,8 +244,8 @@ def compose(request: wire.EmailRequest, *, now: datetime, default_stream: str = 
     else:
         message_id_header = f"<{message_id}@{message_id_domain}>"
     headers.append(("X-PM-Message-Id", message_id))
-    content = build_message(
-        MessageContent(
+    try:
+        content = build_message(MessageContent(
             message_id=message_id_header,
             date=now,
             sender=sender,
@@ -256,8 +257,11 @@ def compose(request: wire.EmailRequest, *, now: datetime, default_stream: str = 
             html_body=request.html_body or None,
             headers=headers,
             attachments=attachments,
-        )
-    )
+        ))
+    except (ValueError, UnicodeError) as exc:
+        # The checks above should leave nothing the builder refuses; if one slips through, the
+        # sender hears a validation error, not a 500.
+        raise invalid(f"The message cannot be built: {exc}") from None
     return ComposedMessage(
         message_id=message_id,
         stream=stream,

@@ -27,7 +27,8 @@ def check_paging(count: int | None, offset: int | None, error_code: int) -> tupl
     if not 1 <= count <= MAX_COUNT:
         raise ApiError(error_code, f"The 'count' parameter must be between 1 and {MAX_COUNT}.")
     if offset < 0 or count + offset > MAX_WINDOW:
-        raise ApiError(error_code, f"The 'offset' parameter must be at least 0 and count + offset at most {MAX_WINDOW}.")
+        raise ApiError(error_code,
+                       f"The 'offset' parameter must be at least 0 and count + offset at most {MAX_WINDOW}.")
     return count, offset
 
 

@@ -18,7 +18,7 @@ from posthouse.server.services.wakeup import Wakeup
 from posthouse.server.store.base import Store
 
 MAX_BATCH = 500
-TEST_TOKEN = "POSTMARK_API_TEST"  # validate and answer, store and deliver nothing (POSTMARK-API.md §1.1)
+TEST_TOKEN = "POSTMARK_API_TEST"  # noqa: S105 — a public, documented name, not a secret; validate and answer, store and deliver nothing (POSTMARK-API.md §1.1)
 NIL_MESSAGE_ID = "00000000-0000-0000-0000-000000000000"
 
 

@@ -290,9 +290,9 @@ class Store(ABC):
 
     async def list_servers(self, offset: int, count: int, name: str | None) -> tuple[int, list[ServerRecord]]:
         where, args = (f"WHERE lower(name) LIKE ? {LIKE_ESCAPE}", [like_contains(name.lower())]) if name else ("", [])
-        total = await self.query_one(f"SELECT count(*) FROM servers {where}", args)  # noqa: S608 (fixed text)
+        total = await self.query_one(f"SELECT count(*) FROM servers {where}", args)
         rows = await self.query(
-            f"SELECT id, name, settings, created_at FROM servers {where} ORDER BY id LIMIT ? OFFSET ?",  # noqa: S608
+            f"SELECT id, name, settings, created_at FROM servers {where} ORDER BY id LIMIT ? OFFSET ?",
             [*args, count, offset])
         return int(total[0]) if total else 0, [ServerRecord(r[0], r[1], json.loads(r[2]), r[3]) for r in rows]
 
@@ -314,19 +314,19 @@ class Store(ABC):
 
     async def list_streams(self, server_id: int) -> list[StreamRecord]:
         rows = await self.query(
-            f"SELECT {_STREAM_COLUMNS} FROM message_streams WHERE server_id = ? ORDER BY created_at, id",  # noqa: S608
+            f"SELECT {_STREAM_COLUMNS} FROM message_streams WHERE server_id = ? ORDER BY created_at, id",
             (server_id,))
         return [StreamRecord(*r) for r in rows]
 
     async def get_stream(self, server_id: int, stream_id: str) -> StreamRecord | None:
         row = await self.query_one(
-            f"SELECT {_STREAM_COLUMNS} FROM message_streams WHERE server_id = ? AND id = ?",  # noqa: S608
+            f"SELECT {_STREAM_COLUMNS} FROM message_streams WHERE server_id = ? AND id = ?",
             (server_id, stream_id))
         return StreamRecord(*row) if row else None
 
     async def create_stream(self, record: StreamRecord) -> None:
         await self.transact([Stmt(
-            f"INSERT INTO message_streams ({_STREAM_COLUMNS}) VALUES ({placeholders(9)})",  # noqa: S608
+            f"INSERT INTO message_streams ({_STREAM_COLUMNS}) VALUES ({placeholders(9)})",
             (record.server_id, record.id, record.name, record.description, record.stream_type,
              record.unsubscribe_handling, record.created_at, record.updated_at, record.archived_at))])
 
@@ -390,8 +390,9 @@ class Store(ABC):
         ids = sorted({r[1] for r in rows})
         messages = {
             m[0]: m for m in await self.query(
-                "SELECT message_id, server_id, stream, envelope_from, received_at, content, tag, subject, sender, sandboxed "
-                f"FROM messages WHERE message_id IN ({placeholders(len(ids))})", ids)  # noqa: S608
+                "SELECT message_id, server_id, stream, envelope_from, received_at, content, tag, subject, sender, "
+                "sandboxed "
+                f"FROM messages WHERE message_id IN ({placeholders(len(ids))})", ids)
         }
         claimed = []
         for delivery_id, message_id, recipient, attempts in rows:
@@ -437,7 +438,7 @@ class Store(ABC):
                            ("queued", "deferred", "sending")})
         if finished:
             stmts.append(Stmt(
-                f"UPDATE messages SET status = 'Sent' WHERE message_id IN ({placeholders(len(finished))}) "  # noqa: S608
+                f"UPDATE messages SET status = 'Sent' WHERE message_id IN ({placeholders(len(finished))}) "
                 f"AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = messages.message_id "
                 f"AND d.state IN {PENDING})", finished))
         await self.transact(stmts)
@@ -492,9 +493,9 @@ class Store(ABC):
             clauses.append(f"metadata LIKE ? {LIKE_ESCAPE}")
             args.append(like_contains(json.dumps({f.metadata[0]: f.metadata[1]}, ensure_ascii=False)[1:-1]))
         where = " AND ".join(clauses)
-        total = await self.query_one(f"SELECT count(*) FROM messages WHERE {where}", args)  # noqa: S608
+        total = await self.query_one(f"SELECT count(*) FROM messages WHERE {where}", args)
         rows = await self.query(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {where} "  # noqa: S608
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {where} "
             "ORDER BY received_at DESC LIMIT ? OFFSET ?", [*args, count, offset])
         return int(total[0]) if total else 0, [_message_record(r) for r in rows]
 
@@ -502,7 +503,7 @@ class Store(ABC):
                           ) -> MessageRecord | None:
         columns = _MESSAGE_COLUMNS + (", content" if with_content else "")
         row = await self.query_one(
-            f"SELECT {columns} FROM messages WHERE server_id = ? AND message_id = ?",  # noqa: S608
+            f"SELECT {columns} FROM messages WHERE server_id = ? AND message_id = ?",
             (server_id, message_id))
         if row is None:
             return None

@@ -98,7 +98,7 @@ class DeliveryWorker:
             result = await transport.send(envelope)
         except DeliveryError as exc:
             error = str(exc) or exc.__class__.__name__
-        except Exception as exc:  # noqa: BLE001 — a bug in a transport must not kill the loop; the row retries
+        except Exception as exc:
             log.exception("transport %s failed unexpectedly", transport.name)
             error = f"internal error: {exc.__class__.__name__}"
         now = self.clock.micros()
