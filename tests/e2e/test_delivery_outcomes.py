@@ -68,3 +68,17 @@ def test_relay_down_then_up_still_delivers(tmp_path, database_url) -> None:  # t
         with sink:
             wait_for(lambda: len(sink.messages) == 1, timeout=15)
         assert events(server, message_id)[-1]["Type"] == "Delivered"
+
+
+def test_a_message_too_old_to_retry_bounces_as_soft_bounce(tmp_path, database_url, sink) -> None:  # type: ignore[no-untyped-def]
+    sink.script.extend(["451 4.3.0 Try again later"] * 100)
+    env = {"POSTHOUSE_RETRY_SCHEDULE": "200ms", "POSTHOUSE_POLL_INTERVAL": "100ms", "POSTHOUSE_MAX_MESSAGE_AGE": "1s"}
+    with ServerProcess(tmp_path / "data", database_url, delivery="relay",
+                       relay_url=f"smtp://127.0.0.1:{sink.port}", env=env) as server:
+        message_id = send(server, MESSAGE)
+        history = wait_for(lambda: (e := events(server, message_id)) and e[-1]["Type"] == "Bounced" and e,
+                           timeout=15)
+    assert all(e["Type"] == "Transient" for e in history[:-1]) and len(history) >= 2
+    assert "Soft bounce" in history[-1]["Details"]["Summary"]
+    assert "gave up after" in history[-1]["Details"]["Summary"]
+    assert sink.messages == []
