@@ -9,6 +9,7 @@ import sys
 
 import httpx
 import pytest
+
 from support import ServerProcess
 
 
