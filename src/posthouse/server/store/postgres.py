@@ -148,31 +148,37 @@ class PostgresStore(Store):
                 return
 
     async def _commit_batch(self, batch: list[tuple[list[Stmt], asyncio.Future[Any]]]) -> None:
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        """One transaction for the whole batch; if it fails, each caller again on its own.
+
+        Savepoints per caller would cost two round trips each on every commit; failures are rare
+        (writes are inserts of fresh ids and guarded updates), so the retry is the cheaper path.
+        """
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                if len(batch) == 1:
-                    outcomes.append((batch[0][1], await self._run(conn, batch[0][0]), None))
-                else:
-                    for stmts, future in batch:
-                        try:
-                            async with conn.transaction():  # a savepoint
-                                value = await self._run(conn, stmts)
-                        except asyncpg.PostgresError as exc:
-                            outcomes.append((future, None, _store_error(exc)))
-                        else:
-                            outcomes.append((future, value, None))
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+                values = [await self._run(conn, stmts) for stmts, _ in batch]
+        except asyncpg.PostgresError as exc:
+            if len(batch) == 1:
+                self._settle(batch[0][1], None, _store_error(exc))
+                return
+            for item in batch:
+                await self._commit_batch([item])
+            return
+        except (OSError, asyncpg.InterfaceError) as exc:
             log.error("postgresql commit failed: %s", exc)
-            error = _store_error(exc)
-            outcomes = [(future, None, error) for _, future in batch]
-        for future, value, error in outcomes:
-            if future.done():
-                continue
-            if error is None:
-                future.set_result(value)
-            else:
-                future.set_exception(error)
+            for _, future in batch:
+                self._settle(future, None, _store_error(exc))
+            return
+        for (_, future), value in zip(batch, values, strict=True):
+            self._settle(future, value, None)
+
+    @staticmethod
+    def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(error)
 
     # -- reads --------------------------------------------------------------------------------
 

@@ -49,6 +49,9 @@ class DeliveryWorker:
         self.lease_micros = int(lease_seconds * 1_000_000)
         self.poll_seconds = poll_seconds
         self._stopping = asyncio.Event()
+        self._results: list[DeliveryUpdate] = []
+        self._results_done: asyncio.Future[None] | None = None
+        self._flushing = False
 
     def stop(self) -> None:
         self._stopping.set()
@@ -102,15 +105,37 @@ class DeliveryWorker:
             log.exception("transport %s failed unexpectedly", transport.name)
             error = f"internal error: {exc.__class__.__name__}"
         now = self.clock.micros()
-        updates = [self._outcome(row, result, error, now) for row in rows]
-        for attempt in range(3):
-            try:
-                await self.store.record_attempts(updates)
-                return
-            except StoreError as exc:
-                log.error("recording delivery results failed (try %d): %s", attempt + 1, exc)
-                await asyncio.sleep(0.5 * (attempt + 1))
-        # The leases will expire and the rows be tried again: at least once, never lost.
+        await self._record([self._outcome(row, result, error, now) for row in rows])
+
+    async def _record(self, updates: list[DeliveryUpdate]) -> None:
+        """Queue results; one flush records everything that finished meanwhile in one transaction."""
+        if self._results_done is None:
+            self._results_done = asyncio.get_running_loop().create_future()
+        done = self._results_done
+        self._results.extend(updates)
+        if not self._flushing:
+            self._flushing = True
+            asyncio.create_task(self._flush_results())  # noqa: RUF006 — awaited through `done`
+        await asyncio.shield(done)
+
+    async def _flush_results(self) -> None:
+        """Write queued results until none are left; a failed write is retried, then given up:
+        the leases then expire and the rows are tried again (at least once, never lost)."""
+        try:
+            while self._results:
+                batch, done = self._results, self._results_done
+                self._results, self._results_done = [], None
+                assert done is not None
+                for attempt in range(3):
+                    try:
+                        await self.store.record_attempts(batch)
+                        break
+                    except StoreError as exc:
+                        log.error("recording %d delivery results failed (try %d): %s", len(batch), attempt + 1, exc)
+                        await asyncio.sleep(0.5 * (attempt + 1))
+                done.set_result(None)
+        finally:
+            self._flushing = False
 
     def _outcome(self, row: ClaimedDelivery, result: AttemptResult | None, error: str | None, now: int
                  ) -> DeliveryUpdate:
