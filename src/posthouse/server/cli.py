@@ -102,7 +102,7 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
         if sock is not None:
             config = uvicorn.Config(runtime.app, lifespan="off", log_level="warning", access_log=False,
                                     loop="none", http="httptools", timeout_keep_alive=30)
-            http_server = _QuietServer(config)
+            http_server = _uvicorn_server(config)
             tasks.append(asyncio.create_task(http_server.serve(sockets=[sock]), name="http"))
             while not http_server.started and not tasks[-1].done():  # noqa: ASYNC110 — uvicorn has only a flag
                 await asyncio.sleep(0.01)
@@ -124,18 +124,16 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
         await store.close()
 
 
-class _QuietServer:
+def _uvicorn_server(config: Any) -> Any:
     """uvicorn's Server without its own signal handling: `serve` owns SIGINT/SIGTERM and the stop order."""
+    import uvicorn
 
-    def __new__(cls, config: Any) -> Any:
-        import uvicorn
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
 
-        class Server(uvicorn.Server):
-            @contextlib.contextmanager
-            def capture_signals(self) -> Iterator[None]:
-                yield
-
-        return Server(config)
+    return Server(config)
 
 
 @click.group()

@@ -6,6 +6,7 @@
         ├── StoreError            the database failed (HTTP 5xx, SMTP 451, worker requeue)
         │   └── StoreFullError    the database refused a write for lack of space
         ├── DeliveryError         a transport could not talk to its peer at all (connection, TLS, timeout)
+        │   └── SMTPAuthenticationError   the relay refused our AUTH (delivery.smtp_client; carries the reply)
         └── ApiError              a request Postmark's API would refuse: carries error_code and http_status
             ├── AuthenticationError   ErrorCode 10, HTTP 401
             └── NotFoundError         an entity that does not exist (error_code given by the caller)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -31,7 +31,6 @@ class ApiState:
     sending: Any
     history: Any
     ready: Callable[[], bool] = lambda: True
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def _translate(exc: Exception) -> Response:

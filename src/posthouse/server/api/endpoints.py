@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -237,5 +237,3 @@ def register(router: Router, state: ApiState) -> None:
     router.add("POST", "/message-streams/{stream_id}/archive", archive_stream)
     router.add("POST", "/message-streams/{stream_id}/unarchive", unarchive_stream)
 
-
-__all__: list[Any] = ["register"]

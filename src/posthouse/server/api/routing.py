@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -82,7 +81,3 @@ class Query:
     def with_prefix(self, prefix: str) -> list[tuple[str, str]]:
         """(suffix, value) for parameters named `<prefix><suffix>`, prefix matched case-insensitively."""
         return [(k[len(prefix):], v) for k, v in self.raw if k.lower().startswith(prefix.lower())]
-
-
-def params(request: Request) -> dict[str, Any]:
-    return request.scope.get("path_params", {})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from posthouse.server.domain.messages import ComposedMessage
@@ -179,7 +179,6 @@ class MessageFilter:
     from_time: int | None = None
     to_time: int | None = None
     metadata: tuple[str, str] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 _MESSAGE_COLUMNS = (
@@ -514,8 +513,3 @@ class Store(ABC):
             "SELECT message_id, recipient, type, occurred_at, details, bounce_id FROM events "
             "WHERE message_id = ? ORDER BY occurred_at, id", (message_id,))
         return [EventRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
-
-    async def list_bounces_for_message(self, message_id: str) -> list[Sequence[Any]]:
-        return await self.query(
-            "SELECT id, type, type_code, email, description, details FROM bounces WHERE message_id = ? ORDER BY id",
-            (message_id,))
