@@ -8,6 +8,7 @@ cased with the prefix, the environment variable: `retry_schedule` ↔ `POSTHOUSE
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -20,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 from posthouse.server.errors import ConfigurationError
 
 ENV_PREFIX = "POSTHOUSE_"
-ROLES = ("api", "worker")
+ROLES = ("api", "smtp", "worker")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
@@ -39,6 +40,16 @@ def parse_schedule(text: str) -> tuple[float, ...]:
     if not delays:
         raise ConfigurationError("the retry schedule needs at least one delay")
     return delays
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _network(text: str, setting: str) -> IPNetwork:
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise ConfigurationError(f"invalid network {text.strip()!r} in {setting} (use CIDR, e.g. 10.0.0.0/8)") from None
 
 
 def parse_hostport(text: str, *, what: str) -> tuple[str, int]:
@@ -101,7 +112,22 @@ class Settings:
         "30s,2m,10m,30m,1h,2h,4h", "delays between delivery attempts; the last one repeats"
     )
     max_message_age: str = _setting("5d", "give up (bounce) a message not delivered after this long")
-    roles: str = _setting("api,worker", "comma-separated roles this process runs: api, worker")
+    roles: str = _setting("api,smtp,worker", "comma-separated roles this process runs: api, smtp, worker")
+    smtp: str = _setting("127.0.0.1:2525", "SMTP submission listeners, comma-separated HOST:PORT (STARTTLS offered); "
+                         "smtps://HOST:PORT for implicit TLS")
+    smtp_hostname: str = _setting("", "name in the SMTP greeting; empty means this machine's FQDN")
+    smtp_tls_cert: str = _setting("", "PEM certificate (chain) for SMTP TLS; empty: a self-signed one in the data dir")
+    smtp_tls_key: str = _setting("", "PEM private key for smtp_tls_cert")
+    smtp_max_message_size: int = _setting(10 * 1024 * 1024, "largest message accepted over SMTP, in bytes (SIZE)")
+    smtp_max_recipients: int = _setting(50, "recipients per SMTP transaction at most (452 4.5.3 beyond)")
+    smtp_auth_requires_tls: bool = _setting(True, "offer AUTH only after STARTTLS (or on implicit TLS), except to "
+                                            "smtp_plaintext_auth_networks")
+    smtp_plaintext_auth_networks: str = _setting("127.0.0.1/32,::1/128", "clients that may AUTH without TLS")
+    smtp_trusted_networks: str = _setting("", "CIDR=SERVER pairs, comma-separated: clients in CIDR submit without "
+                                          "AUTH as server SERVER (like Postfix's mynetworks)")
+    smtp_max_connections: int = _setting(1000, "concurrent SMTP connections at most (421 4.7.0 beyond)")
+    smtp_command_timeout: str = _setting("5m", "idle time allowed between SMTP commands (RFC 5321 §4.5.3.2.7)")
+    smtp_data_timeout: str = _setting("10m", "time allowed for one message's DATA")
     sqlite_synchronous: str = _setting(
         "FULL", "SQLite synchronous pragma: FULL fsyncs every commit; NORMAL can lose the last ones on power loss"
     )
@@ -157,13 +183,49 @@ class Settings:
         return roles
 
     @property
+    def smtp_listeners(self) -> list[tuple[str, int, bool]]:
+        """(host, port, implicit TLS) for each SMTP listener."""
+        result = []
+        for item in self.smtp.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            implicit = item.startswith("smtps://")
+            address = item.removeprefix("smtps://").removeprefix("smtp://")
+            result.append((*parse_hostport(address, what="SMTP"), implicit))
+        return result
+
+    @property
+    def plaintext_auth_networks(self) -> tuple[IPNetwork, ...]:
+        return tuple(_network(n, "smtp_plaintext_auth_networks") for n in self.smtp_plaintext_auth_networks.split(",")
+                     if n.strip())
+
+    @property
+    def trusted_networks(self) -> list[tuple[IPNetwork, str]]:
+        """(network, server name) pairs from `CIDR=SERVER`."""
+        result = []
+        for item in self.smtp_trusted_networks.split(","):
+            if not item.strip():
+                continue
+            cidr, sep, server = item.partition("=")
+            if not sep or not server.strip():
+                raise ConfigurationError(f"invalid smtp_trusted_networks entry {item.strip()!r} (use CIDR=SERVER)")
+            result.append((_network(cidr, "smtp_trusted_networks"), server.strip()))
+        return result
+
+    @property
     def relay(self) -> RelayTarget | None:
         return RelayTarget.from_url(self.relay_url) if self.relay_url else None
 
     def validate(self) -> Settings:
         """Check every derived value once at start, so a bad setting is one clear line."""
         _ = (self.http_address, self.retry_delays, self.max_message_age_seconds, self.lease_seconds)
-        _ = (self.poll_seconds, self.smtp_timeout_seconds, self.role_set)
+        _ = (self.poll_seconds, self.smtp_timeout_seconds, self.role_set, self.plaintext_auth_networks)
+        _ = (self.trusted_networks, parse_duration(self.smtp_command_timeout), parse_duration(self.smtp_data_timeout))
+        if "smtp" in self.role_set and not self.smtp_listeners:
+            raise ConfigurationError("the smtp role needs at least one listener (--smtp HOST:PORT)")
+        if bool(self.smtp_tls_cert) != bool(self.smtp_tls_key):
+            raise ConfigurationError("smtp_tls_cert and smtp_tls_key go together: set both or neither")
         if self.delivery not in ("sandbox", "relay"):
             raise ConfigurationError(f"invalid delivery mode {self.delivery!r} (use sandbox or relay)")
         if self.delivery == "relay" and not self.relay_url:

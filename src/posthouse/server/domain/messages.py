@@ -12,7 +12,7 @@ import binascii
 import json
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -80,22 +80,8 @@ class ComposedMessage:
     attachment_names: list[str]
     received_at: datetime
     content: bytes
-
-    @property
-    def recipients(self) -> list[str]:
-        """Envelope recipients, To then Cc then Bcc, without case-insensitive duplicates."""
-        seen: set[str] = set()
-        result: list[str] = []
-        for address in (*self.to, *self.cc, *self.bcc):
-            key = address.email.lower()
-            if key not in seen:
-                seen.add(key)
-                result.append(address.email)
-        return result
-
-    @property
-    def envelope_from(self) -> str:
-        return self.sender.email
+    envelope_from: str
+    recipients: list[str]  # envelope recipients, each once
 
     def addresses_json(self, addresses: Sequence[Address]) -> str:
         return json.dumps([{"Email": a.email, "Name": a.name} for a in addresses], ensure_ascii=False)
@@ -120,7 +106,8 @@ def _check_text(label: str, value: str | None, limit: int) -> str | None:
     return value
 
 
-def _metadata(raw: dict[str, object] | None) -> dict[str, str]:
+def metadata_from(raw: dict[str, object] | None) -> dict[str, str]:
+    """Postmark's metadata rules (POSTMARK-API.md §2.1): ≤ 10 keys of ≤ 20 chars, values ≤ 80, keys unique."""
     if not raw:
         return {}
     if len(raw) > MAX_METADATA_KEYS:
@@ -229,7 +216,7 @@ def compose(request: wire.EmailRequest, *, now: datetime, default_stream: str = 
     if request.track_links is not None and request.track_links not in TRACK_LINKS_VALUES:
         allowed = ", ".join(TRACK_LINKS_VALUES)
         raise invalid(f"Invalid 'TrackLinks' value: '{request.track_links}'. Use one of {allowed}.")
-    metadata = _metadata(request.metadata)
+    metadata = metadata_from(request.metadata)
     headers, custom_message_id, reply_to_header = _headers(request.headers)
     reply_to = _address_field("ReplyTo", request.reply_to if request.reply_to else reply_to_header)
     attachments = _attachments(request.attachments)
@@ -277,4 +264,17 @@ def compose(request: wire.EmailRequest, *, now: datetime, default_stream: str = 
         attachment_names=[a.name for a in attachments],
         received_at=now,
         content=content,
+        envelope_from=sender.email,
+        recipients=unique_emails(a.email for a in (*to, *cc, *bcc)),
     )
+
+
+def unique_emails(emails: Iterable[str]) -> list[str]:
+    """In order, without case-insensitive duplicates."""
+    seen: set[str] = set()
+    result: list[str] = []
+    for email in emails:
+        if email.lower() not in seen:
+            seen.add(email.lower())
+            result.append(email)
+    return result

@@ -88,6 +88,18 @@ class AccountService:
             raise AuthenticationError("Request does not contain a valid Server token.")
         return Server(server.id, server.name, {**_DEFAULT_SETTINGS, **server.settings})
 
+    async def server_named(self, name: str) -> Server | None:
+        """A server by name (for SMTP trusted networks), cached like tokens."""
+        key = "name:" + name.lower()
+        cached = self._token_cache.get(key)
+        now = time.monotonic()
+        if cached and cached[0] > now:
+            return cached[1]  # type: ignore[no-any-return]
+        record = await self.store.get_server_by_name(name)
+        server = Server(record.id, record.name, {**_DEFAULT_SETTINGS, **record.settings}) if record else None
+        self._token_cache[key] = (now + _TOKEN_CACHE_SECONDS, server)
+        return server
+
     async def authenticate_account(self, token: str | None) -> None:
         record = await self._lookup(token) if token else None
         if record is None or record.kind != "account":

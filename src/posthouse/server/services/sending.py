@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from posthouse import wire
 from posthouse.server.domain.messages import ComposedMessage, compose
+from posthouse.server.domain.submission import compose_submitted
 from posthouse.server.errors import ApiError
 from posthouse.server.services.accounts import AccountService, Server
 from posthouse.server.services.clock import Clock
@@ -70,6 +71,14 @@ class SendingService:
         for request, result in zip(requests, results, strict=True):
             out.append(result if result is not None else self._ok(next(it), request, test=server is None))
         return out
+
+    async def send_submitted(self, server: Server, mail_from: str, recipients: Sequence[str], data: bytes) -> str:
+        """A message submitted over SMTP: the same checks, commit and wake-up as the API; its MessageID."""
+        message = compose_submitted(data, mail_from=mail_from, recipients=recipients, now=self.clock.now(),
+                                    message_id_domain=self.message_id_domain)
+        await self.accounts.sending_stream(server.id, message.stream)
+        await self._store(server, [message])
+        return message.message_id
 
     async def _store(self, server: Server, messages: list[ComposedMessage]) -> None:
         await self.store.insert_messages(server.id, messages, sandboxed=self.sandbox_all or server.is_sandbox,

@@ -1,0 +1,165 @@
+"""Messages submitted as raw MIME (SMTP): Postmark's `X-PM-*` headers read and removed, our headers set.
+
+POSTMARK-API.md §9: `X-PM-Message-Stream`, `X-PM-Tag`, `X-PM-Metadata-<key>`, `X-PM-TrackOpens`,
+`X-PM-TrackLinks` and `X-PM-KeepID` are honoured and then stripped before delivery; the Message-ID
+is replaced by ours unless `X-PM-KeepID: true`. Recipients come from the envelope, so Bcc works;
+a `Bcc` header, if a client left one, is removed so it never reaches a recipient. The body is
+passed on byte for byte.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from email.header import decode_header, make_header
+
+from posthouse.server.domain.addresses import Address, AddressError, normalize_email
+from posthouse.server.domain.messages import (
+    MAX_METADATA_KEYS,
+    MAX_TAG,
+    ComposedMessage,
+    invalid,
+    metadata_from,
+    unique_emails,
+)
+from posthouse.server.domain.statuses import TRACK_LINKS_VALUES
+
+_FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+
+
+def _split(data: bytes) -> tuple[list[bytes], bytes]:
+    """Header fields (each with its folded continuation lines, CRLF kept) and the rest of the message
+    from the empty line on (RFC 5322 §2.1)."""
+    if data.startswith(b"\r\n"):
+        return [], data  # no header section at all
+    end = data.find(b"\r\n\r\n")
+    if end < 0:  # headers only: the empty line and empty body are implied
+        head, rest = (data if data.endswith(b"\r\n") else data + b"\r\n"), b"\r\n"
+    else:
+        head, rest = data[: end + 2], data[end + 2 :]
+    fields: list[bytes] = []
+    for line in head.split(b"\r\n")[:-1]:
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += line + b"\r\n"
+        else:
+            fields.append(line + b"\r\n")
+    return fields, rest
+
+
+def _name_value(field: bytes) -> tuple[str, str] | None:
+    match = _FIELD_NAME.match(field)
+    if match is None:
+        return None
+    value = field[match.end():].decode("utf-8", "replace")
+    return match.group(1).decode("ascii").lower(), re.sub(r"\r\n[ \t]", " ", value).strip()
+
+
+def _decoded(value: str) -> str:
+    """RFC 2047 encoded-words decoded, for the record (not for the delivered bytes)."""
+    try:
+        return str(make_header(decode_header(value)))
+    except (ValueError, LookupError):
+        return value
+
+
+def _addresses(values: Sequence[str]) -> list[Address]:
+    result = []
+    for name, addr in email.utils.getaddresses([_decoded(v) for v in values]):
+        if not addr:
+            continue
+        try:
+            result.append(Address(normalize_email(addr), name or None))
+        except AddressError:
+            result.append(Address(addr, name or None))
+    return result
+
+
+def _bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("true", "yes", "1"):
+        return True
+    if lowered in ("false", "no", "0"):
+        return False
+    raise invalid(f"Invalid {name} header value: '{value}'. Use true or false.")
+
+
+def compose_submitted(data: bytes, *, mail_from: str, recipients: Sequence[str], now: datetime,
+                      message_id_domain: str = "posthouse") -> ComposedMessage:
+    """Read a submitted message's headers, apply Postmark's X-PM headers, and build the bytes to store."""
+    fields, rest = _split(data)
+    kept: list[bytes] = []
+    headers: dict[str, list[str]] = {}
+    metadata: dict[str, object] = {}
+    stream = tag = track_links = None
+    track_opens: bool | None = None
+    keep_id = False
+    for field in fields:
+        parsed = _name_value(field)
+        if parsed is None:
+            kept.append(field)
+            continue
+        name, value = parsed
+        if name.startswith("x-pm-metadata-"):
+            key = field[len("x-pm-metadata-"):field.index(b":")].decode("ascii").strip()
+            # Postmark gives repeated keys an incrementing suffix on SMTP (POSTMARK-API.md §9).
+            unique, n = key, 1
+            while unique in metadata:
+                n += 1
+                unique = f"{key}{n}"
+            metadata[unique] = value
+        elif name == "x-pm-message-stream":
+            stream = value
+        elif name == "x-pm-tag":
+            tag = value
+        elif name == "x-pm-trackopens":
+            track_opens = _bool("X-PM-TrackOpens", value)
+        elif name == "x-pm-tracklinks":
+            match = [v for v in TRACK_LINKS_VALUES if v.lower() == value.lower()]
+            if not match:
+                raise invalid(f"Invalid X-PM-TrackLinks header value: '{value}'.")
+            track_links = match[0]
+        elif name == "x-pm-keepid":
+            keep_id = _bool("X-PM-KeepID", value)
+        headers.setdefault(name, []).append(value)
+        # X-PM-* are instructions to us; Bcc must never reach a recipient; the Message-ID is ours.
+        if not (name.startswith("x-pm-") or name in ("bcc", "message-id")):
+            kept.append(field)
+    if len(metadata) > MAX_METADATA_KEYS:
+        raise invalid(f"Metadata can have at most {MAX_METADATA_KEYS} fields.")
+    if tag is not None and len(tag) > MAX_TAG:
+        raise invalid(f"The X-PM-Tag header is too long: at most {MAX_TAG} characters.")
+    senders = _addresses(headers.get("from", []))
+    if not senders:
+        raise invalid("The message has no valid From header.")
+    message_id = str(uuid.uuid4())
+    original_ids = headers.get("message-id", [])
+    message_id_header = original_ids[0] if keep_id and original_ids else f"<{message_id}@{message_id_domain}>"
+    added = [f"Message-ID: {message_id_header}\r\n", f"X-PM-Message-Id: {message_id}\r\n"]
+    if "date" not in headers:
+        added.append(f"Date: {email.utils.format_datetime(now)}\r\n")
+    content = b"".join(kept) + "".join(added).encode("ascii") + rest
+    to = _addresses(headers.get("to", []))
+    cc = _addresses(headers.get("cc", []))
+    shown = {a.email.lower() for a in (*to, *cc)}
+    envelope = unique_emails(recipients)
+    return ComposedMessage(
+        message_id=message_id,
+        stream=(stream or "").strip() or "outbound",
+        sender=senders[0],
+        to=to,
+        cc=cc,
+        bcc=[Address(r) for r in envelope if r.lower() not in shown],
+        subject=_decoded(headers.get("subject", [""])[0]),
+        tag=tag or None,
+        metadata=metadata_from(metadata),
+        track_opens=track_opens,
+        track_links=track_links,
+        attachment_names=[],
+        received_at=now,
+        content=content,
+        envelope_from=mail_from or senders[0].email,
+        recipients=envelope,
+    )

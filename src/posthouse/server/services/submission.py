@@ -1,0 +1,69 @@
+"""SMTP submission policy: who may submit (server tokens, trusted networks) and handing mail to acceptance.
+
+This is the `smtp.handler.SubmissionHandler` the SMTP server calls; acceptance itself is
+`SendingService.send_submitted`, the same path as the API, so SMTP mail is stored, delivered,
+retried and listed exactly like API mail (DESIGN §1).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Sequence
+
+from posthouse.server.config import IPNetwork
+from posthouse.server.errors import ApiError, AuthenticationError, StoreError, StoreFullError
+from posthouse.server.services.accounts import AccountService, Server
+from posthouse.server.services.sending import SendingService
+from posthouse.server.smtp.handler import Peer, SmtpReply
+
+log = logging.getLogger("posthouse.smtp")
+
+
+class SubmissionService:
+    def __init__(self, accounts: AccountService, sending: SendingService,
+                 trusted_networks: Sequence[tuple[IPNetwork, str]] = ()) -> None:
+        self.accounts = accounts
+        self.sending = sending
+        self.trusted_networks = list(trusted_networks)
+
+    async def identify_network(self, peer: Peer) -> object | None:
+        """Like Postfix's mynetworks: a listed client network submits as its server without AUTH."""
+        if not self.trusted_networks:
+            return None
+        try:
+            address = ipaddress.ip_address(peer.host.split("%", 1)[0])
+        except ValueError:
+            return None
+        for network, server_name in self.trusted_networks:
+            if address in network:
+                server = await self.accounts.server_named(server_name)
+                if server is None:
+                    log.warning("trusted network %s names server %r, which does not exist", network, server_name)
+                return server
+        return None
+
+    async def authenticate(self, peer: Peer, mechanism: str, username: str, password: str) -> object | None:
+        """Postmark's convention (POSTMARK-API.md §9): the server token is both user name and password."""
+        if not password or username.strip() != password.strip():
+            return None
+        try:
+            return await self.accounts.authenticate_server(password)
+        except AuthenticationError:
+            return None
+
+    async def deliver(self, identity: object, mail_from: str, recipients: Sequence[str], data: bytes,
+                      peer: Peer) -> SmtpReply:
+        assert isinstance(identity, Server)
+        try:
+            message_id = await self.sending.send_submitted(identity, mail_from, recipients, data)
+        except ApiError as exc:
+            # A message-level problem: refused at end of DATA with the API's words and code.
+            return SmtpReply(554, f"5.6.0 {exc.message} (ErrorCode {exc.error_code})")
+        except StoreFullError:
+            log.error("store full: message from %s refused with 452", peer.host)
+            return SmtpReply(452, "4.3.1 Insufficient system storage, try again later")
+        except StoreError as exc:
+            log.error("store failure, message from %s refused with 451: %s", peer.host, exc)
+            return SmtpReply(451, "4.3.0 Internal error, try again later")
+        return SmtpReply(250, f"2.0.0 Ok: queued as {message_id}")

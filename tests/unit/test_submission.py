@@ -1,0 +1,90 @@
+"""Raw submitted messages: X-PM headers applied and removed, our headers set, the body untouched."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email import policy
+from email.parser import BytesParser
+
+import pytest
+
+from posthouse.server.domain.submission import compose_submitted
+from posthouse.server.errors import ApiError
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+BODY = b"Hello,\r\n.leading dot stays as sent\r\n\r\nBye\r\n"
+
+
+def message(*headers: str, body: bytes = BODY) -> bytes:
+    return "".join(h + "\r\n" for h in headers).encode() + b"\r\n" + body
+
+
+def compose(data: bytes, recipients: tuple[str, ...] = ("to@example.com",), mail_from: str = "bounce@example.com"):  # type: ignore[no-untyped-def]
+    return compose_submitted(data, mail_from=mail_from, recipients=list(recipients), now=NOW)
+
+
+def test_x_pm_headers_are_honoured_and_removed() -> None:
+    composed = compose(message(
+        "From: Shop <shop@example.com>", "To: Ann <to@example.com>", "Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=",
+        "X-PM-Message-Stream: broadcast", "X-PM-Tag: welcome", "X-PM-Metadata-order: 42",
+        "X-PM-Metadata-color:\r\n blue", "X-PM-TrackOpens: true", "X-PM-TrackLinks: htmlandtext",
+        "Message-ID: <client@example.com>", "Bcc: secret@example.com"))
+    assert composed.stream == "broadcast"
+    assert composed.tag == "welcome"
+    assert composed.metadata == {"order": "42", "color": "blue"}
+    assert composed.track_opens is True and composed.track_links == "HtmlAndText"
+    assert composed.subject == "Grüße"
+    assert composed.sender.email == "shop@example.com" and composed.sender.name == "Shop"
+    assert composed.envelope_from == "bounce@example.com"
+    parsed = BytesParser(policy=policy.default).parsebytes(composed.content)
+    assert not [k for k in parsed if k.lower().startswith("x-pm-") and k.lower() != "x-pm-message-id"]
+    assert parsed["Bcc"] is None
+    assert parsed["X-PM-Message-Id"] == composed.message_id
+    assert parsed["Message-ID"] == f"<{composed.message_id}@posthouse>"
+    assert parsed["Date"] is not None
+    assert composed.content.endswith(b"\r\n\r\n" + BODY)
+
+
+def test_keep_id_keeps_the_clients_message_id() -> None:
+    composed = compose(message("From: a@example.com", "Message-ID: <mine@example.com>", "X-PM-KeepID: true"))
+    assert b"Message-ID: <mine@example.com>\r\n" in composed.content
+    assert composed.content.count(b"Message-ID:") == 1
+
+
+def test_repeated_metadata_keys_get_a_suffix() -> None:
+    composed = compose(message("From: a@example.com", "X-PM-Metadata-k: 1", "X-PM-Metadata-k: 2",
+                               "X-PM-Metadata-k: 3"))
+    assert composed.metadata == {"k": "1", "k2": "2", "k3": "3"}
+
+
+def test_envelope_recipients_decide_and_bcc_is_derived() -> None:
+    composed = compose(message("From: a@example.com", "To: to@example.com", "Cc: cc@example.com"),
+                       recipients=("to@example.com", "cc@example.com", "hidden@example.com", "TO@example.com"))
+    assert composed.recipients == ["to@example.com", "cc@example.com", "hidden@example.com"]
+    assert [a.email for a in composed.bcc] == ["hidden@example.com"]
+    assert [a.email for a in composed.cc] == ["cc@example.com"]
+
+
+def test_existing_date_is_kept_and_headers_only_message_gets_an_empty_body() -> None:
+    composed = compose(b"From: a@example.com\r\nDate: Sat, 28 Nov 2026 10:00:00 +0000\r\nSubject: s\r\n")
+    assert composed.content.count(b"Date:") == 1
+    assert composed.content.endswith(b"\r\n\r\n")
+
+
+def test_null_sender_uses_the_from_address_for_the_envelope() -> None:
+    assert compose(message("From: a@example.com"), mail_from="").envelope_from == "a@example.com"
+
+
+@pytest.mark.parametrize(("headers", "text"), [
+    (("To: x@example.com",), "no valid From"),
+    (("From: a@example.com", "X-PM-TrackLinks: Sometimes"), "X-PM-TrackLinks"),
+    (("From: a@example.com", "X-PM-TrackOpens: perhaps"), "X-PM-TrackOpens"),
+    (("From: a@example.com", *(f"X-PM-Metadata-k{i}: v" for i in range(11))), "at most 10"),
+    (("From: a@example.com", "X-PM-Metadata-key: " + "v" * 81), "too long"),
+    (("From: a@example.com", "X-PM-Tag: " + "t" * 1001), "too long"),
+])
+def test_refusals(headers: tuple[str, ...], text: str) -> None:
+    with pytest.raises(ApiError) as info:
+        compose(message(*headers))
+    assert info.value.error_code == 300
+    assert text in info.value.message
