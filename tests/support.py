@@ -97,6 +97,7 @@ class ServerProcess:
         self.relay_url = relay_url
         self.extra_env = env or {}
         self.port = free_port()
+        self.smtp_port = free_port()
         self.process: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
         self.server_token: str | None = None
@@ -110,6 +111,7 @@ class ServerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("POSTHOUSE_")}
         env.update({
             "POSTHOUSE_HTTP": f"127.0.0.1:{self.port}",
+            "POSTHOUSE_SMTP": f"127.0.0.1:{self.smtp_port}",
             "POSTHOUSE_DATA_DIR": str(self.data_dir),
             "POSTHOUSE_DATABASE_URL": self.database_url,
             "POSTHOUSE_DELIVERY": self.delivery,
@@ -188,6 +190,11 @@ class ServerProcess:
                 self.kill()
         self._close_output()
         return self.process.returncode
+
+    @property
+    def tls_certificate(self) -> Path:
+        """The self-signed certificate the server made for SMTP TLS (clients trust it explicitly)."""
+        return self.data_dir / "tls" / "smtp-cert.pem"
 
     def client(self, **kwargs: Any) -> httpx.Client:
         headers = {"X-Postmark-Server-Token": self.server_token or "", "Accept": "application/json"}

@@ -80,7 +80,10 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
     from posthouse.server.runtime import Runtime
 
     roles = settings.role_set
+    # Bind every listener first, so a port in use is reported before anything else happens.
     sock = _bind(*settings.http_address) if "api" in roles else None
+    smtp_socks = [(_bind(host, port), implicit) for host, port, implicit in settings.smtp_listeners] \
+        if "smtp" in roles else []
     store = await _open_store(settings)
     runtime = Runtime(settings, store)
     tokens = await runtime.accounts.bootstrap()
@@ -94,7 +97,17 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
         loop.add_signal_handler(signum, stopping.set)
     tasks: list[asyncio.Task[Any]] = []
     http_server: Any = None
+    smtp_server: Any = None
+    listening: list[str] = []
     try:
+        if smtp_socks:
+            smtp_server = runtime.smtp_server()
+            await smtp_server.start_on_sockets(smtp_socks)
+            runtime.ready["smtp"] = True
+            names = ", ".join(("smtps://" if implicit else "") + "{}:{}".format(*s.getsockname()[:2])
+                              for s, implicit in smtp_socks)
+            listening.append(f"SMTP on {names}")
+            announce(f"SMTP TLS certificate: {runtime.smtp_certificate}")
         if "worker" in roles:
             runtime.start_worker()
             assert runtime.worker_task is not None
@@ -108,8 +121,9 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
                 await asyncio.sleep(0.01)
             runtime.ready["api"] = True
             host, port = sock.getsockname()[:2]
-            announce(f"Posthouse is listening: HTTP API on http://{host}:{port} "
-                     f"(delivery: {settings.delivery}, database: {store.dialect})")
+            listening.insert(0, f"HTTP API on http://{host}:{port}")
+        announce(f"Posthouse is listening: {', '.join(listening) or 'no listeners'} "
+                 f"(roles: {','.join(sorted(roles))}; delivery: {settings.delivery}; database: {store.dialect})")
         waiter = asyncio.create_task(stopping.wait())
         done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
@@ -120,6 +134,8 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
         if http_server is not None:
             http_server.should_exit = True
             await asyncio.gather(tasks[-1], return_exceptions=True)
+        if smtp_server is not None:
+            await smtp_server.stop(grace=10.0)
         await runtime.stop()
         await store.close()
 
@@ -152,10 +168,13 @@ def main(ctx: click.Context, config_file: str | None) -> None:
 @click.option("--database", "database_url", help="sqlite:///PATH or postgresql://… [POSTHOUSE_DATABASE_URL].")
 @click.option("--delivery", type=click.Choice(["sandbox", "relay"]), help="Delivery mode [POSTHOUSE_DELIVERY].")
 @click.option("--relay", "relay_url", help="Smarthost URL for relay delivery [POSTHOUSE_RELAY_URL].")
-@click.option("--role", "roles", help="Roles to run: api, worker (comma-separated) [POSTHOUSE_ROLES].")
+@click.option("--smtp", multiple=True, help="SMTP listener HOST:PORT, or smtps://HOST:PORT for implicit TLS; "
+              "repeat for several [POSTHOUSE_SMTP, 127.0.0.1:2525].")
+@click.option("--role", "roles", help="Roles to run: api, smtp, worker (comma-separated) [POSTHOUSE_ROLES].")
 @click.pass_context
 def serve_command(ctx: click.Context, **flags: Any) -> None:
-    """Start the HTTP API and the delivery workers."""
+    """Start the HTTP API, the SMTP submission server and the delivery workers."""
+    flags["smtp"] = ",".join(flags["smtp"]) or None
     try:
         settings = _settings(ctx, **flags)
     except ConfigurationError as exc:

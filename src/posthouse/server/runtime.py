@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 from posthouse.server.api.app import ApiState, create_app
-from posthouse.server.config import Settings
+from posthouse.server.config import Settings, parse_duration
 from posthouse.server.delivery.base import Transport
 from posthouse.server.delivery.relay import RelayTransport
 from posthouse.server.delivery.sandbox import SandboxTransport
@@ -23,6 +23,7 @@ from posthouse.server.services.accounts import AccountService
 from posthouse.server.services.clock import Clock
 from posthouse.server.services.history import HistoryService
 from posthouse.server.services.sending import SendingService
+from posthouse.server.services.submission import SubmissionService
 from posthouse.server.services.wakeup import Wakeup
 from posthouse.server.store.base import Store
 from posthouse.server.workers.delivery import DeliveryWorker
@@ -54,6 +55,7 @@ class Runtime:
         self.history = HistoryService(store)
         self.sending = SendingService(store, self.accounts, self.clock, self.wakeup,
                                       sandbox_all=settings.delivery == "sandbox")
+        self.submission = SubmissionService(self.accounts, self.sending, settings.trusted_networks)
         self.sandbox = SandboxTransport()
         if transport is None and settings.delivery == "relay" and settings.relay is not None:
             transport = RelayTransport(
@@ -66,6 +68,26 @@ class Runtime:
                                        ready=lambda: all(self.ready.values())))
         self.worker: DeliveryWorker | None = None
         self._worker_task: asyncio.Task[None] | None = None
+
+    def smtp_server(self) -> Any:
+        """The SMTP submission server for this process's settings (not started): TLS from the configured
+        certificate, or a self-signed one made once in the data dir."""
+        from posthouse.server.smtp.certificates import ensure_self_signed, server_context
+        from posthouse.server.smtp.server import SmtpServer, SmtpServerConfig
+
+        s = self.settings
+        hostname = s.smtp_hostname or socket.getfqdn()
+        if s.smtp_tls_cert:
+            cert, key = s.smtp_tls_cert, s.smtp_tls_key
+        else:
+            cert, key = ensure_self_signed(s.data_dir, hostname)  # type: ignore[assignment]
+        config = SmtpServerConfig(
+            hostname=hostname, max_message_size=s.smtp_max_message_size, max_recipients=s.smtp_max_recipients,
+            command_timeout=parse_duration(s.smtp_command_timeout), data_timeout=parse_duration(s.smtp_data_timeout),
+            max_connections=s.smtp_max_connections, auth_requires_tls=s.smtp_auth_requires_tls,
+            plaintext_auth_networks=s.plaintext_auth_networks)
+        self.smtp_certificate = str(cert)
+        return SmtpServer(self.submission, config, server_context(cert, key))
 
     def start_worker(self) -> None:
         s = self.settings

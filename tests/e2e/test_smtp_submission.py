@@ -1,0 +1,187 @@
+"""SMTP submission to the real server process: the smtplib path, swaks, aiosmtplib, many connections,
+Postmark's X-PM headers, and refusals that store nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import ssl
+import subprocess
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+
+import aiosmtplib
+import pytest
+from support import ServerProcess, wait_for
+
+FROM_ADDR = "app@example.com"
+
+
+def trusting(server: ServerProcess) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(server.tls_certificate))
+
+
+def listed(server: ServerProcess, **params: object) -> dict:  # type: ignore[type-arg]
+    with server.client() as client:
+        response = client.get("/messages/outbound", params={"count": 50, "offset": 0, **params})
+        assert response.status_code == 200
+        return response.json()  # type: ignore[no-any-return]
+
+
+def headers_of(data: bytes):  # type: ignore[no-untyped-def]
+    return BytesParser(policy=policy.default).parsebytes(data)
+
+
+def test_the_smtplib_snippet_delivers(relay_server, sink) -> None:  # type: ignore[no-untyped-def]
+    SMTP_SERVER, SMTP_PORT = "127.0.0.1", relay_server.smtp_port  # noqa: N806 — the snippet's names
+    SMTP_USER = SMTP_PASS = relay_server.server_token  # noqa: N806
+    context = trusting(relay_server)
+    to_addr = "receiver@example.com"
+    test_message = EmailMessage()
+    test_message["From"] = FROM_ADDR
+    test_message["To"] = to_addr
+    test_message["Subject"] = "SMTP Test"
+    test_message.set_content("Hello world! This is a test of the SMTP path.")
+
+    with smtplib.SMTP(SMTP_SERVER, SMTP_PORT) as server:
+        server.starttls(context=context)
+        server.login(SMTP_USER, SMTP_PASS)
+        server.sendmail(FROM_ADDR, to_addr, test_message.as_string())
+
+    wait_for(lambda: sink.messages, timeout=10)
+    received = sink.messages[0]
+    assert received.mail_from == FROM_ADDR and received.rcpt_tos == [to_addr]
+    parsed = headers_of(received.data)
+    assert parsed["Subject"] == "SMTP Test"
+    assert "Hello world! This is a test of the SMTP path." in parsed.get_content()
+    message = listed(relay_server)["Messages"][0]
+    assert message["MessageID"] == parsed["X-PM-Message-Id"]
+    assert message["Subject"] == "SMTP Test"
+
+    def delivered() -> bool:
+        with relay_server.client() as client:
+            found = client.get(f"/messages/outbound/{message['MessageID']}/details").json()
+        return any(e["Type"] == "Delivered" for e in found["MessageEvents"])
+
+    wait_for(delivered)
+
+
+def test_x_pm_headers_land_in_the_record_and_never_reach_the_recipient(relay_server, sink) -> None:  # type: ignore[no-untyped-def]
+    msg = EmailMessage()
+    msg["From"] = "Shop <shop@example.com>"
+    msg["To"] = "ann@example.com"
+    msg["Subject"] = "Your order"
+    msg["X-PM-Message-Stream"] = "broadcast"
+    msg["X-PM-Tag"] = "orders"
+    msg["X-PM-Metadata-order-id"] = "A-1001"
+    msg["X-PM-TrackOpens"] = "false"
+    msg.set_content("Shipped.")
+    with smtplib.SMTP("127.0.0.1", relay_server.smtp_port) as smtp:
+        smtp.starttls(context=trusting(relay_server))
+        smtp.login(relay_server.server_token, relay_server.server_token)
+        refused = smtp.send_message(msg, to_addrs=["ann@example.com", "hidden@example.com"])
+        assert refused == {}
+    wait_for(lambda: sink.messages, timeout=10)
+    received = sink.messages[0]
+    assert sorted(received.rcpt_tos) == ["ann@example.com", "hidden@example.com"]
+    names = [line.split(b":", 1)[0].lower() for line in received.data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")]
+    assert b"x-pm-tag" not in names and b"x-pm-message-stream" not in names
+    assert b"x-pm-metadata-order-id" not in names and b"x-pm-trackopens" not in names
+    assert b"x-pm-message-id" in names
+    record = listed(relay_server, messagestream="broadcast")["Messages"]
+    assert len(record) == 1
+    assert record[0]["Tag"] == "orders"
+    assert record[0]["Metadata"] == {"order-id": "A-1001"}
+    assert record[0]["TrackOpens"] is False
+    assert [b["Email"] for b in record[0]["Bcc"]] == ["hidden@example.com"]
+    assert listed(relay_server)["TotalCount"] == 0  # nothing in the default stream
+
+
+def test_swaks_with_starttls_and_auth(relay_server, sink) -> None:  # type: ignore[no-untyped-def]
+    token = relay_server.server_token
+    result = subprocess.run(
+        ["swaks", "--server", f"127.0.0.1:{relay_server.smtp_port}", "--tls", "--tls-verify",
+         "--tls-ca-path", str(relay_server.tls_certificate), "--auth", "LOGIN", "--auth-user", token,
+         "--auth-password", token, "--from", FROM_ADDR, "--to", "swaks@example.com",
+         "--header", "Subject: from swaks", "--body", "swaks body"],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "250 2.0.0 Ok: queued as" in result.stdout
+    wait_for(lambda: sink.messages, timeout=10)
+    assert sink.messages[0].rcpt_tos == ["swaks@example.com"]
+
+
+async def test_aiosmtplib_several_messages_in_one_session(relay_server, sink) -> None:  # type: ignore[no-untyped-def]
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=relay_server.smtp_port, start_tls=True,
+                             tls_context=trusting(relay_server))
+    async with client:
+        await client.login(relay_server.server_token, relay_server.server_token)
+        assert "pipelining" in client.esmtp_extensions
+        for i in range(5):
+            msg = EmailMessage()
+            msg["From"] = FROM_ADDR
+            msg["To"] = f"a{i}@example.com"
+            msg["Subject"] = f"aio {i}"
+            msg.set_content("x")
+            errors, reply = await client.send_message(msg)
+            assert errors == {} and reply.startswith("2.0.0 Ok: queued as")
+    await asyncio.to_thread(wait_for, lambda: len(sink.messages) == 5, 15)
+    assert listed(relay_server)["TotalCount"] == 5
+
+
+async def test_fifty_concurrent_connections(relay_server, sink) -> None:  # type: ignore[no-untyped-def]
+    context = trusting(relay_server)
+
+    async def session(n: int) -> None:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=relay_server.smtp_port, start_tls=True,
+                                 tls_context=context, timeout=60)
+        async with client:
+            await client.login(relay_server.server_token, relay_server.server_token)
+            for i in range(4):
+                await client.sendmail(FROM_ADDR, [f"c{n}-{i}@example.com"],
+                                      f"From: {FROM_ADDR}\r\nTo: c{n}-{i}@example.com\r\nSubject: {n}/{i}\r\n\r\nx\r\n")
+
+    await asyncio.gather(*(session(n) for n in range(50)))
+    await asyncio.to_thread(wait_for, lambda: len(sink.messages) >= 200, 60)
+    received = sorted(m.rcpt_tos[0] for m in sink.messages)
+    assert received == sorted(f"c{n}-{i}@example.com" for n in range(50) for i in range(4))
+
+
+def smtp_session(server: ServerProcess) -> smtplib.SMTP:
+    smtp = smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10)
+    smtp.starttls(context=trusting(server))
+    return smtp
+
+
+@pytest.mark.parametrize("case", ["wrong-password", "no-auth", "oversized", "too-many-recipients", "bad-stream"])
+def test_refusals_store_nothing(relay_server, sink, case) -> None:  # type: ignore[no-untyped-def]
+    token = relay_server.server_token
+    body = f"From: {FROM_ADDR}\r\nTo: r@example.com\r\nSubject: refused\r\n\r\nx\r\n"
+    with smtp_session(relay_server) as smtp:
+        if case == "wrong-password":
+            with pytest.raises(smtplib.SMTPAuthenticationError) as auth:
+                smtp.login(token, "not-the-token")
+            assert auth.value.smtp_code == 535 and auth.value.smtp_error.startswith(b"5.7.8")
+        elif case == "no-auth":
+            code, text = smtp.mail(FROM_ADDR)
+            assert (code, text[:5]) == (530, b"5.7.0")
+        else:
+            smtp.login(token, token)
+            if case == "oversized":
+                with pytest.raises(smtplib.SMTPSenderRefused) as big:
+                    smtp.sendmail(FROM_ADDR, ["r@example.com"], body + "y" * (10 * 1024 * 1024 + 10))
+                assert big.value.smtp_code == 552 and big.value.smtp_error.startswith(b"5.3.4")
+            elif case == "too-many-recipients":
+                assert smtp.mail(FROM_ADDR)[0] == 250
+                codes = [smtp.rcpt(f"r{i}@example.com") for i in range(51)]
+                assert {c for c, _ in codes[:50]} == {250}
+                assert codes[50][0] == 452 and codes[50][1].startswith(b"4.5.3")
+                smtp.rset()
+            else:
+                with pytest.raises(smtplib.SMTPDataError) as data:
+                    smtp.sendmail(FROM_ADDR, ["r@example.com"], "X-PM-Message-Stream: nosuch\r\n" + body)
+                assert data.value.smtp_code == 554
+                assert b"does not exist" in data.value.smtp_error and b"1235" in data.value.smtp_error
+    assert listed(relay_server)["TotalCount"] == 0
+    assert sink.messages == []
