@@ -26,6 +26,7 @@ lint: .venv/.synced
 
 bench: .venv/.synced
 	$(UV) run --frozen python bench/relay_throughput.py
+	$(UV) run --frozen python bench/smtp_relay.py
 
 clean:
 	rm -rf .venv $(TOOLS) posthouse-data
