@@ -164,6 +164,7 @@ def test_refusals_store_nothing(relay_server, sink, case) -> None:  # type: igno
                 smtp.login(token, "not-the-token")
             assert auth.value.smtp_code == 535 and auth.value.smtp_error.startswith(b"5.7.8")
         elif case == "no-auth":
+            smtp.ehlo()
             code, text = smtp.mail(FROM_ADDR)
             assert (code, text[:5]) == (530, b"5.7.0")
         else:
