@@ -171,6 +171,10 @@ class SqliteStore(Store):
                 try:
                     value = self._run(conn, job.stmts)
                 except sqlite3.Error as exc:
+                    if not conn.in_transaction:
+                        # Some errors (SQLITE_FULL, SQLITE_IOERR) make SQLite roll back the whole
+                        # transaction, not just the statement: every job of the batch is lost, none acked.
+                        raise
                     conn.execute("ROLLBACK TO job")
                     outcomes.append((job, None, _store_error(exc)))
                 else:
