@@ -13,6 +13,7 @@ from email.parser import BytesParser
 
 import aiosmtplib
 import pytest
+
 from support import ServerProcess, wait_for
 
 FROM_ADDR = "app@example.com"
@@ -34,8 +35,8 @@ def headers_of(data: bytes):  # type: ignore[no-untyped-def]
 
 
 def test_the_smtplib_snippet_delivers(relay_server, sink) -> None:  # type: ignore[no-untyped-def]
-    SMTP_SERVER, SMTP_PORT = "127.0.0.1", relay_server.smtp_port  # noqa: N806 — the snippet's names
-    SMTP_USER = SMTP_PASS = relay_server.server_token  # noqa: N806
+    SMTP_SERVER, SMTP_PORT = "127.0.0.1", relay_server.smtp_port
+    SMTP_USER = SMTP_PASS = relay_server.server_token
     context = trusting(relay_server)
     to_addr = "receiver@example.com"
     test_message = EmailMessage()
