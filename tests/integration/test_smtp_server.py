@@ -311,7 +311,8 @@ async def test_raw_pipelined_group_is_answered_in_order() -> None:
         # RFC 2920 §3.1: the message content may open the next group.
         client.send("Subject: one\r\n\r\n..dot\r\n.\r\n"
                     f"MAIL FROM:<{FROM}>\r\nRCPT TO:<{TO}>\r\nDATA\r\n")  # fmt: skip
-        assert await client.replies(4) == ["250 2.0.0 Ok: queued as 1", "250 2.1.0 Ok", "250 2.1.5 Ok", str(r.S354_DATA)]
+        assert await client.replies(4) == ["250 2.0.0 Ok: queued as 1", "250 2.1.0 Ok", "250 2.1.5 Ok",
+                                           str(r.S354_DATA)]  # fmt: skip
         client.send("Subject: two\r\n\r\n.\r\nQUIT\r\n")
         assert await client.replies(2) == ["250 2.0.0 Ok: queued as 2", str(r.S221_BYE)]
         assert await client.at_eof()
@@ -388,7 +389,8 @@ async def test_trusted_network_submits_without_auth() -> None:
     async with serving(handler) as served, raw(served.port) as client:
         await client.command("EHLO client.test")
         client.send(f"MAIL FROM:<{FROM}>\r\nRCPT TO:<{TO}>\r\nDATA\r\nx\r\n.\r\n")
-        assert await client.replies(4) == ["250 2.1.0 Ok", "250 2.1.5 Ok", str(r.S354_DATA), "250 2.0.0 Ok: queued as 1"]
+        assert await client.replies(4) == ["250 2.1.0 Ok", "250 2.1.5 Ok", str(r.S354_DATA),
+                                           "250 2.0.0 Ok: queued as 1"]  # fmt: skip
     assert handler.deliveries[0].identity == NETWORK_IDENTITY
 
 
@@ -549,7 +551,8 @@ async def test_oversized_by_size_parameter_and_by_content() -> None:
     handler = FakeHandler()
     async with serving(handler, max_message_size=1000) as served, raw(served.port) as client:
         await client.login()
-        assert await client.command(f"MAIL FROM:<{FROM}> SIZE=1001") == "552 5.3.4 Message size exceeds fixed maximum message size"
+        too_big = await client.command(f"MAIL FROM:<{FROM}> SIZE=1001")
+        assert too_big == "552 5.3.4 Message size exceeds fixed maximum message size"
         client.send(f"MAIL FROM:<{FROM}> SIZE=900\r\nRCPT TO:<{TO}>\r\nDATA\r\n")
         assert await client.replies(3) == ["250 2.1.0 Ok", "250 2.1.5 Ok", str(r.S354_DATA)]
         for _ in range(100):  # 100 kB against a 1000-octet limit
@@ -655,6 +658,50 @@ async def _connections_are(server: SmtpServer, count: int) -> bool:
     return server.connection_count == count
 
 
+async def test_pipelined_input_is_not_buffered_without_bound_while_a_delivery_is_out() -> None:
+    handler = FakeHandler(hold=asyncio.Event())
+    assert handler.hold is not None
+    line = b"NOOP " + b"x" * 500 + b"\r\n"
+    count = 32_000  # 16 MB: more than the socket buffers on both sides hold
+    async with serving(handler) as served, raw(served.port) as client:
+        await client.login()
+        client.send(f"MAIL FROM:<{FROM}>\r\nRCPT TO:<{TO}>\r\nDATA\r\nx\r\n.\r\n")
+        await client.replies(3)
+        await asyncio.wait_for(handler.holding.wait(), 5)
+        client.send(line * count)
+        with pytest.raises(AssertionError, match="not met"):  # the server stops reading: it never drains
+            await async_wait_for(_client_drained(client), timeout=0.5)
+        (connection,) = served.server._connections
+        assert connection._session is not None
+        assert connection._session.buffered < 1024 * 1024
+        handler.hold.set()
+        assert await client.reply() == "250 2.0.0 Ok: queued as 1"
+        replies = await client.replies(count)  # every pipelined command, in order, once reading resumed
+        assert set(replies) == {str(r.S250_OK)}
+
+
+def _client_drained(client: RawClient):  # type: ignore[no-untyped-def]
+    async def drained() -> bool:
+        return client.writer.transport.get_write_buffer_size() == 0
+
+    return drained
+
+
+async def test_failed_tls_handshakes_free_their_connections(tls: TLSFiles) -> None:
+    async with serving(FakeHandler(), tls, implicit=True) as served:
+        async with raw(served.port) as client:
+            await client.command("EHLO client.test")
+            assert await client.command("STARTTLS") == str(r.S220_READY_TLS)
+            client.send(b"this is not a TLS ClientHello\r\n" * 10)
+            assert await client.at_eof()
+        assert served.implicit_port is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.implicit_port)
+        writer.write(b"EHLO plaintext.on.an.implicit.port\r\n")
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+        await async_wait_for(lambda: _connections_are(served.server, 0))
+
+
 # --- Listening and stopping --------------------------------------------------------------------------
 
 
@@ -745,6 +792,12 @@ async def _uvloop_scenarios(tls: TLSFiles) -> None:
             client.send(f"MAIL FROM:<{FROM}>\r\nRCPT TO:<{TO}>\r\nDATA\r\nraw\r\n.\r\n")
             assert (await client.replies(4))[-1] == "250 2.0.0 Ok: queued as 5"
             assert await client.reply() == f"421 4.4.2 {HOST} Error: timeout exceeded"
+        async with raw(served.port) as client:
+            await client.command("EHLO client.test")
+            assert await client.command("STARTTLS") == str(r.S220_READY_TLS)
+            client.send(b"not a handshake\r\n" * 10)
+            assert await client.at_eof()
+        await async_wait_for(lambda: _connections_are(served.server, 0))
         handler.hold = asyncio.Event()
         async with raw(served.port) as client:
             await client.login()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 from dataclasses import dataclass, field
 
 import pytest
@@ -386,7 +387,7 @@ def test_handler_failing_during_auth_is_454() -> None:
     session = SmtpSession(POLICY, tls=True)
     session.connected(None)
     session.receive(b"EHLO client.test\r\n")
-    data, action = session.receive(AUTH_LINE.encode())
+    _, action = session.receive(AUTH_LINE.encode())
     assert isinstance(action, Authenticate)
     assert session.call_failed() == Output(encode_reply(r.S454_AUTH_TEMPORARY_FAILURE), None)
 
@@ -450,7 +451,8 @@ def test_input_is_held_while_a_request_is_out() -> None:
     session.receive(b"EHLO client.test\r\n")
     session.receive(AUTH_LINE.encode())
     session.authenticated(IDENTITY)
-    data, action = session.receive(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nx\r\n.\r\nNOOP\r\n")
+    _, action = session.receive(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nx\r\n.\r\n"
+                                b"NOOP\r\n")
     assert isinstance(action, Deliver)
     assert session.receive(b"NOOP\r\n") == NOTHING
     assert session.backlog == len(b"NOOP\r\nNOOP\r\n")
@@ -566,7 +568,7 @@ def test_bytes_between_starttls_and_the_handshake_are_dropped() -> None:
     session = SmtpSession(POLICY, starttls=True)
     session.connected(None)
     session.receive(b"EHLO client.test\r\n")
-    data, action = session.receive(b"STARTTLS\r\n")
+    _, action = session.receive(b"STARTTLS\r\n")
     assert isinstance(action, StartTLS)
     assert session.receive(b"NOOP\r\n") == NOTHING
     assert session.tls_started() == NOTHING
@@ -612,7 +614,7 @@ def test_shutdown_when_idle() -> None:
 def test_shutdown_lets_the_request_in_flight_answer_first() -> None:
     driver = in_transaction()
     session = driver.session
-    data, action = session.receive(b"DATA\r\nx\r\n.\r\nNOOP\r\n")
+    _, action = session.receive(b"DATA\r\nx\r\n.\r\nNOOP\r\n")
     assert isinstance(action, Deliver)
     assert session.shut_down() == NOTHING
     assert session.delivered(QUEUED) == Output(encode_reply(QUEUED) + encode_reply(r.S421_SHUTTING_DOWN), Close())
@@ -662,7 +664,7 @@ def pipelined_session(bodies: list[bytes]) -> bytes:
 def split(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({cut % (len(data) + 1) for cut in cuts})
     bounds = [0, *points, len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 @settings(max_examples=200, deadline=None)

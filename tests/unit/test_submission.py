@@ -88,3 +88,14 @@ def test_refusals(headers: tuple[str, ...], text: str) -> None:
         compose(message(*headers))
     assert info.value.error_code == 300
     assert text in info.value.message
+
+
+def test_the_received_trace_comes_first() -> None:
+    composed = compose_submitted(message("From: a@example.com"), mail_from="a@example.com",
+                                 recipients=["b@example.com"], now=NOW,
+                                 received="from [127.0.0.1] by mx.example.org (Posthouse) with ESMTPSA")
+    first = composed.content.split(b"\r\n", 1)[0]
+    expected = f"Received: from [127.0.0.1] by mx.example.org (Posthouse) with ESMTPSA id {composed.message_id};"
+    assert first == expected.encode()
+    parsed = BytesParser(policy=policy.default).parsebytes(composed.content)
+    assert parsed["Received"].endswith("+0000")

@@ -55,7 +55,8 @@ class Runtime:
         self.history = HistoryService(store)
         self.sending = SendingService(store, self.accounts, self.clock, self.wakeup,
                                       sandbox_all=settings.delivery == "sandbox")
-        self.submission = SubmissionService(self.accounts, self.sending, settings.trusted_networks)
+        self.submission = SubmissionService(self.accounts, self.sending, settings.trusted_networks,
+                                            settings.smtp_hostname or socket.getfqdn())
         self.sandbox = SandboxTransport()
         if transport is None and settings.delivery == "relay" and settings.relay is not None:
             transport = RelayTransport(

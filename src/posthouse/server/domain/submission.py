@@ -87,7 +87,7 @@ def _bool(name: str, value: str) -> bool:
 
 
 def compose_submitted(data: bytes, *, mail_from: str, recipients: Sequence[str], now: datetime,
-                      message_id_domain: str = "posthouse") -> ComposedMessage:
+                      message_id_domain: str = "posthouse", received: str | None = None) -> ComposedMessage:
     """Read a submitted message's headers, apply Postmark's X-PM headers, and build the bytes to store."""
     fields, rest = _split(data)
     kept: list[bytes] = []
@@ -140,7 +140,9 @@ def compose_submitted(data: bytes, *, mail_from: str, recipients: Sequence[str],
     added = [f"Message-ID: {message_id_header}\r\n", f"X-PM-Message-Id: {message_id}\r\n"]
     if "date" not in headers:
         added.append(f"Date: {email.utils.format_datetime(now)}\r\n")
-    content = b"".join(kept) + "".join(added).encode("ascii") + rest
+    # RFC 5321 §4.4: a server that accepts a message adds its trace ("Received") at the top.
+    trace = f"Received: {received} id {message_id};\r\n\t{email.utils.format_datetime(now)}\r\n" if received else ""
+    content = trace.encode("ascii", "replace") + b"".join(kept) + "".join(added).encode("ascii") + rest
     to = _addresses(headers.get("to", []))
     cc = _addresses(headers.get("cc", []))
     shown = {a.email.lower() for a in (*to, *cc)}

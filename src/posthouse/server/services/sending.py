@@ -72,10 +72,12 @@ class SendingService:
             out.append(result if result is not None else self._ok(next(it), request, test=server is None))
         return out
 
-    async def send_submitted(self, server: Server, mail_from: str, recipients: Sequence[str], data: bytes) -> str:
-        """A message submitted over SMTP: the same checks, commit and wake-up as the API; its MessageID."""
+    async def send_submitted(self, server: Server, mail_from: str, recipients: Sequence[str], data: bytes,
+                             received: str | None = None) -> str:
+        """A message submitted over SMTP: the same checks, commit and wake-up as the API; its MessageID.
+        `received` is the trace text for the Received header ("from … by … with …")."""
         message = compose_submitted(data, mail_from=mail_from, recipients=recipients, now=self.clock.now(),
-                                    message_id_domain=self.message_id_domain)
+                                    message_id_domain=self.message_id_domain, received=received)
         await self.accounts.sending_stream(server.id, message.stream)
         await self._store(server, [message])
         return message.message_id

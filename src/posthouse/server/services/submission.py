@@ -22,7 +22,8 @@ log = logging.getLogger("posthouse.smtp")
 
 class SubmissionService:
     def __init__(self, accounts: AccountService, sending: SendingService,
-                 trusted_networks: Sequence[tuple[IPNetwork, str]] = ()) -> None:
+                 trusted_networks: Sequence[tuple[IPNetwork, str]] = (), hostname: str = "localhost") -> None:
+        self.hostname = hostname
         self.accounts = accounts
         self.sending = sending
         self.trusted_networks = list(trusted_networks)
@@ -56,7 +57,10 @@ class SubmissionService:
                       peer: Peer) -> SmtpReply:
         assert isinstance(identity, Server)
         try:
-            message_id = await self.sending.send_submitted(identity, mail_from, recipients, data)
+            # RFC 3848: ESMTPSA = authenticated (or a trusted network) over TLS, ESMTPA without TLS.
+            protocol = "ESMTPSA" if peer.is_tls else "ESMTPA"
+            received = f"from [{peer.host}] by {self.hostname} (Posthouse) with {protocol}"
+            message_id = await self.sending.send_submitted(identity, mail_from, recipients, data, received)
         except ApiError as exc:
             # A message-level problem: refused at end of DATA with the API's words and code.
             return SmtpReply(554, f"5.6.0 {exc.message} (ErrorCode {exc.error_code})")

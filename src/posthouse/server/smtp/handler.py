@@ -3,7 +3,7 @@
 The server (`smtp.server`, around the sans-I/O `smtp.session`) owns the protocol and never touches
 the database; every decision that needs Posthouse's state is one of these three calls. The
 implementation lives in `services.submission`. When a call raises, the client hears a 4xx
-(`451 4.3.0`), never a 2xx.
+(`451 4.3.0` for `deliver`, `454 4.7.0` for `authenticate`), never a 2xx.
 """
 
 from __future__ import annotations

@@ -199,6 +199,7 @@ class SmtpServer:
         except BaseException:
             for server in started:
                 server.close()
+                await server.wait_closed()
             raise
         self._servers.extend(started)
         return [sock.getsockname()[:2] for server in started for sock in server.sockets]
@@ -249,9 +250,11 @@ class SmtpServer:
 
     def _bind_loop(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
-        if self._loop is not None and self._loop is not loop:
+        if self._loop is not None and self._loop is not loop and self._servers:
             raise RuntimeError("SmtpServer already serves on another event loop")
         self._loop = loop
+        self._stopping = False  # a stopped server may be started again
+        self._idle = None
         return loop
 
     def _factory(self, implicit_tls: bool) -> functools.partial[_Connection]:
@@ -319,6 +322,7 @@ class _Connection(asyncio.Protocol):
         self._write_paused = False
         self._backlog_paused = False
         self._tls_pending = False
+        self._tls_early: list[bytes] = []  # decrypted input that came before start_tls() returned
         self._closing = False
 
     # --- asyncio.Protocol callbacks ---------------------------------------------------------------
@@ -332,7 +336,8 @@ class _Connection(asyncio.Protocol):
             self._transport.close()
             return
         if len(server._connections) >= self._config.max_connections:
-            log.warning("SMTP: refusing a connection: %d open (max_connections)", len(server._connections))
+            # Not a warning: a flood of connections must not become a flood of log lines.
+            log.info("SMTP: refusing a connection: %d open (max_connections)", len(server._connections))
             self._transport.write(_W421_TOO_MANY_CONNECTIONS)
             self._transport.close()
             return
@@ -359,6 +364,12 @@ class _Connection(asyncio.Protocol):
         transport = self._transport
         if session is None or transport is None:
             return  # a refused connection, closing
+        if self._tls_pending:
+            # Reading was paused when STARTTLS was answered, so this came through the TLS layer:
+            # the client's first command over TLS, passed up as soon as the handshake finished
+            # and before start_tls() returned. Kept for tls_started().
+            self._tls_early.append(data)
+            return
         self._last_activity = self._loop.time()
         out, action = session.receive(data)
         if out:
@@ -371,11 +382,7 @@ class _Connection(asyncio.Protocol):
         self._track_data_phase(session)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._server._connection_closed(self)
+        self._forget()
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -397,6 +404,14 @@ class _Connection(asyncio.Protocol):
     def abort(self) -> None:
         if self._transport is not None:
             self._transport.abort()
+
+    def _forget(self) -> None:
+        """The connection is gone: no timer, no place in the server's count. Idempotent."""
+        self._transport = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._server._connection_closed(self)
 
     # --- Carrying out the session's output ------------------------------------------------------
 
@@ -568,12 +583,18 @@ class _Connection(asyncio.Protocol):
             log.info("SMTP: TLS handshake with %s failed: %s", self._peer.host, exc or type(exc).__name__)
             self._task = None
             transport.abort()
+            self._forget()  # connection_lost may not reach us: the TLS layer owned the transport
             return
         if tls_transport is None:  # the connection went away during the handshake
             self._task = None
+            self._forget()
             return
         self._transport = cast(asyncio.Transport, tls_transport)
         self._tls_pending = False
         self._reading_paused = False  # the TLS transport starts out reading
         self._peer = Peer(self._peer.host, self._peer.port, True)
         self._finish(session.tls_started())
+        if self._tls_early:
+            early = b"".join(self._tls_early)
+            self._tls_early.clear()
+            self.data_received(early)
