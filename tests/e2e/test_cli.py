@@ -10,11 +10,13 @@ import sys
 import httpx
 import pytest
 
-from support import ServerProcess
+from support import ServerProcess, free_port
 
 
 def posthouse(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("POSTHOUSE_")}
+    # Never the default ports: a flag given by the test still wins over these.
+    clean.update({"POSTHOUSE_HTTP": f"127.0.0.1:{free_port()}", "POSTHOUSE_SMTP": f"127.0.0.1:{free_port()}"})
     return subprocess.run([sys.executable, "-m", "posthouse.server.cli", *args], capture_output=True, text=True,
                           env={**clean, **(env or {})}, timeout=timeout, check=False)
 
@@ -91,8 +93,6 @@ def test_bad_environment_and_config_file_are_one_line(tmp_path) -> None:  # type
 
 
 def test_toml_file_sets_the_listen_address(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from support import free_port
-
     port, smtp_port = free_port(), free_port()
     config = tmp_path / "posthouse.toml"
     config.write_text(f'http = "127.0.0.1:{port}"\nsmtp = "127.0.0.1:{smtp_port}"\ndata_dir = "{tmp_path / "d"}"\n')
