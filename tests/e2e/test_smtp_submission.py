@@ -187,3 +187,23 @@ def test_refusals_store_nothing(relay_server, sink, case) -> None:  # type: igno
                 assert b"does not exist" in data.value.smtp_error and b"1235" in data.value.smtp_error
     assert listed(relay_server)["TotalCount"] == 0
     assert sink.messages == []
+
+
+def test_implicit_tls_listener_beside_a_starttls_one(tmp_path, database_url, sink) -> None:  # type: ignore[no-untyped-def]
+    from support import free_port
+
+    implicit_port = free_port()
+    server = ServerProcess(tmp_path / "data", database_url, delivery="relay",
+                           relay_url=f"smtp://127.0.0.1:{sink.port}")
+    server.extra_env["POSTHOUSE_SMTP"] = f"127.0.0.1:{server.smtp_port},smtps://127.0.0.1:{implicit_port}"
+    with server:
+        with smtplib.SMTP_SSL("127.0.0.1", implicit_port, context=trusting(server)) as smtp:
+            smtp.login(server.server_token, server.server_token)
+            smtp.sendmail(FROM_ADDR, ["implicit@example.com"],
+                          f"From: {FROM_ADDR}\r\nTo: implicit@example.com\r\nSubject: 465\r\n\r\nx\r\n")
+        with smtp_session(server) as smtp:
+            smtp.login(server.server_token, server.server_token)
+            smtp.sendmail(FROM_ADDR, ["starttls@example.com"],
+                          f"From: {FROM_ADDR}\r\nTo: starttls@example.com\r\nSubject: 587\r\n\r\nx\r\n")
+        wait_for(lambda: len(sink.messages) == 2, timeout=10)
+    assert sorted(m.rcpt_tos[0] for m in sink.messages) == ["implicit@example.com", "starttls@example.com"]

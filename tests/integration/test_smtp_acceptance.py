@@ -81,3 +81,34 @@ async def test_a_full_sqlite_database_answers_452_and_recovers(smtp, database_ur
     code, _ = await asyncio.to_thread(submit, port, token)
     assert code == 250
     assert await count(runtime.store, "messages") == stored + 1
+
+
+async def test_trusted_networks_submit_without_auth_as_their_server(store: Store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = load_settings({"data_dir": str(tmp_path), "delivery": "sandbox",
+                              "smtp_trusted_networks": "127.0.0.1/32=default"}, environ={})
+    runtime = Runtime(settings, store)
+    await runtime.accounts.bootstrap()
+    server = runtime.smtp_server()
+    ((_, port),) = await server.start([Listener("127.0.0.1", 0)])
+
+    def without_auth(source: str) -> tuple[int, bytes]:
+        with smtplib.SMTP("127.0.0.1", port, timeout=10, source_address=(source, 0)) as client:
+            client.ehlo()
+            code, text = client.mail("app@example.com")
+            if code != 250:
+                return code, text
+            client.rcpt("user@example.com")
+            return client.data(MESSAGE.encode())
+
+    try:
+        trusted = await asyncio.to_thread(without_auth, "127.0.0.1")
+        untrusted = await asyncio.to_thread(without_auth, "127.0.0.2")
+    finally:
+        await server.stop(grace=2)
+        await runtime.stop()
+    assert trusted[0] == 250
+    message_id = trusted[1].decode().rsplit(" ", 1)[-1]
+    default = await store.get_server_by_name("default")
+    assert default is not None and await store.get_message(default.id, message_id) is not None
+    assert (untrusted[0], untrusted[1][:5]) == (530, b"5.7.0")
+    assert await count(store, "messages") == 1
