@@ -344,6 +344,7 @@ class Store(ABC):
         message_rows = []
         delivery_rows = []
         event_rows = []
+        metadata_rows = []
         for m in messages:
             received = int(m.received_at.timestamp() * 1_000_000)
             recipients = m.recipients
@@ -355,6 +356,7 @@ class Store(ABC):
                 int(bool(m.track_opens)), m.track_links or "None", MessageStatus.QUEUED.value,
                 int(sandboxed), received, len(m.content), m.content,
             ))
+            metadata_rows.extend((m.message_id, server_id, key, value) for key, value in m.metadata.items())
             for rcpt in recipients:
                 delivery_rows.append((m.message_id, rcpt, DeliveryState.QUEUED.value, 0, received, now, now))
                 event_rows.append((m.message_id, server_id, rcpt, EventType.QUEUED.value, received, "{}"))
@@ -367,6 +369,8 @@ class Store(ABC):
                  "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)", many=delivery_rows),
             Stmt("INSERT INTO events (message_id, server_id, recipient, type, occurred_at, details) "
                  "VALUES (?, ?, ?, ?, ?, ?)", many=event_rows),
+            Stmt("INSERT INTO message_metadata (message_id, server_id, key, value) VALUES (?, ?, ?, ?)",
+                 many=metadata_rows),
             *self.work_notice(),
         ])
 
@@ -467,11 +471,12 @@ class Store(ABC):
             clauses.append("stream = ?")
             args.append(f.stream)
         if f.recipient:
-            clauses.append(f"lower(recipients) LIKE ? {LIKE_ESCAPE}")
-            args.append(like_contains(f.recipient.lower()))
+            # Exact, case-insensitive, on any of To/Cc/Bcc: the queue has a row per recipient (indexed).
+            clauses.append("message_id IN (SELECT message_id FROM deliveries WHERE lower(recipient) = ?)")
+            args.append(f.recipient.strip().lower())
         if f.from_email:
             clauses.append("lower(from_email) = ?")
-            args.append(f.from_email.lower())
+            args.append(f.from_email.strip().lower())
         if f.tag:
             clauses.append("tag = ?")
             args.append(f.tag)
@@ -488,9 +493,9 @@ class Store(ABC):
             clauses.append("received_at <= ?")
             args.append(f.to_time)
         if f.metadata:
-            # Metadata is stored as canonical JSON text; match the exact "key": "value" pair.
-            clauses.append(f"metadata LIKE ? {LIKE_ESCAPE}")
-            args.append(like_contains(json.dumps({f.metadata[0]: f.metadata[1]}, ensure_ascii=False)[1:-1]))
+            clauses.append("message_id IN (SELECT message_id FROM message_metadata WHERE server_id = ? "
+                           "AND key = ? AND value = ?)")
+            args.extend([server_id, f.metadata[0], f.metadata[1]])
         where = " AND ".join(clauses)
         total = await self.query_one(f"SELECT count(*) FROM messages WHERE {where}", args)
         rows = await self.query(

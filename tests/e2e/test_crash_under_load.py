@@ -1,0 +1,462 @@
+"""Crash safety under load: kill -9 while HTTP and SMTP clients send, a flapping and refusing relay, a full disk.
+
+What every test here holds the server to (DESIGN §2, §3): a message acknowledged (HTTP 200 with a
+MessageID, SMTP 250 "queued as") is in the store and reaches the relay at least once; a refusal
+(5xx, 4xx) acknowledges nothing; a failed attempt is a `Transient` event, never a lost message.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import re
+import smtplib
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+
+from integration.smtp_peers import ReceivedMessage, RecordingSink
+from support import ServerProcess, free_port, wait_for
+
+FROM_ADDR = "app@example.com"
+# Short retries and leases so the queue moves within a test; loopback clients submit without AUTH.
+FAST_QUEUE = {
+    "POSTHOUSE_RETRY_SCHEDULE": "200ms",
+    "POSTHOUSE_POLL_INTERVAL": "200ms",
+    "POSTHOUSE_LEASE_TIME": "2s",
+    "POSTHOUSE_SMTP_TRUSTED_NETWORKS": "127.0.0.1/32=default",
+}
+QUEUED_AS = re.compile(r"^2\.0\.0 Ok: queued as (\S+)$")
+
+
+def message_id_of(data: bytes) -> str | None:
+    """The X-PM-Message-Id the server put in the header of a relayed message."""
+    head = data.split(b"\r\n\r\n", 1)[0]
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"x-pm-message-id:"):
+            return line.split(b":", 1)[1].strip().decode()
+    return None
+
+
+def arrived_ids(messages: Iterable[ReceivedMessage]) -> list[str]:
+    return [mid for m in list(messages) if (mid := message_id_of(m.data)) is not None]
+
+
+def restarted(previous: ServerProcess) -> ServerProcess:
+    """A new process on the same data dir, database, ports and token: clients just reconnect."""
+    server = ServerProcess(previous.data_dir, previous.database_url, delivery=previous.delivery,
+                           relay_url=previous.relay_url, env=previous.extra_env)
+    server.port, server.smtp_port = previous.port, previous.smtp_port
+    server.server_token = previous.server_token
+    return server.start()
+
+
+def details_status(client: httpx.Client, message_id: str) -> int:
+    return client.get(f"/messages/outbound/{message_id}/details").status_code
+
+
+def queued_count(server: ServerProcess) -> int:
+    with server.client() as client:
+        response = client.get("/messages/outbound", params={"count": 1, "offset": 0, "status": "queued"})
+        assert response.status_code == 200, response.text
+        return int(response.json()["TotalCount"])
+
+
+def smtp_body(to: str, subject: str) -> str:
+    return f"From: {FROM_ADDR}\r\nTo: {to}\r\nSubject: {subject}\r\n\r\nsent over SMTP\r\n"
+
+
+# --- load generators ---------------------------------------------------------------------------
+
+
+class HttpLoad(threading.Thread):
+    """POST /email and small /email/batch calls until stopped; keeps the MessageIDs acknowledged."""
+
+    def __init__(self, server: ServerProcess, index: int, stopping: threading.Event) -> None:
+        super().__init__(daemon=True, name=f"http-load-{index}")
+        self.base_url, self.token = server.base_url, server.server_token or ""
+        self.index, self.stopping = index, stopping
+        self.acknowledged: list[str] = []
+        self.refused: Counter[int] = Counter()  # HTTP status → count, for the report
+        self.errors = 0
+
+    def run(self) -> None:
+        headers = {"X-Postmark-Server-Token": self.token, "Accept": "application/json"}
+        deadline = time.monotonic() + 60  # bounded even if never stopped
+        n = 0
+        with httpx.Client(base_url=self.base_url, headers=headers, timeout=5) as client:
+            while not self.stopping.is_set() and time.monotonic() < deadline:
+                n += 1
+                body = {"From": FROM_ADDR, "To": f"h{self.index}-{n}@example.com", "Subject": f"h{n}",
+                        "TextBody": "sent over HTTP"}
+                try:
+                    if n % 4:
+                        response = client.post("/email", json=body)
+                        if response.status_code == 200:
+                            self.acknowledged.append(response.json()["MessageID"])
+                    else:
+                        batch = [body, {**body, "To": f"h{self.index}-{n}b@example.com"}]
+                        response = client.post("/email/batch", json=batch)
+                        if response.status_code == 200:
+                            self.acknowledged.extend(r["MessageID"] for r in response.json() if r["ErrorCode"] == 0)
+                    if response.status_code != 200:
+                        self.refused[response.status_code] += 1
+                except httpx.HTTPError:
+                    self.errors += 1
+                    time.sleep(0.05)
+
+
+class SmtpLoad(threading.Thread):
+    """SMTP sessions of several messages each until stopped; reconnects after any error.
+
+    A message counts as acknowledged only with `250 2.0.0 Ok: queued as <MessageID>`."""
+
+    def __init__(self, server: ServerProcess, index: int, stopping: threading.Event) -> None:
+        super().__init__(daemon=True, name=f"smtp-load-{index}")
+        self.port, self.index, self.stopping = server.smtp_port, index, stopping
+        self.acknowledged: list[str] = []
+        self.unparsed: list[str] = []  # 250 replies without a MessageID: always a failure
+        self.refused: Counter[int] = Counter()  # final reply code → count, for the report
+        self.errors = 0
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 60
+        n = 0
+        while not self.stopping.is_set() and time.monotonic() < deadline:
+            try:
+                with smtplib.SMTP("127.0.0.1", self.port, timeout=5) as smtp:
+                    for _ in range(8):
+                        if self.stopping.is_set():
+                            break
+                        n += 1
+                        to = f"s{self.index}-{n}@example.com"
+                        if smtp.mail(FROM_ADDR)[0] != 250 or smtp.rcpt(to)[0] != 250:
+                            smtp.rset()
+                            continue
+                        code, reply = smtp.data(smtp_body(to, f"s{n}"))
+                        if code != 250:
+                            self.refused[code] += 1
+                        elif match := QUEUED_AS.match(reply.decode()):
+                            self.acknowledged.append(match.group(1))
+                        else:
+                            self.unparsed.append(reply.decode())
+            except (smtplib.SMTPException, OSError):
+                self.errors += 1
+                time.sleep(0.05)
+
+
+# --- 1. kill -9 under mixed load ---------------------------------------------------------------
+
+
+def test_kill_9_repeatedly_under_http_and_smtp_load(tmp_path, database_url) -> None:  # type: ignore[no-untyped-def]
+    """HTTP and SMTP clients send without pause while the server is killed 5 times at random moments:
+    every acknowledged message is stored and arrives; duplicates are possible, only around a kill."""
+    rng = random.Random(7)
+    kills = 5
+    stopping = threading.Event()
+    with RecordingSink() as sink:
+        server = ServerProcess(tmp_path / "data", database_url, delivery="relay",
+                               relay_url=f"smtp://127.0.0.1:{sink.port}", env=FAST_QUEUE).start()
+        loads: list[HttpLoad | SmtpLoad] = [HttpLoad(server, i, stopping) for i in range(2)]
+        loads += [SmtpLoad(server, i, stopping) for i in range(3)]
+        try:
+            for load in loads:
+                load.start()
+            for _ in range(kills):
+                time.sleep(rng.uniform(0.4, 1.2))  # a random moment, with mail in every stage
+                server.kill()
+                server = restarted(server)
+            time.sleep(0.5)  # the last incarnation takes load too
+        finally:
+            stopping.set()
+            for load in loads:
+                load.join(10)
+        assert not any(load.is_alive() for load in loads)
+        http_acked = [mid for load in loads if isinstance(load, HttpLoad) for mid in load.acknowledged]
+        smtp_acked = [mid for load in loads if isinstance(load, SmtpLoad) for mid in load.acknowledged]
+        acknowledged = http_acked + smtp_acked
+        assert [u for load in loads if isinstance(load, SmtpLoad) for u in load.unparsed] == []
+        assert len(http_acked) > 20 and len(smtp_acked) > 20, "both load generators should have had mail acked"
+        assert len(set(acknowledged)) == len(acknowledged), "a MessageID was acknowledged twice"
+
+        try:
+            wait_for(lambda: set(acknowledged) <= set(arrived_ids(sink.messages)), timeout=30, interval=0.1)
+        finally:
+            missing = set(acknowledged) - set(arrived_ids(sink.messages))
+            print(f"\nacknowledged {len(acknowledged)} ({len(http_acked)} HTTP, {len(smtp_acked)} SMTP), "
+                  f"missing {len(missing)}")
+        # Nothing stays stuck in the queue either: rows held by killed processes came back and finished.
+        wait_for(lambda: queued_count(server) == 0, timeout=20, interval=0.2)
+
+        ids = arrived_ids(sink.messages)
+        counts = Counter(ids)
+        duplicates = len(ids) - len(counts)
+        unacknowledged = set(counts) - set(acknowledged)
+        refusals = sum((load.refused for load in loads), Counter[int]())
+        print(f"arrived {len(counts)} distinct, {duplicates} more than once, {len(unacknowledged)} arrived "
+              f"without an acknowledgement (answer lost in a kill); refusals {dict(refusals)}, "
+              f"client errors {sum(load.errors for load in loads)}")
+        # A message is sent again only if a kill came between the relay's 250 and the recording of it:
+        # once per kill at most, and no more messages than a worker has in flight.
+        assert duplicates >= 0
+        assert max(counts.values()) <= 1 + kills
+        assert duplicates <= kills * 64  # POSTHOUSE_WORKER_CONCURRENCY's default
+
+        with server.client() as client:
+            not_stored = [mid for mid in acknowledged if details_status(client, mid) != 200]
+            assert not_stored == [], f"{len(not_stored)} acknowledged messages are not in the store"
+            # What arrived without an acknowledgement was stored too: the relay never sees mail from nowhere.
+            assert [mid for mid in unacknowledged if details_status(client, mid) != 200] == []
+        server.stop()
+
+
+# --- 2. a relay that flaps and refuses ---------------------------------------------------------
+
+TRY_LATER = "451 4.3.0 try later"
+CLOSING = "421 4.3.2 closing"
+
+
+class RefusingRelay:
+    """An aiosmtpd handler that answers the end of DATA from a seeded script, shared by every
+    incarnation of the relay: a 4xx reply, or None to accept and record the message.
+
+    RecordingSink's `script` cannot interleave acceptances (a scripted "250" is answered but the
+    message is not recorded), hence this handler. Refusals are recorded per (MessageID, recipient).
+    """
+
+    def __init__(self, script: list[str | None]) -> None:
+        self.script = script
+        self.messages: list[ReceivedMessage] = []
+        self.refusals: Counter[tuple[str, str, str]] = Counter()  # (MessageID, recipient, reply) → count
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        # No await in here: the reply is written in the same loop step as the decision, so stopping
+        # the relay cannot separate a recorded refusal (or acceptance) from its reply.
+        reply = self.script.pop(0) if self.script else None
+        message_id = message_id_of(envelope.original_content) or "?"
+        if reply is not None:
+            for rcpt in envelope.rcpt_tos:
+                self.refusals[(message_id, rcpt, reply)] += 1
+            return reply
+        self.messages.append(ReceivedMessage(envelope.mail_from, list(envelope.rcpt_tos),
+                                             envelope.original_content, list(envelope.mail_options)))
+        return "250 2.0.0 Ok"
+
+
+def relay_up(handler: RefusingRelay, port: int) -> Controller:
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    return controller
+
+
+def test_relay_flapping_and_refusing_still_delivers_everything(tmp_path, database_url) -> None:  # type: ignore[no-untyped-def]
+    """The relay is down, comes and goes three times, and while up refuses some DATA with 451 or 421.
+    Every message arrives, each refusal and each refused connection is a Transient event, and every
+    recipient ends with exactly one Delivered event."""
+    rng = random.Random(11)
+    script: list[str | None] = [rng.choice([TRY_LATER, CLOSING, None, None, None]) for _ in range(150)]
+    assert TRY_LATER in script[:20] and CLOSING in script[:20]  # the seed does refuse early: both kinds are used
+    handler = RefusingRelay(script)
+    port = free_port()  # nothing listens yet: connection refused
+    server = ServerProcess(tmp_path / "data", database_url, delivery="relay",
+                           relay_url=f"smtp://127.0.0.1:{port}", env=FAST_QUEUE).start()
+    sent: dict[str, list[str]] = {}  # MessageID → recipients
+
+    def send(count: int) -> None:
+        with server.client() as client:
+            for _ in range(count):
+                n = len(sent)
+                to = [f"f{n}@example.com"] + ([f"f{n}-cc@example.com"] if n % 4 == 0 else [])
+                response = client.post("/email", json={"From": FROM_ADDR, "To": ", ".join(to),
+                                                       "Subject": f"flap {n}", "TextBody": "x"})
+                assert response.status_code == 200, response.text
+                sent[response.json()["MessageID"]] = to
+
+    def history(client: httpx.Client, message_id: str) -> list[dict[str, Any]]:
+        response = client.get(f"/messages/outbound/{message_id}/details")
+        assert response.status_code == 200, response.text
+        return list(response.json()["MessageEvents"])
+
+    relay: Controller | None = None
+    try:
+        send(15)
+        first = next(iter(sent))
+        with server.client() as client:
+            refused_connection = wait_for(
+                lambda: [e for e in history(client, first) if e["Type"] == "Transient"], timeout=10)
+        assert refused_connection[0]["Details"]["DeliveryMessage"].startswith("451 4.4.0"), refused_connection
+        for _ in range(3):
+            relay = relay_up(handler, port)
+            send(15)
+            time.sleep(rng.uniform(0.3, 0.8))  # a random moment to go down, deliveries in flight
+            relay.stop()
+            relay = None
+            time.sleep(rng.uniform(0.2, 0.5))
+        assert len(sent) == 60
+        relay = relay_up(handler, port)  # back for good
+        expected = {(mid, rcpt) for mid, rcpts in sent.items() for rcpt in rcpts}
+
+        def arrived() -> set[tuple[str, str]]:
+            return {(message_id_of(m.data) or "?", rcpt) for m in list(handler.messages) for rcpt in m.rcpt_tos}
+
+        wait_for(lambda: expected <= arrived(), timeout=30, interval=0.1)
+        wait_for(lambda: queued_count(server) == 0, timeout=15, interval=0.1)
+
+        with server.client() as client:
+            histories = {mid: history(client, mid) for mid in sent}
+    finally:
+        if relay is not None:
+            relay.stop()
+        server.stop()
+
+    consumed = sum(handler.refusals.values())
+    transient = scripted = 0
+    for mid, rcpts in sent.items():
+        for rcpt in rcpts:
+            types = [e["Type"] for e in histories[mid] if e["Recipient"] == rcpt]
+            assert types.count("Delivered") == 1 and types[-1] == "Delivered", (mid, rcpt, types)
+            assert set(types) <= {"Transient", "Delivered"}, (mid, rcpt, types)
+            replies = [e["Details"]["DeliveryMessage"] for e in histories[mid]
+                       if e["Recipient"] == rcpt and e["Type"] == "Transient"]
+            transient += len(replies)
+            for reply in (TRY_LATER, CLOSING):
+                # Each scripted refusal of this message, for this recipient, is one Transient event with its words.
+                assert sum(r.startswith(reply) for r in replies) == handler.refusals[(mid, rcpt, reply)], \
+                    (mid, rcpt, reply, replies)
+                scripted += handler.refusals[(mid, rcpt, reply)]
+    counts = Counter(arrived_ids(handler.messages))
+    print(f"\nrefusals consumed {consumed} ({len(script)} script entries left), Transient events {transient} "
+          f"({transient - scripted} from a relay that was down or went away), "
+          f"{sum(counts.values()) - len(counts)} messages arrived twice")
+    assert consumed > 0 and transient >= consumed == scripted
+    assert transient > scripted, "connections refused while the relay was down are Transient events too"
+    assert set(counts) == set(sent)
+
+
+# --- 3. a full disk ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path, database_url: str) -> Iterator[Path]:
+    """A 16 MiB tmpfs (no blocks reserved for root, unlike ext4) for a SQLite data dir, unmounted after."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL keeps its data on its own server's disk, not in Posthouse's data dir")
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        reason = result.stderr.strip()
+        if os.geteuid() != 0 or re.search(r"permission denied|not permitted|only root", reason, re.I):
+            pytest.skip(f"cannot mount a small tmpfs to fill (needs root / CAP_SYS_ADMIN): {reason}")
+        pytest.fail(f"mount failed: {reason}")
+    try:
+        yield mount
+    finally:
+        if subprocess.run(["umount", str(mount)], capture_output=True, check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount)], capture_output=True, check=False)
+
+
+def fill(path: Path) -> int:
+    """Write zeros to `path` until the file system says ENOSPC; leave the file; bytes written."""
+    chunk = bytes(1 << 16)
+    written = 0
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        while True:
+            try:
+                written += os.write(fd, chunk)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                if len(chunk) == 1:
+                    return written
+                chunk = chunk[: len(chunk) // 16 or 1]
+    finally:
+        os.close(fd)
+
+
+def test_disk_full_refuses_then_recovers_without_losing_acknowledged_mail(
+        small_disk: Path) -> None:
+    """With the data dir's disk full: HTTP 5xx with {ErrorCode, Message}, SMTP 4xx at the end of DATA,
+    nothing acknowledged, the process alive. Space back: sends succeed, and all acknowledged mail arrives."""
+    port = free_port()  # the relay is down: acknowledged mail stays queued
+    data_dir = small_disk / "data"
+    # A slow retry keeps the SQLite WAL small and growing (no checkpoint resets it), so every commit
+    # while full needs new space; the lease brings back rows whose results could not be recorded.
+    env = {**FAST_QUEUE, "POSTHOUSE_RETRY_SCHEDULE": "1s"}
+    server = ServerProcess(data_dir, f"sqlite:///{data_dir / 'posthouse.db'}", delivery="relay",
+                           relay_url=f"smtp://127.0.0.1:{port}", env=env)
+    body = {"From": FROM_ADDR, "To": "before@example.com", "Subject": "disk", "TextBody": "x"}
+    acknowledged: list[str] = []
+    filler = small_disk / "filler"
+    sink: RecordingSink | None = None
+    try:
+        server.start()
+        with server.client() as client:
+            for i in range(20):
+                response = client.post("/email", json={**body, "To": f"before{i}@example.com"})
+                assert response.status_code == 200, response.text
+                acknowledged.append(response.json()["MessageID"])
+        stored_before = len(acknowledged)
+
+        filled = fill(filler)
+        assert os.statvfs(small_disk).f_bavail == 0
+        http_replies: list[tuple[int, Any]] = []
+        with server.client() as client:
+            for i in range(3):
+                response = client.post("/email", json={**body, "To": f"during{i}@example.com"})
+                http_replies.append((response.status_code, response.json()))
+            response = client.post("/email/batch", json=[{**body, "To": "during-b1@example.com"},
+                                                         {**body, "To": "during-b2@example.com"}])
+            http_replies.append((response.status_code, response.json()))
+        smtp_replies: list[tuple[int, str]] = []
+        with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as smtp:
+            for i in range(2):
+                smtp.mail(FROM_ADDR)
+                smtp.rcpt(f"during-smtp{i}@example.com")
+                code, reply = smtp.data(smtp_body(f"during-smtp{i}@example.com", "disk"))
+                smtp_replies.append((code, reply.decode()))
+        print(f"\nfiller {filled} bytes; HTTP while full: {http_replies}; SMTP while full: {smtp_replies}")
+        for status, payload in http_replies:
+            assert status >= 500, (status, payload)
+            assert isinstance(payload, dict) and set(payload) == {"ErrorCode", "Message"}, payload
+        for code, reply in smtp_replies:
+            assert 400 <= code < 500, (code, reply)
+        assert server.process is not None and server.process.poll() is None, "the server died on a full disk"
+        with server.client() as client:
+            assert client.get("/healthz").status_code == 200
+            listed = client.get("/messages/outbound", params={"count": 1, "offset": 0}).json()
+        assert listed["TotalCount"] == stored_before, "something was stored (and maybe acknowledged) while full"
+
+        filler.unlink()
+        with server.client() as client:
+            response = client.post("/email", json={**body, "To": "after@example.com"})
+            assert response.status_code == 200, response.text
+            acknowledged.append(response.json()["MessageID"])
+        with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as smtp:
+            smtp.mail(FROM_ADDR)
+            smtp.rcpt("after-smtp@example.com")
+            code, reply = smtp.data(smtp_body("after-smtp@example.com", "disk"))
+        match = QUEUED_AS.match(reply.decode())
+        assert code == 250 and match, (code, reply)
+        acknowledged.append(match.group(1))
+
+        sink = RecordingSink()
+        sink._controller.port = port  # the address the server keeps retrying
+        sink.start()
+        wait_for(lambda: set(acknowledged) <= set(arrived_ids(sink.messages)), timeout=30, interval=0.1)
+        assert not {m.rcpt_tos[0] for m in sink.messages if m.rcpt_tos[0].startswith("during")}
+    finally:
+        if sink is not None:
+            sink.stop()
+        server.stop()  # the process is gone before the fixture unmounts its disk
