@@ -25,8 +25,8 @@ lint: .venv/.synced
 	$(UV) run --frozen ruff check src tests bench
 
 bench: .venv/.synced
-	$(UV) run --frozen python bench/relay_throughput.py
-	$(UV) run --frozen python bench/smtp_relay.py
+	bash bench/install-peers.sh
+	$(UV) run --frozen python bench/run.py
 
 clean:
 	rm -rf .venv $(TOOLS) posthouse-data

@@ -69,3 +69,37 @@ class Posthouse:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) / 1024
         return 0.0
+
+
+# -- results -------------------------------------------------------------------------------------
+
+Row = tuple[str, float, "float | None", str]  # scenario, Posthouse, peer (same run) or None, unit
+
+
+def machine() -> str:
+    """One line naming the machine the figures come from."""
+    import platform
+
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "")
+    except OSError:
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"{os.cpu_count()} cores ({model or platform.machine()}), {memory:.0f} GiB, "
+            f"Linux {platform.release()}, Python {platform.python_version()}")
+
+
+def print_table(title: str, rows: list[Row]) -> None:
+    """Markdown: scenario | Posthouse | peer | ratio (Posthouse / peer, or peer / Posthouse for times)."""
+    print(f"\n{title}\n")
+    print("| scenario | Posthouse | Postfix (same run) | ratio |")
+    print("|---|---:|---:|---:|")
+    for scenario, ours, peer, unit in rows:
+        if peer is None:
+            print(f"| {scenario} | {ours:,.1f} {unit} | | |")
+            continue
+        lower_is_better = unit in ("ms", "MiB")
+        ratio = (peer / ours if lower_is_better else ours / peer) if ours and peer else float("nan")
+        print(f"| {scenario} | {ours:,.1f} {unit} | {peer:,.1f} {unit} | {ratio:.2f}x |")

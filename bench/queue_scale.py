@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import Posthouse
+from harness import Posthouse, Row, machine, print_table
 from postfix_peer import SmtpSink
 
 QUERIES = {
@@ -110,27 +109,19 @@ def delivery_rate(sink: SmtpSink, count: int, data_dir: str, token: str, timeout
         worker.stop()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--measure", type=int, default=20_000, help="deliveries timed per round at scale")
-    args = parser.parse_args()
+def measure(rounds: int, messages: int = 1_000_000, timed: int = 20_000) -> list[Row]:
     with SmtpSink() as sink, tempfile.TemporaryDirectory(prefix="posthouse-scale-") as data_dir:
         api = Posthouse(sink.port, None, {"POSTHOUSE_ROLES": "api"}, data_dir=data_dir)
         try:
-            seconds = asyncio.run(enqueue(api, args.messages))
+            seconds = asyncio.run(enqueue(api, messages))
             api_rss = api.rss_mib()
             queries = time_queries(api)
         finally:
             api.stop()
-        print(f"enqueued {args.messages:,} in {seconds:.0f} s ({args.messages / seconds:,.0f}/s); API process RSS "
-              f"{api_rss:.0f} MiB", flush=True)
-        for name, (ms, total) in queries.items():
-            print(f"  GET /messages/outbound {name:10} {ms:8.1f} ms  (TotalCount {total:,})", flush=True)
-        big = [delivery_rate(sink, args.measure, data_dir, api.token) for _ in range(args.rounds)]
+        print(f"  enqueued {messages:,} in {seconds:.0f} s ({messages / seconds:,.0f}/s)", flush=True)
+        big = [delivery_rate(sink, timed, data_dir, api.token) for _ in range(rounds)]
     small = []
-    for _ in range(args.rounds):
+    for _ in range(rounds):
         with SmtpSink() as sink, tempfile.TemporaryDirectory(prefix="posthouse-scale-") as data_dir:
             api = Posthouse(sink.port, None, {"POSTHOUSE_ROLES": "api"}, data_dir=data_dir)
             try:
@@ -140,12 +131,27 @@ def main() -> None:
             small.append(delivery_rate(sink, 900, data_dir, api.token))
     big_rate = statistics.median(r for r, _ in big)
     small_rate = statistics.median(r for r, _ in small)
-    print(f"\nmedians over {args.rounds} rounds, SQLite (synchronous=FULL), {os.cpu_count()} cores")
-    print(f"claim-and-deliver with {args.messages:,} queued: {big_rate:,.0f}/s (worker RSS peak "
-          f"{max(p for _, p in big):.0f} MiB); with 1,000 queued: {small_rate:,.0f}/s; "
-          f"ratio {big_rate / small_rate:.2f}")
-    slowest = max(queries.items(), key=lambda kv: kv[1][0])
-    print(f"slowest filtered GET /messages/outbound: {slowest[0]} {slowest[1][0]:.1f} ms")
+    print(f"  claim-and-deliver: {big_rate:,.0f}/s with {messages:,} queued, {small_rate:,.0f}/s with 1,000 "
+          f"(ratio {big_rate / small_rate:.2f})", flush=True)
+    rows: list[Row] = [
+        (f"claim-and-deliver with {messages:,} queued (worker process)", big_rate, None, "msg/s"),
+        ("claim-and-deliver with 1,000 queued (worker process)", small_rate, None, "msg/s"),
+        (f"resident memory, API process holding {messages:,} queued", api_rss, None, "MiB"),
+        (f"resident memory, worker process at {messages:,} queued (peak)", max(p for _, p in big), None, "MiB"),
+    ]
+    rows += [(f"GET /messages/outbound?{name} at {messages:,} (TotalCount {total:,})", ms, None, "ms")
+             for name, (ms, total) in queries.items()]
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--measure", type=int, default=20_000, help="deliveries timed per round at scale")
+    args = parser.parse_args()
+    print_table(f"Queue scale, SQLite (synchronous=FULL), medians over {args.rounds} round(s), {machine()}",
+                measure(args.rounds, args.messages, args.measure))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import Posthouse
+from harness import Posthouse, Row, machine, print_table
 from postfix_peer import SmtpSink, measure_postfix_relay, postfix_version
 
 MESSAGE = {"From": "bench@example.com", "To": "sink@example.com", "Subject": "Benchmark",
@@ -115,6 +115,37 @@ def single_round(server: Posthouse, sink: SmtpSink, seconds: int, connections: i
     return figures
 
 
+def measure(rounds: int, messages: int = 20000, single_seconds: int = 10, postfix_messages: int = 5000,
+            database: str | None = None) -> list[Row]:
+    """Medians over `rounds` of the HTTP batch and single paths, beside Postfix's SMTP relay figures."""
+    results: dict[str, list[float]] = {}
+    for n in range(rounds):
+        with SmtpSink() as sink:
+            server = Posthouse(sink.port, database)
+            try:
+                figures = asyncio.run(batch_round(server, sink, messages))
+                figures.update(single_round(server, sink, single_seconds))
+            finally:
+                server.stop()
+        postfix = measure_postfix_relay(messages=postfix_messages, sessions=20, size=1024)
+        figures["postfix_accepted_per_s"] = postfix["accepted_per_s"]
+        figures["postfix_delivered_per_s"] = postfix["delivered_per_s"]
+        print(f"  http round {n + 1}: " + ", ".join(f"{k}={v:,.1f}" for k, v in figures.items()), flush=True)
+        for key, value in figures.items():
+            results.setdefault(key, []).append(value)
+    m = {k: statistics.median(v) for k, v in results.items()}
+    return [
+        ("HTTP batch (500/call, 4 clients) accepted, vs Postfix SMTP accepted", m["accepted_per_s"],
+         m["postfix_accepted_per_s"], "msg/s"),
+        ("HTTP batch delivered to smtp-sink, vs Postfix delivered", m["delivered_per_s"],
+         m["postfix_delivered_per_s"], "msg/s"),
+        ("POST /email, 64 connections (wrk), vs Postfix SMTP accepted", m["requests_per_s"],
+         m["postfix_accepted_per_s"], "req/s"),
+        ("POST /email p50 latency at that load", m["p50_ms"], None, "ms"),
+        ("POST /email p99 latency at that load", m["p99_ms"], None, "ms"),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -126,34 +157,10 @@ def main() -> None:
     if args.database and args.rounds > 1:
         print("note: with --database each round needs an empty database; using 1 round")
         args.rounds = 1
-    results: dict[str, list[float]] = {}
-    for n in range(args.rounds):
-        with SmtpSink() as sink:
-            server = Posthouse(sink.port, args.database)
-            try:
-                figures = asyncio.run(batch_round(server, sink, args.messages))
-                figures.update(single_round(server, sink, args.single_seconds))
-            finally:
-                server.stop()
-        postfix = measure_postfix_relay(messages=args.postfix_messages, sessions=20, size=1024)
-        figures["postfix_accepted_per_s"] = postfix["accepted_per_s"]
-        figures["postfix_delivered_per_s"] = postfix["delivered_per_s"]
-        print(f"round {n + 1}: " + ", ".join(f"{k}={v:,.1f}" for k, v in figures.items()), flush=True)
-        for key, value in figures.items():
-            results.setdefault(key, []).append(value)
-    median = {k: statistics.median(v) for k, v in results.items()}
+    rows = measure(args.rounds, args.messages, args.single_seconds, args.postfix_messages, args.database)
     store = "PostgreSQL" if args.database else "SQLite (synchronous=FULL)"
-    print(f"\nmedians over {args.rounds} round(s), store: {store}, {os.cpu_count()} cores, "
-          f"peer: Postfix {postfix_version()}")
-    print(f"{'metric':44} {'Posthouse':>12} {'Postfix':>12} {'ratio':>8}")
-    rows = [
-        ("accepted msgs/s (HTTP batch vs SMTP)", median["accepted_per_s"], median["postfix_accepted_per_s"]),
-        ("delivered msgs/s end to end", median["delivered_per_s"], median["postfix_delivered_per_s"]),
-        ("single POST /email req/s (64 conns)", median["requests_per_s"], median["postfix_accepted_per_s"]),
-    ]
-    for name, ours, theirs in rows:
-        print(f"{name:44} {ours:12,.0f} {theirs:12,.0f} {ours / theirs:8.2f}x")
-    print(f"{'single POST /email p50 / p99 latency, ms':44} {median['p50_ms']:6.1f} / {median['p99_ms']:.1f}")
+    print_table(f"HTTP paths, medians over {args.rounds} round(s), store {store}, peer Postfix {postfix_version()}, "
+                f"{machine()}", rows)
 
 
 if __name__ == "__main__":

@@ -15,14 +15,13 @@ Run: `.venv/bin/python bench/smtp_relay.py --rounds 3 [--database postgresql://â
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import Posthouse
+from harness import Posthouse, Row, machine, print_table
 from postfix_peer import SmtpSink, measure_postfix_relay, postfix_version, run_smtp_source
 
 
@@ -43,6 +42,29 @@ def posthouse_round(messages: int, sessions: int, size: int, database_url: str |
     return {"accepted_per_s": messages / accept_seconds, "delivered_per_s": messages / deliver_seconds}
 
 
+def measure(rounds: int, messages: int = 5000, sessions: int = 20, size: int = 1024,
+            database: str | None = None) -> list[Row]:
+    """Medians over `rounds` of the SMTP relay path, Posthouse beside Postfix."""
+    ours: dict[str, list[float]] = {"accepted_per_s": [], "delivered_per_s": []}
+    theirs: dict[str, list[float]] = {"accepted_per_s": [], "delivered_per_s": []}
+    for n in range(rounds):
+        mine = posthouse_round(messages, sessions, size, database)
+        peer = measure_postfix_relay(messages=messages, sessions=sessions, size=size)
+        for key in ours:
+            ours[key].append(mine[key])
+            theirs[key].append(peer[key])
+        print(f"  smtp round {n + 1}: Posthouse accepted {mine['accepted_per_s']:,.0f}/s delivered "
+              f"{mine['delivered_per_s']:,.0f}/s; Postfix accepted {peer['accepted_per_s']:,.0f}/s delivered "
+              f"{peer['delivered_per_s']:,.0f}/s", flush=True)
+    label = f"smtp-source -s {sessions} -l {size}"
+    return [
+        (f"SMTP relay accepted ({label})", statistics.median(ours["accepted_per_s"]),
+         statistics.median(theirs["accepted_per_s"]), "msg/s"),
+        (f"SMTP relay delivered end to end ({label})", statistics.median(ours["delivered_per_s"]),
+         statistics.median(theirs["delivered_per_s"]), "msg/s"),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -54,25 +76,10 @@ def main() -> None:
     if args.database and args.rounds > 1:
         print("note: with --database each round needs an empty database; using 1 round")
         args.rounds = 1
-    ours: dict[str, list[float]] = {"accepted_per_s": [], "delivered_per_s": []}
-    theirs: dict[str, list[float]] = {"accepted_per_s": [], "delivered_per_s": []}
-    for n in range(args.rounds):
-        mine = posthouse_round(args.messages, args.sessions, args.size, args.database)
-        peer = measure_postfix_relay(messages=args.messages, sessions=args.sessions, size=args.size)
-        for key in ours:
-            ours[key].append(mine[key])
-            theirs[key].append(peer[key])
-        print(f"round {n + 1}: Posthouse accepted {mine['accepted_per_s']:,.0f}/s delivered "
-              f"{mine['delivered_per_s']:,.0f}/s; Postfix accepted {peer['accepted_per_s']:,.0f}/s delivered "
-              f"{peer['delivered_per_s']:,.0f}/s", flush=True)
+    rows = measure(args.rounds, args.messages, args.sessions, args.size, args.database)
     store = "PostgreSQL" if args.database else "SQLite (synchronous=FULL)"
-    print(f"\nmedians over {args.rounds} round(s): smtp-source -s {args.sessions} -l {args.size}, "
-          f"{args.messages} messages; Posthouse store {store}; peer Postfix {postfix_version()}; "
-          f"{os.cpu_count()} cores")
-    print(f"{'metric':32} {'Posthouse':>10} {'Postfix':>10} {'ratio':>8}")
-    for key, label in (("accepted_per_s", "accepted msgs/s"), ("delivered_per_s", "delivered msgs/s end to end")):
-        a, b = statistics.median(ours[key]), statistics.median(theirs[key])
-        print(f"{label:32} {a:10,.0f} {b:10,.0f} {a / b:7.2f}x")
+    print_table(f"SMTP path, medians over {args.rounds} round(s), store {store}, peer Postfix {postfix_version()}, "
+                f"{machine()}", rows)
 
 
 if __name__ == "__main__":

@@ -134,6 +134,7 @@ class SmtpLoad(threading.Thread):
         while not self.stopping.is_set() and time.monotonic() < deadline:
             try:
                 with smtplib.SMTP("127.0.0.1", self.port, timeout=5) as smtp:
+                    smtp.ehlo()
                     for _ in range(8):
                         if self.stopping.is_set():
                             break
@@ -334,6 +335,13 @@ def test_relay_flapping_and_refusing_still_delivers_everything(tmp_path, databas
                     (mid, rcpt, reply, replies)
                 scripted += handler.refusals[(mid, rcpt, reply)]
     counts = Counter(arrived_ids(handler.messages))
+    pairs = Counter((message_id_of(m.data), tuple(m.rcpt_tos)) for m in handler.messages)
+    for key, c in pairs.items():
+        if c > 1:
+            print("DUP", key, c, [(e["Recipient"], e["Type"], e["Details"].get("DeliveryMessage")) for e in histories[key[0]]])
+    for mid, c in counts.items():
+        if c > 1:
+            print("DUPID", mid, [m.rcpt_tos for m in handler.messages if message_id_of(m.data) == mid])
     print(f"\nrefusals consumed {consumed} ({len(script)} script entries left), Transient events {transient} "
           f"({transient - scripted} from a relay that was down or went away), "
           f"{sum(counts.values()) - len(counts)} messages arrived twice")
@@ -421,6 +429,7 @@ def test_disk_full_refuses_then_recovers_without_losing_acknowledged_mail(
             http_replies.append((response.status_code, response.json()))
         smtp_replies: list[tuple[int, str]] = []
         with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as smtp:
+            smtp.ehlo()
             for i in range(2):
                 smtp.mail(FROM_ADDR)
                 smtp.rcpt(f"during-smtp{i}@example.com")
@@ -444,6 +453,7 @@ def test_disk_full_refuses_then_recovers_without_losing_acknowledged_mail(
             assert response.status_code == 200, response.text
             acknowledged.append(response.json()["MessageID"])
         with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as smtp:
+            smtp.ehlo()
             smtp.mail(FROM_ADDR)
             smtp.rcpt("after-smtp@example.com")
             code, reply = smtp.data(smtp_body("after-smtp@example.com", "disk"))
