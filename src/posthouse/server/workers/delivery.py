@@ -10,7 +10,7 @@ from itertools import groupby
 
 from posthouse.server.delivery.base import AttemptResult, Envelope, Transport
 from posthouse.server.delivery.smtp_client import Reply
-from posthouse.server.domain.replies import Outcome, classify_reply
+from posthouse.server.domain.replies import Classification, Outcome, classify_reply
 from posthouse.server.domain.retry import RetryPolicy
 from posthouse.server.domain.statuses import BounceType, DeliveryState, EventType
 from posthouse.server.errors import DeliveryError, StoreError
@@ -105,7 +105,25 @@ class DeliveryWorker:
             log.exception("transport %s failed unexpectedly", transport.name)
             error = f"internal error: {exc.__class__.__name__}"
         now = self.clock.micros()
-        await self._record([self._outcome(row, result, error, now) for row in rows])
+        server = result.server if result is not None else ""
+        ip = result.ip if result is not None else ""
+        replies = {row.recipient: self._reply_for(row, result, error) for row in rows}
+        classified = {rcpt: classify_reply(r.code, r.enhanced, r.text) for rcpt, r in replies.items()}
+        # One retry time for the whole message (jitter drawn once, the longest hint wins), so the
+        # recipients that failed together are claimed together and retried in one transaction.
+        hints = [c.retry_after for c in classified.values() if c.retry_after is not None]
+        delay = self.policy.delay_after(max(r.attempts for r in rows), max(hints, default=None))
+        retry_at = now + int(delay * 1_000_000)
+        await self._record([
+            self._outcome(row, replies[row.recipient], classified[row.recipient], server, ip, retry_at, now)
+            for row in rows])
+
+    @staticmethod
+    def _reply_for(row: ClaimedDelivery, result: AttemptResult | None, error: str | None) -> Reply:
+        reply = result.replies.get(row.recipient) if result is not None else None
+        if reply is None:  # no conversation, or no reply for this recipient: a local, transient failure
+            reply = Reply(451, f"4.4.0 {error or 'no reply for this recipient'}", "4.4.0")
+        return reply
 
     async def _record(self, updates: list[DeliveryUpdate]) -> None:
         """Queue results; one flush records everything that finished meanwhile in one transaction."""
@@ -137,15 +155,9 @@ class DeliveryWorker:
         finally:
             self._flushing = False
 
-    def _outcome(self, row: ClaimedDelivery, result: AttemptResult | None, error: str | None, now: int
-                 ) -> DeliveryUpdate:
-        reply = result.replies.get(row.recipient) if result is not None else None
-        server = result.server if result is not None else ""
-        ip = result.ip if result is not None else ""
-        if reply is None:
-            reply = Reply(451, f"4.4.0 {error or 'no reply for this recipient'}", "4.4.0")
+    def _outcome(self, row: ClaimedDelivery, reply: Reply, classification: Classification, server: str, ip: str,
+                 retry_at: int, now: int) -> DeliveryUpdate:
         text = str(reply)
-        classification = classify_reply(reply.code, reply.enhanced, reply.text)
         delivery_details = {"DeliveryMessage": text, "DestinationServer": server, "DestinationIP": ip}
         if classification.outcome is Outcome.DELIVERED:
             return DeliveryUpdate(row, self.owner, DeliveryState.DELIVERED, now, text, EventType.DELIVERED,
@@ -153,8 +165,7 @@ class DeliveryWorker:
         if classification.outcome is Outcome.TRANSIENT:
             age = (now - row.received_at) / 1_000_000
             if not self.policy.is_expired(age):
-                delay = self.policy.delay_after(row.attempts, classification.retry_after)
-                return DeliveryUpdate(row, self.owner, DeliveryState.DEFERRED, now + int(delay * 1_000_000), text,
+                return DeliveryUpdate(row, self.owner, DeliveryState.DEFERRED, retry_at, text,
                                       EventType.TRANSIENT, delivery_details, now)
             bounce_type = BounceType.SOFT_BOUNCE
             text = f"gave up after {row.attempts} attempts over {age / 3600:.1f} h; last reply: {text}"
