@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -18,7 +19,8 @@ def free_port() -> int:
 
 
 class Posthouse:
-    """`posthouse serve` in relay mode on a fresh data dir (or a fresh PostgreSQL database)."""
+    """`posthouse serve` in relay mode on a fresh data dir; given a PostgreSQL server URL, on a fresh
+    database there (dropped at stop)."""
 
     def __init__(self, relay_port: int, database_url: str | None, extra_env: dict[str, str] | None = None, *,
                  data_dir: str | None = None, token: str | None = None) -> None:
@@ -32,6 +34,10 @@ class Posthouse:
                     "POSTHOUSE_DELIVERY": "relay", "POSTHOUSE_RELAY_URL": f"smtp://127.0.0.1:{relay_port}",
                     "POSTHOUSE_SMTP": f"127.0.0.1:{self.smtp_port}", "POSTHOUSE_LOG_LEVEL": "warning",
                     **(extra_env or {})})
+        self.postgres: tuple[str, str] | None = None
+        if database_url and token is None:
+            # A fresh database on the given PostgreSQL server for each fresh Posthouse.
+            database_url = self._create_database(database_url)
         if database_url:
             env["POSTHOUSE_DATABASE_URL"] = database_url
         self.process = subprocess.Popen([sys.executable, "-m", "posthouse.server.cli", "serve"], env=env,
@@ -61,6 +67,40 @@ class Posthouse:
             self.process.stdout.close()
         if self.dir is not None:
             self.dir.cleanup()
+        self._drop_database()
+
+    def _create_database(self, server_url: str) -> str:
+        import asyncpg
+
+        name = f"posthouse_bench_{os.getpid()}_{int(time.time() * 1000)}"
+
+        async def create() -> None:
+            conn = await asyncpg.connect(server_url)
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await conn.close()
+
+        asyncio.run(create())
+        self.postgres = (server_url, name)
+        return server_url.rsplit("/", 1)[0] + "/" + name
+
+    def _drop_database(self) -> None:
+        import asyncpg
+
+        if self.postgres is None:
+            return
+        server_url, name = self.postgres
+
+        async def drop() -> None:
+            conn = await asyncpg.connect(server_url)
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await conn.close()
+
+        asyncio.run(drop())
+        self.postgres = None
 
     def rss_mib(self) -> float:
         """Resident memory of the server process now (VmRSS), in MiB."""

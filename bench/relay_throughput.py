@@ -152,11 +152,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20000, help="messages per batch round")
     parser.add_argument("--single-seconds", type=int, default=10, help="seconds of POST /email load per round")
     parser.add_argument("--postfix-messages", type=int, default=5000)
-    parser.add_argument("--database", default=None, help="a postgresql:// URL of an EMPTY database (default SQLite)")
+    parser.add_argument("--database", default=None,
+                        help="a postgresql:// server URL: a fresh database per round (default SQLite)")
     args = parser.parse_args()
-    if args.database and args.rounds > 1:
-        print("note: with --database each round needs an empty database; using 1 round")
-        args.rounds = 1
     rows = measure(args.rounds, args.messages, args.single_seconds, args.postfix_messages, args.database)
     store = "PostgreSQL" if args.database else "SQLite (synchronous=FULL)"
     print_table(f"HTTP paths, medians over {args.rounds} round(s), store {store}, peer Postfix {postfix_version()}, "

@@ -25,19 +25,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default="http,smtp,latency,scale", help="comma-separated: http,smtp,latency,scale")
     parser.add_argument("--scale-messages", type=int, default=1_000_000)
+    parser.add_argument("--postgres", default=None, help="postgresql://… server URL: run http and smtp on "
+                        "PostgreSQL (a fresh database per round) instead of SQLite")
     args = parser.parse_args()
     chosen = set(args.only.split(","))
     rows: list[Row] = []
     began = time.monotonic()
     if "http" in chosen:
-        rows += relay_throughput.measure(args.rounds)
+        rows += relay_throughput.measure(args.rounds, database=args.postgres)
     if "smtp" in chosen:
-        rows += smtp_relay.measure(args.rounds)
+        rows += smtp_relay.measure(args.rounds, database=args.postgres)
     if "latency" in chosen:
         rows += latency.measure(args.rounds)
     if "scale" in chosen:
         rows += queue_scale.measure(args.rounds, args.scale_messages)
-    print_table(f"Posthouse vs Postfix {postfix_version()}, SQLite store (synchronous=FULL), medians of "
+    store = "PostgreSQL store" if args.postgres else "SQLite store (synchronous=FULL)"
+    print_table(f"Posthouse vs Postfix {postfix_version()}, {store}, medians of "
                 f"{args.rounds} rounds, {machine()}; {time.monotonic() - began:.0f} s", rows)
 
 
