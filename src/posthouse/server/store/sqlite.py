@@ -91,6 +91,8 @@ class SqliteStore(Store):
         self._reader_connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._ready = threading.Event()
+        self._closing = threading.Event()
+        self._checkpointer: threading.Thread | None = None
         self._open_error: BaseException | None = None
 
     @classmethod
@@ -110,6 +112,8 @@ class SqliteStore(Store):
         else:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            # Checkpoints run on their own thread (`_checkpoint_loop`), not inside the writer's commits.
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
             conn.execute("PRAGMA foreign_keys = ON")
             if self.max_page_count:
                 conn.execute(f"PRAGMA max_page_count = {int(self.max_page_count)}")
@@ -122,11 +126,17 @@ class SqliteStore(Store):
             raise ConfigurationError(f"cannot create the data folder {self.path.parent}: {exc.strerror}") from None
         self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
         self._writer.start()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="sqlite-checkpoint", daemon=True)
+        self._checkpointer.start()
         await asyncio.get_running_loop().run_in_executor(None, self._ready.wait)
         if self._open_error is not None:
             raise ConfigurationError(f"cannot open SQLite database {self.path}: {self._open_error}")
 
     async def close(self) -> None:
+        self._closing.set()
+        if self._checkpointer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.join)
+            self._checkpointer = None
         if self._writer is not None:
             self._jobs.put(None)
             await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
@@ -226,6 +236,32 @@ class SqliteStore(Store):
                 loop.call_soon_threadsafe(_resolve, items)
             except RuntimeError:
                 log.warning("event loop closed before %d sqlite results were delivered", len(items))
+
+    def _checkpoint_loop(self) -> None:
+        """Copy the WAL back into the database file from this thread, so the writer's commits never
+        wait for a checkpoint and the second core does that work. PASSIVE never blocks the writer
+        or readers; the WAL is truncated when a checkpoint completes. Stops when the store closes."""
+        if not self._ready.wait(30) or self._open_error is not None:
+            return
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        except sqlite3.Error as exc:
+            log.error("sqlite checkpoint connection failed: %s", exc)
+            return
+        try:
+            while not self._closing.wait(0.2):
+                try:
+                    busy, wal_pages, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if not busy and wal_pages > 0 and wal_pages == done and wal_pages > 10_000:
+                        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.Error as exc:
+                    log.warning("sqlite checkpoint failed (retrying): %s", exc)
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                log.warning("final sqlite checkpoint failed: %s", exc)
+        finally:
+            conn.close()
 
     # -- reads --------------------------------------------------------------------------------
 
