@@ -240,7 +240,7 @@ class SqliteStore(Store):
     def _checkpoint_loop(self) -> None:
         """Copy the WAL back into the database file from this thread, so the writer's commits never
         wait for a checkpoint and the second core does that work. PASSIVE never blocks the writer
-        or readers; the WAL is truncated when a checkpoint completes. Stops when the store closes."""
+        or readers. Stops when the store closes, after a final TRUNCATE."""
         if not self._ready.wait(30) or self._open_error is not None:
             return
         try:
@@ -251,9 +251,10 @@ class SqliteStore(Store):
         try:
             while not self._closing.wait(0.2):
                 try:
-                    busy, wal_pages, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    if not busy and wal_pages > 0 and wal_pages == done and wal_pages > 10_000:
-                        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    # Once every frame is copied back, the next write starts the log over from its
+                    # beginning, so PASSIVE alone keeps the WAL from growing; TRUNCATE (which waits for
+                    # the writer) is left for shutdown.
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 except sqlite3.Error as exc:
                     log.warning("sqlite checkpoint failed (retrying): %s", exc)
             try:
