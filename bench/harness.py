@@ -18,6 +18,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _admin(server_url: str, sql: str) -> None:
+    """One statement on a PostgreSQL server (CREATE/DROP DATABASE cannot run in a transaction)."""
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(server_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
 class Posthouse:
     """`posthouse serve` in relay mode on a fresh data dir; given a PostgreSQL server URL, on a fresh
     database there (dropped at stop)."""
@@ -70,37 +84,16 @@ class Posthouse:
         self._drop_database()
 
     def _create_database(self, server_url: str) -> str:
-        import asyncpg
-
         name = f"posthouse_bench_{os.getpid()}_{int(time.time() * 1000)}"
-
-        async def create() -> None:
-            conn = await asyncpg.connect(server_url)
-            try:
-                await conn.execute(f'CREATE DATABASE "{name}"')
-            finally:
-                await conn.close()
-
-        asyncio.run(create())
+        _admin(server_url, f'CREATE DATABASE "{name}"')
         self.postgres = (server_url, name)
         return server_url.rsplit("/", 1)[0] + "/" + name
 
     def _drop_database(self) -> None:
-        import asyncpg
-
-        if self.postgres is None:
-            return
-        server_url, name = self.postgres
-
-        async def drop() -> None:
-            conn = await asyncpg.connect(server_url)
-            try:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            finally:
-                await conn.close()
-
-        asyncio.run(drop())
-        self.postgres = None
+        if self.postgres is not None:
+            server_url, name = self.postgres
+            _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            self.postgres = None
 
     def rss_mib(self) -> float:
         """Resident memory of the server process now (VmRSS), in MiB."""

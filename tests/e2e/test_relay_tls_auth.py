@@ -23,6 +23,16 @@ def test_relay_with_tls_and_auth(tmp_path, database_url, scheme) -> None:  # typ
                                                "Subject": "over TLS", "TextBody": "secret"})
         assert response.status_code == 200
         wait_for(lambda: sink.messages, timeout=10)
+        message_id = response.json()["MessageID"]
+
+        def delivered() -> dict | None:  # type: ignore[type-arg]
+            found = client.get(f"/messages/outbound/{message_id}/details").json()["MessageEvents"]
+            return next((e for e in found if e["Type"] == "Delivered"), None)
+
+        event = wait_for(delivered)
+    # The relay was named "localhost"; the event names the address actually reached.
+    assert event["Details"]["DestinationServer"] == f"localhost:{sink.port}"
+    assert event["Details"]["DestinationIP"] in ("127.0.0.1", "::1")
     assert sink.messages[0].rcpt_tos == ["tls@example.com"]
     assert sink.logins and sink.logins[0][1] == "relayuser"
 

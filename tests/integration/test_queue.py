@@ -91,15 +91,6 @@ async def test_deferred_rows_wait_for_their_time_and_delivered_rows_finish_the_m
     assert await store.next_due_time() is None
 
 
-async def test_release_gives_rows_back_without_counting_an_attempt(store: Store) -> None:
-    server_id = await make_server(store)
-    await enqueue(store, server_id, 2)
-    claimed = await store.claim_deliveries("w", T0, 10, T0 + LEASE)
-    await store.release_deliveries([d.id for d in claimed], "w", T0)
-    again = await store.claim_deliveries("w", T0, 10, T0 + LEASE)
-    assert [d.attempts for d in again] == [1, 1]
-
-
 async def test_concurrent_claimers_never_share_a_row(store: Store) -> None:
     server_id = await make_server(store)
     await enqueue(store, server_id, 200)

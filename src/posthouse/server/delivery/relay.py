@@ -29,7 +29,6 @@ class RelayTransport:
         self.timeout = timeout
         self._slots = asyncio.Semaphore(max_connections)
         self._idle: list[tuple[float, SMTPClient]] = []
-        self._ip = target.host
 
     async def _acquire(self) -> SMTPClient:
         now = time.monotonic()
@@ -48,6 +47,7 @@ class RelayTransport:
     async def send(self, envelope: Envelope) -> AttemptResult:
         async with self._slots:
             client = await self._acquire()
+            ip = client.peer_ip or self.target.host
             try:
                 result = await client.send(envelope.mail_from, envelope.recipients, envelope.data)
             except DeliveryError:
@@ -57,7 +57,7 @@ class RelayTransport:
                 self._idle.append((time.monotonic(), client))
             else:
                 await client.quit()
-        return AttemptResult(dict(result.recipients), f"{self.target.host}:{self.target.port}", self._ip)
+        return AttemptResult(dict(result.recipients), f"{self.target.host}:{self.target.port}", ip)
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []

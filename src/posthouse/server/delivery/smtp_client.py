@@ -183,6 +183,8 @@ class _ReplyProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike.
         self._transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.peer_ip: str | None = str(peer[0]) if peer else None
 
     def data_received(self, data: bytes) -> None:
         if self._error is not None:
@@ -440,6 +442,11 @@ class SMTPClient:
     @property
     def is_connected(self) -> bool:
         return self._protocol is not None and self._protocol.is_open
+
+    @property
+    def peer_ip(self) -> str | None:
+        """The address this connection reached (for `DestinationIP`), or None when not connected."""
+        return getattr(self._protocol, "peer_ip", None) if self._protocol is not None else None
 
     @property
     def extensions(self) -> dict[str, str]:

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from posthouse.server.domain.messages import ComposedMessage
-from posthouse.server.domain.statuses import DeliveryState, EventType, MessageStatus
+from posthouse.server.domain.statuses import PENDING_STATES, DeliveryState, EventType, MessageStatus
 
-PENDING = "('queued', 'deferred', 'sending')"
+# The pending states as SQL (the migrations' partial index `deliveries_due` lists the same ones).
+PENDING = "(" + ", ".join(f"'{state.value}'" for state in PENDING_STATES) + ")"
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,21 +438,13 @@ class Store(ABC):
         if plain_events:
             stmts.append(Stmt("INSERT INTO events (message_id, server_id, recipient, type, occurred_at, details) "
                               "VALUES (?, ?, ?, ?, ?, ?)", many=plain_events))
-        finished = sorted({u.delivery.message_id for u in updates if u.state.value not in
-                           ("queued", "deferred", "sending")})
+        finished = sorted({u.delivery.message_id for u in updates if u.state not in PENDING_STATES})
         if finished:
             stmts.append(Stmt(
                 f"UPDATE messages SET status = 'Sent' WHERE message_id IN ({placeholders(len(finished))}) "
                 f"AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = messages.message_id "
                 f"AND d.state IN {PENDING})", finished))
         await self.transact(stmts)
-
-    async def release_deliveries(self, ids: Sequence[int], owner: str, now: int) -> None:
-        """Give leased rows back unattempted (shutdown): due now, attempt not counted."""
-        if ids:
-            await self.transact([Stmt(
-                "UPDATE deliveries SET state = 'queued', lease_owner = NULL, attempts = attempts - 1, "
-                "next_attempt_at = ? WHERE id = ? AND lease_owner = ?", many=[(now, i, owner) for i in ids])])
 
     async def next_due_time(self) -> int | None:
         row = await self.query_one(f"SELECT min(next_attempt_at) FROM deliveries WHERE state IN {PENDING}")
