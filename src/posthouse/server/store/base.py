@@ -372,8 +372,18 @@ class Store(ABC):
                  "VALUES (?, ?, ?, ?, ?, ?)", many=event_rows),
             Stmt("INSERT INTO message_metadata (message_id, server_id, key, value) VALUES (?, ?, ?, ?)",
                  many=metadata_rows),
+            *self.subject_index([(m.subject, m.message_id) for m in messages]),
             *self.work_notice(),
         ])
+
+    def subject_index(self, rows: list[tuple[str, str]]) -> list[Stmt]:
+        """Statements that index (subject, message_id) pairs for subject search; PostgreSQL's
+        trigram index needs none (migration 0003)."""
+        return []
+
+    def subject_filter(self, text: str) -> tuple[str, list[Any]]:
+        """A WHERE clause for messages whose subject contains `text`, case-insensitively."""
+        return f"lower(subject) LIKE ? {LIKE_ESCAPE}", [like_contains(text.lower())]
 
     # -- the queue (DESIGN §3) ----------------------------------------------------------------
 
@@ -409,11 +419,9 @@ class Store(ABC):
 
     async def record_attempts(self, updates: Sequence[DeliveryUpdate]) -> None:
         """Finish one attempt per row in one transaction: state, event, bounce, message status."""
-        stmts: list[Stmt] = [Stmt(
-            "UPDATE deliveries SET state = ?, next_attempt_at = ?, lease_owner = NULL, updated_at = ?, "
-            "last_reply = ? WHERE id = ? AND lease_owner = ?",
-            many=[(u.state.value, u.next_attempt_at, u.occurred_at, u.reply, u.delivery.id, u.lease_owner)
-                  for u in updates])]
+        stmts = self.finish_deliveries([
+            (u.state.value, u.next_attempt_at, u.occurred_at, u.reply, u.delivery.id, u.lease_owner)
+            for u in updates])
         plain_events = []
         for u in updates:
             d = u.delivery
@@ -446,6 +454,12 @@ class Store(ABC):
                 f"AND d.state IN {PENDING})", finished))
         await self.transact(stmts)
 
+    def finish_deliveries(self, rows: list[tuple[str, int, int, str, int, str]]) -> list[Stmt]:
+        """Set (state, next_attempt_at, updated_at, last_reply) of rows (…, id, lease_owner) still
+        leased by that owner: a stale worker's late result changes nothing."""
+        return [Stmt("UPDATE deliveries SET state = ?, next_attempt_at = ?, lease_owner = NULL, updated_at = ?, "
+                     "last_reply = ? WHERE id = ? AND lease_owner = ?", many=rows)]
+
     async def next_due_time(self) -> int | None:
         row = await self.query_one(f"SELECT min(next_attempt_at) FROM deliveries WHERE state IN {PENDING}")
         return int(row[0]) if row and row[0] is not None else None
@@ -477,8 +491,9 @@ class Store(ABC):
             clauses.append("status = ?")
             args.append(f.status)
         if f.subject:
-            clauses.append(f"lower(subject) LIKE ? {LIKE_ESCAPE}")
-            args.append(like_contains(f.subject.lower()))
+            clause, subject_args = self.subject_filter(f.subject)
+            clauses.append(clause)
+            args.extend(subject_args)
         if f.from_time is not None:
             clauses.append("received_at >= ?")
             args.append(f.from_time)

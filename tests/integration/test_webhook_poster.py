@@ -1,0 +1,499 @@
+"""The webhook poster against a real HTTP receiver on loopback (port 0), which checks our signature
+with the `standardwebhooks` package.
+
+`Receiver` is a raw asyncio HTTP/1.1 server in the test's own event loop: it records every request
+and answers from a script (a status, an endless body, a slow drip, or nothing at all), so each
+failure mode the poster must survive can be produced exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from posthouse.server.webhooks.poster import (
+    EXCERPT_CHARS,
+    PostOutcome,
+    PostResult,
+    PostTarget,
+    WebhookPoster,
+    classify_status,
+)
+from posthouse.server.webhooks.signing import new_secret
+from support import free_port
+
+BODY = b'{"RecordType":"Delivery","MessageID":"883953f4-6105-42a2-a16a-77a8eac79483","Recipient":"john@example.com"}'
+EVENT_ID = "evt_2f6c1c0e"
+
+
+# --- The receiver ------------------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    method: str
+    target: str
+    header_list: list[tuple[str, str]]
+    body: bytes
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Lower-cased names; repeated headers joined with ", " (RFC 9110 §5.3)."""
+        joined: dict[str, str] = {}
+        for name, value in self.header_list:
+            key = name.lower()
+            joined[key] = f"{joined[key]}, {value}" if key in joined else value
+        return joined
+
+
+Respond = Callable[[Received, asyncio.StreamWriter], Awaitable[None]]
+
+
+def answer(status: int, body: bytes = b"", headers: Sequence[tuple[str, str]] = ()) -> Respond:
+    async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
+        head = [f"HTTP/1.1 {status} Scripted", f"Content-Length: {len(body)}", "Connection: close"]
+        head += [f"{name}: {value}" for name, value in headers]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        await writer.drain()
+
+    return respond
+
+
+async def hang(request: Received, writer: asyncio.StreamWriter) -> None:
+    await asyncio.Event().wait()  # cancelled when the receiver closes
+
+
+async def endless(request: Received, writer: asyncio.StreamWriter) -> None:
+    """200 with a body that never ends: the poster must stop reading, not wait or buffer."""
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000\r\n\r\n")
+    chunk = b"x" * 65536
+    while True:
+        writer.write(chunk)
+        await writer.drain()
+
+
+async def drip(request: Received, writer: asyncio.StreamWriter) -> None:
+    """200 whose body arrives one byte at a time, forever: only a total deadline ends it."""
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+    while True:
+        writer.write(b"x")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+
+
+OK = answer(200, b'{"ok":true}')
+
+
+class Receiver:
+    """An HTTP/1.1 receiver on 127.0.0.1, port 0; one request per connection."""
+
+    def __init__(self, respond: Respond = OK, *, tls: ssl.SSLContext | None = None) -> None:
+        self.respond = respond
+        self.tls = tls
+        self.requests: list[Received] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    def url(self, host: str = "127.0.0.1", path: str = "/hook") -> str:
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{host}:{self.port}{path}"
+
+    async def __aenter__(self) -> Receiver:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.tls)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)  # type: ignore[arg-type]
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method, target, _ = lines[0].split(" ", 2)
+            header_list = []
+            for line in lines[1:]:
+                if line:
+                    name, _, value = line.partition(":")
+                    header_list.append((name, value.strip()))
+            request = Received(method, target, header_list, b"")
+            request.body = await reader.readexactly(int(request.headers.get("content-length", "0")))
+            self.requests.append(request)
+            await self.respond(request, writer)
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass  # the poster hung up (what several tests are about) or failed its TLS check
+        finally:
+            self._tasks.discard(task)  # type: ignore[arg-type]
+            writer.close()
+            with contextlib.suppress(ConnectionError, ssl.SSLError):
+                await writer.wait_closed()
+
+
+def verified(received: Received, secret: str) -> object:
+    """The body as the receiver's standardwebhooks library accepts it (raises if it does not)."""
+    return Webhook(secret).verify(received.body, received.headers)
+
+
+def fixed_resolver(table: dict[str, list[str]]):  # type: ignore[no-untyped-def]
+    calls: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        calls.append(host)
+        if host not in table:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return table[host]
+
+    resolve.calls = calls  # type: ignore[attr-defined]
+    return resolve
+
+
+class Poster:
+    """A WebhookPoster for one test, closed afterwards."""
+
+    def __init__(self, **kwargs: object) -> None:
+        self.poster = WebhookPoster(**kwargs)  # type: ignore[arg-type]
+
+    async def __aenter__(self) -> WebhookPoster:
+        return self.poster
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.poster.aclose()
+
+
+async def post(poster: WebhookPoster, url: str, secret: str = "", **target: object) -> PostResult:
+    secret = secret or new_secret()
+    return await poster.post(PostTarget(url, secret, **target), EVENT_ID, BODY, now_s=int(time.time()))  # type: ignore[arg-type]
+
+
+# --- Delivered, signed -------------------------------------------------------------------------
+
+
+async def test_delivered_signed_and_shaped_like_postmark() -> None:
+    secret = new_secret()
+    async with Receiver() as receiver, Poster() as poster:
+        result = await post(poster, receiver.url(), secret)
+    assert result.outcome is PostOutcome.DELIVERED
+    assert (result.status_code, result.response_excerpt, result.error) == (200, '{"ok":true}', None)
+    assert result.duration_ms > 0
+    [request] = receiver.requests
+    assert (request.method, request.target, request.body) == ("POST", "/hook", BODY)
+    headers = request.headers
+    assert headers["content-type"] == "application/json"
+    assert headers["user-agent"] == "Posthouse"
+    assert headers["webhook-id"] == EVENT_ID
+    assert headers["host"] == f"127.0.0.1:{receiver.port}"
+    assert "authorization" not in headers and "cookie" not in headers
+    assert verified(request, secret) == {
+        "RecordType": "Delivery",
+        "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483",
+        "Recipient": "john@example.com",
+    }
+    with pytest.raises(WebhookVerificationError, match="signature"):
+        verified(request, new_secret())
+
+
+async def test_the_webhook_id_is_stable_across_retries() -> None:
+    secret = new_secret()
+    now = int(time.time())
+    async with Receiver(answer(500)) as receiver, Poster() as poster:
+        for now_s in (now - 120, now):
+            await poster.post(PostTarget(receiver.url(), secret), EVENT_ID, BODY, now_s=now_s)
+    first, second = receiver.requests
+    assert first.headers["webhook-id"] == second.headers["webhook-id"] == EVENT_ID
+    assert (first.headers["webhook-timestamp"], second.headers["webhook-timestamp"]) == (str(now - 120), str(now))
+    assert first.headers["webhook-signature"] != second.headers["webhook-signature"]
+    verified(first, secret)
+    verified(second, secret)
+
+
+# --- Status codes ------------------------------------------------------------------------------
+
+STATUSES = [
+    (200, PostOutcome.DELIVERED),
+    (201, PostOutcome.DELIVERED),
+    (202, PostOutcome.DELIVERED),
+    (204, PostOutcome.DELIVERED),
+    (403, PostOutcome.STOP),
+    (410, PostOutcome.STOP),
+    (500, PostOutcome.RETRY),
+    (502, PostOutcome.RETRY),
+    (503, PostOutcome.RETRY),
+    (400, PostOutcome.RETRY),
+    (401, PostOutcome.RETRY),
+    (404, PostOutcome.RETRY),
+    (408, PostOutcome.RETRY),
+    (429, PostOutcome.RETRY),
+    (301, PostOutcome.RETRY),
+    (304, PostOutcome.RETRY),
+]
+
+
+@pytest.mark.parametrize(("status", "outcome"), STATUSES)
+async def test_status_decides_the_outcome(status: int, outcome: PostOutcome) -> None:
+    body = b"" if status in (204, 304) else b"receiver says " + str(status).encode()
+    async with Receiver(answer(status, body)) as receiver, Poster() as poster:
+        result = await post(poster, receiver.url())
+    assert (result.outcome, result.status_code, result.response_excerpt) == (outcome, status, body.decode())
+    assert classify_status(status) is outcome
+    if outcome is PostOutcome.DELIVERED:
+        assert result.error is None
+    else:
+        assert result.error == f"the webhook receiver answered HTTP {status}"
+
+
+async def test_a_redirect_is_not_followed() -> None:
+    async with Receiver() as receiver, Poster() as poster:
+        receiver.respond = answer(302, b"moved", [("Location", receiver.url(path="/elsewhere"))])
+        result = await post(poster, receiver.url())
+    assert (result.outcome, result.status_code) == (PostOutcome.RETRY, 302)
+    assert [r.target for r in receiver.requests] == ["/hook"]
+
+
+# --- Failures without an answer ----------------------------------------------------------------
+
+
+async def test_a_receiver_that_never_answers_is_retried_after_the_timeout() -> None:
+    async with Receiver(hang) as receiver, Poster(connect_timeout=0.5, total_timeout=0.5) as poster:
+        started = time.monotonic()
+        result = await post(poster, receiver.url())
+        elapsed = time.monotonic() - started
+    assert result.outcome is PostOutcome.RETRY
+    assert (result.status_code, result.response_excerpt) == (None, "")
+    assert result.error is not None and "did not answer within 0.5 s" in result.error
+    assert 0.4 < elapsed < 3 and 400 < result.duration_ms < 3000
+    assert len(receiver.requests) == 1  # it did arrive; no answer came
+
+
+async def test_a_dripping_answer_is_cut_by_the_total_timeout() -> None:
+    # Each byte arrives well within the read timeout: only the total deadline can end this.
+    async with Receiver(drip) as receiver, Poster(total_timeout=1.0) as poster:
+        started = time.monotonic()
+        result = await post(poster, receiver.url())
+    assert result.outcome is PostOutcome.RETRY and result.status_code is None
+    assert time.monotonic() - started < 4
+
+
+async def test_connection_refused_is_retried() -> None:
+    async with Poster() as poster:
+        result = await post(poster, f"http://127.0.0.1:{free_port()}/hook")
+    assert (result.outcome, result.status_code) == (PostOutcome.RETRY, None)
+    assert result.error is not None and "could not connect" in result.error
+
+
+async def test_an_unresolvable_host_is_retried() -> None:
+    async with Poster(resolver=fixed_resolver({})) as poster:
+        result = await post(poster, "https://hooks.example.com/hook")
+    assert result.outcome is PostOutcome.RETRY
+    assert result.error is not None and "could not resolve" in result.error
+
+
+# --- Response size -----------------------------------------------------------------------------
+
+
+async def test_a_huge_answer_is_cut_to_the_excerpt() -> None:
+    async with Receiver(endless) as receiver, Poster(total_timeout=5) as poster:
+        started = time.monotonic()
+        result = await post(poster, receiver.url())
+    assert (result.outcome, result.status_code) == (PostOutcome.DELIVERED, 200)
+    assert result.response_excerpt == "x" * EXCERPT_CHARS
+    assert time.monotonic() - started < 2  # it stopped reading; it did not wait for the end
+
+
+async def test_a_binary_answer_becomes_readable_text() -> None:
+    async with Receiver(answer(500, b"\xff\xfe" + "é".encode() * 600)) as receiver, Poster() as poster:
+        result = await post(poster, receiver.url())
+    assert len(result.response_excerpt) == EXCERPT_CHARS
+    assert result.response_excerpt.startswith("\ufffd\ufffdé")
+
+
+# --- Auth and custom headers -------------------------------------------------------------------
+
+
+async def test_basic_auth_and_custom_headers_arrive() -> None:
+    secret = new_secret()
+    custom = [("X-Api-Key", "k-123"), ("X-Multi", "a"), ("X-Multi", "b"), ("User-Agent", "Custom/1")]
+    async with Receiver() as receiver, Poster() as poster:
+        result = await post(poster, receiver.url(), secret, basic_auth=("hook-user", "pässword:1"), headers=custom)
+    assert result.outcome is PostOutcome.DELIVERED
+    [request] = receiver.requests
+    expected = "Basic " + base64.b64encode("hook-user:pässword:1".encode()).decode()
+    assert request.headers["authorization"] == expected
+    assert request.headers["x-api-key"] == "k-123"
+    assert [v for n, v in request.header_list if n.lower() == "x-multi"] == ["a", "b"]
+    assert [v for n, v in request.header_list if n.lower() == "user-agent"] == ["Custom/1"]
+    assert request.headers["content-type"] == "application/json"
+    verified(request, secret)
+
+
+async def test_a_custom_authorization_header_without_http_auth() -> None:
+    async with Receiver() as receiver, Poster() as poster:
+        await post(poster, receiver.url(), headers=[("Authorization", "Bearer tok")])
+    assert receiver.requests[0].headers["authorization"] == "Bearer tok"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        ("Content-Type", "text/plain"),
+        ("webhook-signature", "v1,forged"),
+        ("Webhook-Id", "other"),
+        ("Host", "internal.example.com"),
+        ("Transfer-Encoding", "chunked"),
+        ("X-Injected", "a\r\nX-Evil: 1"),
+    ],
+)
+async def test_custom_headers_cannot_override_ours(header: tuple[str, str]) -> None:
+    async with Receiver() as receiver, Poster() as poster:
+        result = await post(poster, receiver.url(), headers=[header])
+    assert (result.outcome, result.status_code) == (PostOutcome.REFUSED, None)
+    assert receiver.requests == []
+
+
+async def test_cookies_from_one_receiver_never_travel() -> None:
+    async with Receiver(answer(200, b"", [("Set-Cookie", "session=abc; Path=/")])) as receiver, Poster() as poster:
+        await post(poster, receiver.url())
+        await post(poster, receiver.url())
+    assert [r.headers.get("cookie") for r in receiver.requests] == [None, None]
+
+
+# --- SSRF: validation at send time and the pinned address --------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://10.0.0.1:9/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::ffff:10.0.0.1]/",
+        "http://user:pass@127.0.0.1/",
+        "ftp://127.0.0.1/",
+        "http://010.0.0.1/",  # urlsplit and inet_aton read 8.0.0.1; httpx refuses it: refused either way
+    ],
+)
+async def test_a_forbidden_target_is_refused_without_a_connection(url: str) -> None:
+    async with Poster(resolver=fixed_resolver({})) as poster:
+        result = await post(poster, url)
+    assert (result.outcome, result.status_code, result.response_excerpt) == (PostOutcome.REFUSED, None, "")
+    assert result.error
+
+
+async def test_a_name_resolving_to_a_forbidden_address_is_refused() -> None:
+    # DNS rebinding: one public-looking answer (loopback is allowed) and one private one.
+    resolver = fixed_resolver({"rebind.example.com": ["127.0.0.1", "10.0.0.7"]})
+    async with Receiver() as receiver, Poster(resolver=resolver) as poster:
+        result = await post(poster, receiver.url("rebind.example.com"))
+    assert result.outcome is PostOutcome.REFUSED
+    assert result.error is not None and "10.0.0.7" in result.error
+    assert receiver.requests == []
+
+
+async def test_it_connects_to_the_checked_address_and_sends_the_name() -> None:
+    resolver = fixed_resolver({"hooks.example.com": ["127.0.0.1"]})
+    secret = new_secret()
+    async with Receiver() as receiver, Poster(resolver=resolver) as poster:
+        result = await post(poster, receiver.url("hooks.example.com"), secret)
+    assert result.outcome is PostOutcome.DELIVERED
+    assert resolver.calls == ["hooks.example.com"]  # resolved once, by us
+    assert receiver.requests[0].headers["host"] == f"hooks.example.com:{receiver.port}"
+    verified(receiver.requests[0], secret)
+
+
+async def test_the_next_checked_address_is_tried_when_one_refuses() -> None:
+    # Nothing listens on 127.0.0.2 (the receiver is bound to 127.0.0.1): the connection is refused.
+    resolver = fixed_resolver({"hooks.example.com": ["127.0.0.2", "127.0.0.1"]})
+    async with Receiver() as receiver, Poster(resolver=resolver) as poster:
+        result = await post(poster, receiver.url("hooks.example.com"))
+    assert result.outcome is PostOutcome.DELIVERED
+    assert len(receiver.requests) == 1
+
+
+async def test_allowed_networks_reach_a_private_receiver() -> None:
+    from ipaddress import ip_network
+
+    # 192.0.2.0/24 is documentation-only (RFC 5737): refused by default, and nothing answers there.
+    resolver = fixed_resolver({"hooks.internal.example": ["192.0.2.7"]})
+    async with Poster(resolver=resolver, allowed_networks=[ip_network("192.0.2.0/24")], connect_timeout=0.2) as poster:
+        result = await post(poster, "http://hooks.internal.example/hook")
+    # Allowed, so a connection was attempted and failed: RETRY, not REFUSED.
+    assert result.outcome is PostOutcome.RETRY
+
+
+# --- TLS: the name is verified although the address is pinned ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def hooks_tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A certificate for hooks.example.com only (no IP address), so that verifying it proves the
+    poster checked the name, not the 127.0.0.1 it connected to."""
+    directory = tmp_path_factory.mktemp("hooks-tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=hooks.example.com",
+            "-addext", "subjectAltName=DNS:hooks.example.com",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert, key)
+    return server, ssl.create_default_context(cafile=str(cert))
+
+
+async def test_https_to_a_pinned_address_verifies_the_name(hooks_tls: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
+    server_context, client_context = hooks_tls
+    resolver = fixed_resolver({"hooks.example.com": ["127.0.0.1"], "other.example.com": ["127.0.0.1"]})
+    secret = new_secret()
+    async with (
+        Receiver(tls=server_context) as receiver,
+        Poster(resolver=resolver, verify=client_context) as poster,
+    ):
+        good = await post(poster, receiver.url("hooks.example.com"), secret)
+        wrong_name = await post(poster, receiver.url("other.example.com"))
+        by_address = await post(poster, receiver.url("127.0.0.1"))
+    assert good.outcome is PostOutcome.DELIVERED
+    verified(receiver.requests[0], secret)
+    for result in (wrong_name, by_address):
+        assert result.outcome is PostOutcome.RETRY
+        assert result.error is not None and "certificate" in result.error.lower()
+    assert len(receiver.requests) == 1
+
+
+# --- uvloop ------------------------------------------------------------------------------------
+
+
+async def _uvloop_scenarios() -> None:
+    secret = new_secret()
+    async with Receiver() as receiver, Poster() as poster:
+        assert (await post(poster, receiver.url(), secret)).outcome is PostOutcome.DELIVERED
+        verified(receiver.requests[0], secret)
+    async with Receiver(endless) as receiver, Poster() as poster:
+        assert (await post(poster, receiver.url())).response_excerpt == "x" * EXCERPT_CHARS
+    async with Receiver(hang) as receiver, Poster(total_timeout=0.3) as poster:
+        assert (await post(poster, receiver.url())).outcome is PostOutcome.RETRY
+
+
+def test_on_uvloop() -> None:
+    """Production runs uvloop (DESIGN.md §6a): the main scenarios once more on it."""
+    uvloop = pytest.importorskip("uvloop")
+    uvloop.run(_uvloop_scenarios())
