@@ -30,6 +30,7 @@ OWNERS = {
     "starlette": [S + "api"],
     "uvicorn": [S + "cli"],
     "click": [S + "cli"],
+    "css_inline": [S + "domain.inlining"],
 }
 
 
