@@ -45,6 +45,8 @@ class EmailRequest(Struct, rename="pascal", omit_defaults=True):
     metadata: dict[str, Any] | None = None
     attachments: list[Attachment] | None = None
     message_stream: str | None = None
+    # Posthouse extension (DESIGN §7): deliver at this ISO 8601 time; a string so the server validates it.
+    send_at: str | None = None
 
 
 class ServerRequest(Struct, rename="pascal", omit_defaults=True):

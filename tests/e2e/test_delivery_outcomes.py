@@ -39,19 +39,24 @@ def test_550_bounces_once_with_a_bounce_record_and_no_more_attempts(relay_server
     message_id = send(relay_server, {**MESSAGE, "To": "gone@example.com, here@example.com"})
     wait_for(lambda: len(sink.messages) == 1, timeout=10)
     assert sink.messages[0].rcpt_tos == ["here@example.com"]
-    history = wait_for(lambda: len(e := events(relay_server, message_id)) == 2 and e)
-    by_recipient = {e["Recipient"]: e for e in history}
-    bounced = by_recipient["gone@example.com"]
+    # A hard bounce also suppresses the address: a SubscriptionChanged event follows the Bounced one.
+    history = wait_for(lambda: len(e := events(relay_server, message_id)) == 3 and e)
+    by_recipient: dict[str, list[dict]] = {}  # type: ignore[type-arg]
+    for event in history:
+        by_recipient.setdefault(event["Recipient"], []).append(event)
+    bounced, changed = by_recipient["gone@example.com"]
     assert bounced["Type"] == "Bounced"
     assert "Hard bounce" in bounced["Details"]["Summary"]
     assert bounced["Details"]["BounceID"].isdigit()
-    assert by_recipient["here@example.com"]["Type"] == "Delivered"
+    assert changed["Type"] == "SubscriptionChanged"
+    assert changed["Details"]["SuppressionReason"] == "HardBounce"
+    assert [e["Type"] for e in by_recipient["here@example.com"]] == ["Delivered"]
     # Nothing is tried again: after several retry intervals there is still one attempt and one event each.
     import time
 
     time.sleep(1.5)
     assert len(sink.messages) == 1
-    assert len(events(relay_server, message_id)) == 2
+    assert len(events(relay_server, message_id)) == 3
 
 
 def test_relay_down_then_up_still_delivers(tmp_path, database_url) -> None:  # type: ignore[no-untyped-def]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from email import policy
 from email.parser import BytesParser
 
@@ -43,7 +44,8 @@ async def test_the_readme_snippet_verbatim(relay_server, sink, monkeypatch, caps
     assert f"Sent (model): {response.message_id}" in capsys.readouterr().out
     wait_for(lambda: sink.messages, timeout=10)
     received = sink.messages[0]
-    assert received.mail_from == SENDER
+    # The envelope sender is the VERP return path naming this message (bounces come back to it).
+    assert re.fullmatch(r"pm_bounces\+[0-9a-z]{45}@localhost", received.mail_from), received.mail_from
     assert received.rcpt_tos == ["receiver@example.com"]
     message = parse(received.data)
     assert message["Subject"] == "SMTP Test"

@@ -140,6 +140,18 @@ class Settings:
     relay_tls_verify: bool = _setting(True, "verify the relay's TLS certificate")
     relay_ca_file: str = _setting("", "extra CA bundle (PEM) trusted for the relay's certificate")
     smtp_timeout: str = _setting("60s", "timeout for each reply from the relay")
+    return_path: str = _setting(
+        "pm_bounces@", "VERP envelope sender LOCAL@DOMAIN: mail goes out from LOCAL+TOKEN@DOMAIN and the SMTP listener "
+        "takes bounces for DOMAIN without AUTH; an empty DOMAIN means smtp_hostname; empty turns VERP off")
+    bounce_testing_domain: str = _setting(
+        "bounce-testing.postmarkapp.com", "in sandbox delivery, TYPE@this domain simulates a bounce of that type "
+        "(as does the X-PM-Bounce-Type header)")
+    webhook_retry_schedule: str = _setting(
+        "1m,5m,10m,10m,10m,15m,30m,1h,2h,6h", "delays between webhook post attempts (Postmark's); then it fails")
+    webhook_timeout: str = _setting("10s", "time allowed for one webhook post, connection included")
+    webhook_allowed_networks: str = _setting(
+        "", "private networks webhooks may target (CIDR, comma-separated); loopback is always allowed")
+    webhook_concurrency: int = _setting(16, "webhook posts in flight at most per process")
     log_level: str = _setting("info", "debug, info, warning or error")
 
     # Derived, validated views ------------------------------------------------------------
@@ -173,6 +185,29 @@ class Settings:
     @property
     def smtp_timeout_seconds(self) -> float:
         return parse_duration(self.smtp_timeout)
+
+    @property
+    def webhook_retry_delays(self) -> tuple[float, ...]:
+        return parse_schedule(self.webhook_retry_schedule)
+
+    @property
+    def webhook_timeout_seconds(self) -> float:
+        return parse_duration(self.webhook_timeout)
+
+    @property
+    def webhook_networks(self) -> tuple[IPNetwork, ...]:
+        return tuple(_network(n, "webhook_allowed_networks") for n in self.webhook_allowed_networks.split(",")
+                     if n.strip())
+
+    def return_path_parts(self, hostname: str) -> tuple[str, str] | None:
+        """(local, domain) of the VERP return path, or None when VERP is off."""
+        if not self.return_path.strip():
+            return None
+        local, at, domain = self.return_path.strip().rpartition("@")
+        if not at or not local or "+" in local:
+            raise ConfigurationError(f"invalid return_path {self.return_path!r}: use LOCAL@DOMAIN or LOCAL@ "
+                                     "(LOCAL without '+')")
+        return local, (domain or hostname).lower()
 
     @property
     def role_set(self) -> frozenset[str]:

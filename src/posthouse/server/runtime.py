@@ -22,6 +22,7 @@ from posthouse.server.errors import ConfigurationError
 from posthouse.server.services.accounts import AccountService
 from posthouse.server.services.clock import Clock
 from posthouse.server.services.history import HistoryService
+from posthouse.server.services.returnpaths import ReturnPaths
 from posthouse.server.services.sending import SendingService
 from posthouse.server.services.submission import SubmissionService
 from posthouse.server.services.wakeup import Wakeup
@@ -57,7 +58,10 @@ class Runtime:
                                       sandbox_all=settings.delivery == "sandbox")
         self.submission = SubmissionService(self.accounts, self.sending, settings.trusted_networks,
                                             settings.smtp_hostname or socket.getfqdn())
-        self.sandbox = SandboxTransport()
+        self.sandbox = SandboxTransport(settings.bounce_testing_domain)
+        hostname = settings.smtp_hostname or socket.getfqdn()
+        return_path = settings.return_path_parts(hostname)
+        self.return_paths = ReturnPaths(store, *return_path) if return_path else None
         if transport is None and settings.delivery == "relay" and settings.relay is not None:
             transport = RelayTransport(
                 settings.relay, max_connections=settings.relay_max_connections,
@@ -96,7 +100,8 @@ class Runtime:
         self.worker = DeliveryWorker(
             self.store, self.transport, self.sandbox, RetryPolicy(s.retry_delays, s.max_message_age_seconds),
             self.clock, self.wakeup, owner=owner, concurrency=s.worker_concurrency,
-            batch_size=s.claim_batch_size, lease_seconds=s.lease_seconds, poll_seconds=s.poll_seconds)
+            batch_size=s.claim_batch_size, lease_seconds=s.lease_seconds, poll_seconds=s.poll_seconds,
+            return_paths=self.return_paths)
         self._worker_task = asyncio.create_task(self.worker.run(), name="delivery-worker")
         self.ready["worker"] = True
 

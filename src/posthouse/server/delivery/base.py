@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from posthouse.server.delivery.smtp_client import Reply
+from posthouse.server.domain.statuses import BounceType
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,8 @@ class AttemptResult:
     replies: dict[str, Reply]
     server: str
     ip: str
+    # A bounce type the transport already knows (the sandbox's bounce testing), instead of classifying.
+    bounce_types: dict[str, BounceType] = field(default_factory=dict)
 
 
 class Transport(Protocol):

@@ -9,48 +9,24 @@ runs them on a connection pool. SQL uses `?` placeholders; the PostgreSQL execut
 from __future__ import annotations
 
 import json
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from posthouse.server.domain.messages import ComposedMessage
 from posthouse.server.domain.statuses import PENDING_STATES, DeliveryState, EventType, MessageStatus
+from posthouse.server.store.feedback import BounceRecord, FeedbackQueries, Suppression, insert_bounce, suppress
+from posthouse.server.store.sql import LIKE_ESCAPE, Queries, Ref, Stmt, like_contains, placeholders, resolve_refs
+from posthouse.server.store.webhooks import WebhookEvent, WebhookQueries, webhook_fanout
+
+__all__ = [
+    "LIKE_ESCAPE", "BounceRecord", "Ref", "Stmt", "Suppression", "WebhookEvent", "like_contains", "placeholders",
+    "resolve_refs",
+]
 
 # The pending states as SQL (the migrations' partial index `deliveries_due` lists the same ones).
 PENDING = "(" + ", ".join(f"'{state.value}'" for state in PENDING_STATES) + ")"
-
-
-@dataclass(frozen=True, slots=True)
-class Ref:
-    """The first column of the first row returned by statement `index` of the same transaction."""
-
-    index: int
-
-
-@dataclass(slots=True)
-class Stmt:
-    sql: str
-    args: Sequence[Any] = ()
-    many: Sequence[Sequence[Any]] | None = None  # executemany with these rows instead of args
-    fetch: bool = False  # return rows (SELECT / RETURNING)
-
-
-def resolve_refs(args: Sequence[Any], results: list[list[Sequence[Any]]]) -> list[Any]:
-    return [results[a.index][0][0] if isinstance(a, Ref) else a for a in args]
-
-
-def like_contains(text: str) -> str:
-    """A LIKE pattern (used with `ESCAPE '\\'`) matching `text` anywhere, its `%` and `_` literal."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-LIKE_ESCAPE = "ESCAPE '\\'"
-
-
-def placeholders(count: int) -> str:
-    return ", ".join("?" * count)
 
 
 # -- records ----------------------------------------------------------------------------------
@@ -133,25 +109,7 @@ class ClaimedDelivery:
     subject: str
     sender: str
     sandboxed: bool
-
-
-@dataclass(slots=True)
-class BounceRecord:
-    server_id: int
-    message_id: str | None
-    stream: str
-    type: str
-    type_code: int
-    email: str
-    sender: str
-    subject: str
-    tag: str | None
-    description: str
-    details: str
-    bounced_at: int
-    inactive: bool
-    can_activate: bool
-    dump: str
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -167,6 +125,8 @@ class DeliveryUpdate:
     event_details: dict[str, Any]
     occurred_at: int
     bounce: BounceRecord | None = None
+    webhook_events: list[WebhookEvent] = field(default_factory=list)  # bounce ones get the bounce's id
+    suppression: Suppression | None = None  # a deactivating bounce's
 
 
 @dataclass(slots=True)
@@ -201,7 +161,7 @@ def _message_record(row: Sequence[Any], content: bytes | None = None) -> Message
     )
 
 
-class Store(ABC):
+class Store(FeedbackQueries, WebhookQueries, Queries):
     """Every query Posthouse makes; a dialect subclass supplies the executor."""
 
     dialect: str
@@ -219,14 +179,6 @@ class Store(ABC):
     async def migrate(self) -> list[str]:
         """Apply pending numbered migrations; return the names applied."""
 
-    @abstractmethod
-    async def transact(self, stmts: list[Stmt]) -> list[list[Sequence[Any]]]:
-        """Run the statements in one durable transaction; rows per statement (empty unless fetch)."""
-
-    @abstractmethod
-    async def query(self, sql: str, args: Sequence[Any] = ()) -> list[Sequence[Any]]:
-        """A read on a committed snapshot."""
-
     async def listen_for_work(self, callback: Callable[[], None]) -> None:
         """Call `callback` when another process commits new work; a no-op where there is no channel
         (SQLite: roles that share one SQLite file fall back to polling)."""
@@ -236,9 +188,15 @@ class Store(ABC):
         """Statements that tell other processes, at commit, that new work is due."""
         return []
 
-    async def query_one(self, sql: str, args: Sequence[Any] = ()) -> Sequence[Any] | None:
-        rows = await self.query(sql, args)
-        return rows[0] if rows else None
+    # -- secrets ------------------------------------------------------------------------------
+
+    async def secret(self, name: str, candidate: str) -> str:
+        """The installation's secret `name`; `candidate` becomes it if there is none yet (first node wins)."""
+        await self.transact([Stmt("INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                                  (name, candidate))])
+        row = await self.query_one("SELECT value FROM secrets WHERE name = ?", (name,))
+        assert row is not None
+        return str(row[0])
 
     # -- servers and tokens -------------------------------------------------------------------
 
@@ -405,7 +363,7 @@ class Store(ABC):
         messages = {
             m[0]: m for m in await self.query(
                 "SELECT message_id, server_id, stream, envelope_from, received_at, content, tag, subject, sender, "
-                "sandboxed "
+                "sandboxed, metadata "
                 f"FROM messages WHERE message_id IN ({placeholders(len(ids))})", ids)
         }
         claimed = []
@@ -414,7 +372,8 @@ class Store(ABC):
             claimed.append(ClaimedDelivery(
                 id=delivery_id, message_id=message_id, recipient=recipient, attempts=attempts,
                 server_id=m[1], stream=m[2], envelope_from=m[3], received_at=m[4], content=bytes(m[5]),
-                tag=m[6], subject=m[7], sender=m[8], sandboxed=bool(m[9])))
+                tag=m[6], subject=m[7], sender=m[8], sandboxed=bool(m[9]),
+                metadata=json.loads(m[10]) if m[10] != "{}" else {}))
         return claimed
 
     async def record_attempts(self, updates: Sequence[DeliveryUpdate]) -> None:
@@ -423,29 +382,31 @@ class Store(ABC):
             (u.state.value, u.next_attempt_at, u.occurred_at, u.reply, u.delivery.id, u.lease_owner)
             for u in updates])
         plain_events = []
+        plain_webhooks: list[WebhookEvent] = []
         for u in updates:
             d = u.delivery
             if u.bounce is None:
                 plain_events.append((d.message_id, d.server_id, d.recipient, u.event_type.value, u.occurred_at,
                                      json.dumps(u.event_details)))
+                plain_webhooks.extend(u.webhook_events)
                 continue
-            b = u.bounce
-            stmts.append(Stmt(
-                "INSERT INTO bounces (server_id, message_id, stream, type, type_code, email, sender, subject, "
-                "tag, description, details, bounced_at, inactive, can_activate, dump) "
-                f"VALUES ({placeholders(15)}) RETURNING id",
-                (b.server_id, b.message_id, b.stream, b.type, b.type_code, b.email, b.sender, b.subject, b.tag,
-                 b.description, b.details, b.bounced_at, int(b.inactive), int(b.can_activate), b.dump),
-                fetch=True))
+            ref = Ref(len(stmts))
+            stmts.append(insert_bounce(u.bounce))
             # The Bounced event names its bounce record (POSTMARK-API.md §4.4 `BounceID`).
             stmts.append(Stmt(
                 "INSERT INTO events (message_id, server_id, recipient, type, occurred_at, details, bounce_id) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (d.message_id, d.server_id, d.recipient, u.event_type.value, u.occurred_at,
-                 json.dumps(u.event_details), Ref(len(stmts) - 1))))
+                 json.dumps(u.event_details), ref)))
+            for event in u.webhook_events:
+                event.bounce_id = ref
+            stmts.extend(webhook_fanout(u.webhook_events))
+            if u.suppression is not None:
+                stmts.extend(suppress(u.suppression, ref))
         if plain_events:
             stmts.append(Stmt("INSERT INTO events (message_id, server_id, recipient, type, occurred_at, details) "
                               "VALUES (?, ?, ?, ?, ?, ?)", many=plain_events))
+        stmts.extend(webhook_fanout(plain_webhooks))
         finished = sorted({u.delivery.message_id for u in updates if u.state not in PENDING_STATES})
         if finished:
             stmts.append(Stmt(

@@ -14,9 +14,12 @@ from posthouse.server.domain.replies import Classification, Outcome, classify_re
 from posthouse.server.domain.retry import RetryPolicy
 from posthouse.server.domain.statuses import BounceType, DeliveryState, EventType
 from posthouse.server.errors import DeliveryError, StoreError
+from posthouse.server.services import notifications
 from posthouse.server.services.clock import Clock
+from posthouse.server.services.returnpaths import ReturnPaths
 from posthouse.server.services.wakeup import Wakeup
-from posthouse.server.store.base import BounceRecord, ClaimedDelivery, DeliveryUpdate, Store
+from posthouse.server.store.base import BounceRecord, ClaimedDelivery, DeliveryUpdate, Store, Suppression
+from posthouse.server.webhooks.payloads import SuppressionOrigin
 
 log = logging.getLogger("posthouse.worker")
 _DESCRIPTIONS = {
@@ -36,7 +39,8 @@ class DeliveryWorker:
 
     def __init__(self, store: Store, transport: Transport, sandbox: Transport, policy: RetryPolicy, clock: Clock,
                  wakeup: Wakeup, *, owner: str, concurrency: int = 64, batch_size: int = 256,
-                 lease_seconds: float = 300.0, poll_seconds: float = 1.0) -> None:
+                 lease_seconds: float = 300.0, poll_seconds: float = 1.0,
+                 return_paths: ReturnPaths | None = None) -> None:
         self.store = store
         self.transport = transport
         self.sandbox = sandbox
@@ -48,6 +52,7 @@ class DeliveryWorker:
         self.batch_size = batch_size
         self.lease_micros = int(lease_seconds * 1_000_000)
         self.poll_seconds = poll_seconds
+        self.return_paths = return_paths
         self._stopping = asyncio.Event()
         self._results: list[DeliveryUpdate] = []
         self._results_done: asyncio.Future[None] | None = None
@@ -94,10 +99,13 @@ class DeliveryWorker:
         """Send one message to its claimed recipients in one transaction, then record every outcome."""
         first = rows[0]
         transport = self.sandbox if first.sandboxed else self.transport
-        envelope = Envelope(first.envelope_from, [r.recipient for r in rows], first.content)
         result: AttemptResult | None = None
         error: str | None = None
         try:
+            # VERP (DESIGN §4, issue 5): bounces come back to an address that names this message.
+            mail_from = (await self.return_paths.get()).address_for(first.message_id) \
+                if self.return_paths is not None else first.envelope_from
+            envelope = Envelope(mail_from, [r.recipient for r in rows], first.content)
             result = await transport.send(envelope)
         except DeliveryError as exc:
             error = str(exc) or exc.__class__.__name__
@@ -108,7 +116,9 @@ class DeliveryWorker:
         server = result.server if result is not None else ""
         ip = result.ip if result is not None else ""
         replies = {row.recipient: self._reply_for(row, result, error) for row in rows}
-        classified = {rcpt: classify_reply(r.code, r.enhanced, r.text) for rcpt, r in replies.items()}
+        forced = result.bounce_types if result is not None else {}
+        classified = {rcpt: Classification(Outcome.PERMANENT, forced[rcpt]) if rcpt in forced
+                      else classify_reply(r.code, r.enhanced, r.text) for rcpt, r in replies.items()}
         # One retry time for the whole message (jitter drawn once, the longest hint wins), so the
         # recipients that failed together are claimed together and retried in one transaction.
         hints = [c.retry_after for c in classified.values() if c.retry_after is not None]
@@ -161,7 +171,10 @@ class DeliveryWorker:
         delivery_details = {"DeliveryMessage": text, "DestinationServer": server, "DestinationIP": ip}
         if classification.outcome is Outcome.DELIVERED:
             return DeliveryUpdate(row, self.owner, DeliveryState.DELIVERED, now, text, EventType.DELIVERED,
-                                  delivery_details, now)
+                                  delivery_details, now, webhook_events=[notifications.delivery_event(
+                                      server_id=row.server_id, stream=row.stream, message_id=row.message_id,
+                                      recipient=row.recipient, tag=row.tag, metadata=row.metadata, details=text,
+                                      at=now)])
         if classification.outcome is Outcome.TRANSIENT:
             age = (now - row.received_at) / 1_000_000
             if not self.policy.is_expired(age):
@@ -178,4 +191,26 @@ class DeliveryWorker:
             inactive=bounce_type.deactivates, can_activate=bounce_type is BounceType.HARD_BOUNCE, dump="")
         summary = f"{bounce_type.display_name}: {text}"
         return DeliveryUpdate(row, self.owner, DeliveryState.BOUNCED, now, text, EventType.BOUNCED,
-                              {"Summary": summary}, now, bounce)
+                              {"Summary": summary}, now, bounce,
+                              webhook_events=[notifications.bounce_event(bounce, row.metadata)],
+                              suppression=suppression_for(bounce, row.tag, row.metadata))
+
+
+def suppression_for(bounce: BounceRecord, tag: str | None, metadata: dict[str, str]) -> Suppression | None:
+    """A hard bounce or spam complaint suppresses its address in its stream (POSTMARK-API.md §2.7),
+    announced by a SubscriptionChange webhook and message event if the address was not suppressed yet."""
+    bounce_type = BounceType.from_type_name(bounce.type)
+    if not bounce_type.deactivates:
+        return None
+    reason = notifications.suppression_reason_for(bounce_type)
+    email = bounce.email.lower()
+    return Suppression(
+        server_id=bounce.server_id, stream=bounce.stream, email=email, reason=reason.value,
+        origin=SuppressionOrigin.RECIPIENT.value, created_at=bounce.bounced_at,
+        event=notifications.subscription_event(
+            server_id=bounce.server_id, stream=bounce.stream, recipient=bounce.email, at=bounce.bounced_at,
+            origin=SuppressionOrigin.RECIPIENT, suppress_sending=True, reason=reason, message_id=bounce.message_id,
+            tag=tag, metadata=metadata),
+        message_event=(bounce.message_id, bounce.email, {
+            "Origin": SuppressionOrigin.RECIPIENT.value, "SuppressSending": True,
+            "SuppressionReason": reason.value}) if bounce.message_id else None)

@@ -1,0 +1,172 @@
+"""Outbound mail: send one, send a batch, search, details and raw source (POSTMARK-API.md §2.1, §2.2, §4).
+
+Sends are replayable: each carries one `Idempotency-Key` (a uuid4 unless the caller gives one) on every
+attempt, so a retry after a lost answer cannot send the message twice.
+"""
+
+from __future__ import annotations
+
+import builtins
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from typing import TypedDict, Unpack
+
+import msgspec
+
+from posthouse import wire
+from posthouse.client.protocol import Call, format_instant, json_decoder, path_segment
+from posthouse.client.resources.base import AsyncResource, SyncResource
+
+__all__ = [
+    "AsyncOutbound",
+    "OutboundSearch",
+    "SyncOutbound",
+    "batch_call",
+    "details_call",
+    "dump_call",
+    "list_call",
+    "send_call",
+]
+
+_SEND = json_decoder(wire.SendResponse)
+_BATCH = json_decoder(list[wire.SendResponse])
+_LIST = json_decoder(wire.OutboundMessageList)
+_DETAILS = json_decoder(wire.OutboundMessageDetails)
+_DUMP = json_decoder(wire.Dump)
+
+
+class OutboundSearch(TypedDict, total=False):
+    """The filters of `outbound.list` (POSTMARK-API.md §4.2), all optional."""
+
+    count: int  # page size, at most 500; 100 when not given
+    offset: int  # count + offset at most 10 000; 0 when not given
+    recipient: str
+    from_email: str
+    tag: str
+    status: str  # queued, sent or processed
+    subject: str
+    from_date: datetime | date | str  # inclusive; a naive time is UTC
+    to_date: datetime | date | str
+    message_stream: str  # `outbound` when not given
+    metadata: Mapping[str, str]  # one key and value
+
+
+def _scheduled(email: wire.EmailRequest, send_at: datetime | str | None) -> wire.EmailRequest:
+    if send_at is None:
+        return email
+    if isinstance(send_at, datetime) and send_at.tzinfo is None:
+        raise ValueError("send_at needs a time zone (datetime.now(UTC) + ...), or an ISO 8601 string with one.")
+    return msgspec.structs.replace(email, send_at=format_instant(send_at))
+
+
+def send_call(
+    email: wire.EmailRequest, *, send_at: datetime | str | None = None, idempotency_key: str | None = None
+) -> Call[wire.SendResponse]:
+    return Call(
+        "POST",
+        "/email",
+        _SEND,
+        body=wire.encoder.encode(_scheduled(email, send_at)),
+        idempotency_key=idempotency_key or str(uuid.uuid4()),
+    )
+
+
+def batch_call(
+    emails: Sequence[wire.EmailRequest], *, send_at: datetime | str | None = None, idempotency_key: str | None = None
+) -> Call[list[wire.SendResponse]]:
+    body = wire.encoder.encode([_scheduled(email, send_at) for email in emails])
+    return Call("POST", "/email/batch", _BATCH, body=body, idempotency_key=idempotency_key or str(uuid.uuid4()))
+
+
+def list_call(**search: Unpack[OutboundSearch]) -> Call[wire.OutboundMessageList]:
+    params = {"count": str(search.get("count", 100)), "offset": str(search.get("offset", 0))}
+    texts = {
+        "recipient": search.get("recipient"),
+        "fromemail": search.get("from_email"),
+        "tag": search.get("tag"),
+        "status": search.get("status"),
+        "subject": search.get("subject"),
+        "messagestream": search.get("message_stream"),
+    }
+    params.update({name: value for name, value in texts.items() if value is not None})
+    for name, moment in (("fromdate", search.get("from_date")), ("todate", search.get("to_date"))):
+        if moment is not None:
+            params[name] = format_instant(moment)
+    for key, value in (search.get("metadata") or {}).items():
+        params[f"metadata_{key}"] = value
+    return Call("GET", "/messages/outbound", _LIST, params=params)
+
+
+def details_call(message_id: str) -> Call[wire.OutboundMessageDetails]:
+    return Call("GET", f"/messages/outbound/{path_segment(message_id)}/details", _DETAILS)
+
+
+def dump_call(message_id: str) -> Call[str]:
+    return Call("GET", f"/messages/outbound/{path_segment(message_id)}/dump", lambda content: _DUMP(content).body)
+
+
+class AsyncOutbound(AsyncResource):
+    """`client.outbound` of the async clients."""
+
+    async def send(
+        self, email: wire.EmailRequest, *, send_at: datetime | str | None = None, idempotency_key: str | None = None
+    ) -> wire.SendResponse:
+        """Send one message; raises when it is refused. `send_at` (an aware datetime or ISO 8601) schedules it."""
+        return await self._http.run(send_call(email, send_at=send_at, idempotency_key=idempotency_key))
+
+    async def send_batch(
+        self,
+        emails: Sequence[wire.EmailRequest],
+        *,
+        send_at: datetime | str | None = None,
+        idempotency_key: str | None = None,
+    ) -> builtins.list[wire.SendResponse]:
+        """Send up to 500 messages in one request; one result per message, in order, with its own
+        `error_code` (0 when accepted): a refused message does not raise, a failed request does."""
+        return await self._http.run(batch_call(emails, send_at=send_at, idempotency_key=idempotency_key))
+
+    async def list(self, **search: Unpack[OutboundSearch]) -> wire.OutboundMessageList:
+        """One page of sent messages, newest first, with the total that match."""
+        return await self._http.run(list_call(**search))
+
+    async def get(self, message_id: str) -> wire.OutboundMessageDetails:
+        """A message with its bodies and what happened to it (`message_events`)."""
+        return await self._http.run(details_call(message_id))
+
+    async def dump(self, message_id: str) -> str:
+        """The message's raw MIME source ("" when it is not kept)."""
+        return await self._http.run(dump_call(message_id))
+
+
+class SyncOutbound(SyncResource):
+    """`client.outbound` of the sync clients."""
+
+    def send(
+        self, email: wire.EmailRequest, *, send_at: datetime | str | None = None, idempotency_key: str | None = None
+    ) -> wire.SendResponse:
+        """Send one message; raises when it is refused. `send_at` (an aware datetime or ISO 8601) schedules it."""
+        return self._http.run(send_call(email, send_at=send_at, idempotency_key=idempotency_key))
+
+    def send_batch(
+        self,
+        emails: Sequence[wire.EmailRequest],
+        *,
+        send_at: datetime | str | None = None,
+        idempotency_key: str | None = None,
+    ) -> builtins.list[wire.SendResponse]:
+        """Send up to 500 messages in one request; one result per message, in order, with its own
+        `error_code` (0 when accepted): a refused message does not raise, a failed request does."""
+        return self._http.run(batch_call(emails, send_at=send_at, idempotency_key=idempotency_key))
+
+    def list(self, **search: Unpack[OutboundSearch]) -> wire.OutboundMessageList:
+        """One page of sent messages, newest first, with the total that match."""
+        return self._http.run(list_call(**search))
+
+    def get(self, message_id: str) -> wire.OutboundMessageDetails:
+        """A message with its bodies and what happened to it (`message_events`)."""
+        return self._http.run(details_call(message_id))
+
+    def dump(self, message_id: str) -> str:
+        """The message's raw MIME source ("" when it is not kept)."""
+        return self._http.run(dump_call(message_id))

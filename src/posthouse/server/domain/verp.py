@@ -1,0 +1,53 @@
+"""VERP return paths: `<local>+<token>@<domain>`, where the token names a message and proves we made it.
+
+A bounce is attributed from the address it was sent back to, never from its body alone (the body of a
+bounce is the sender's to write). The token is the message id and a truncated HMAC-SHA256 of it under
+a key only Posthouse holds, so a forged or mistyped return path names no message.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+
+_TAG_CHARS = 13  # base32 characters of the MAC: 65 bits
+_UUID_HEX = re.compile(r"[0-9a-f]{32}")
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnPath:
+    """The return-path form of one installation: `local+token@domain` (RFC 5321 §4.1.2 local part ≤ 64)."""
+
+    local: str
+    domain: str
+    key: bytes
+
+    def _tag(self, hex_id: str) -> str:
+        mac = hmac.new(self.key, hex_id.encode("ascii"), hashlib.sha256).digest()
+        return base64.b32encode(mac).decode("ascii")[:_TAG_CHARS].lower()
+
+    def address_for(self, message_id: str) -> str:
+        """The envelope sender for a message (its id a UUID)."""
+        hex_id = message_id.replace("-", "").lower()
+        return f"{self.local}+{hex_id}{self._tag(hex_id)}@{self.domain}"
+
+    def is_return_address(self, address: str) -> bool:
+        """Whether mail to `address` is for bounce processing (our domain), whatever its token."""
+        return address.rpartition("@")[2].lower().rstrip(".") == self.domain.lower()
+
+    def message_id_from(self, address: str) -> str | None:
+        """The message id a return address names, or None when it is not one of ours or the MAC fails."""
+        local, _, domain = address.rpartition("@")
+        if domain.lower().rstrip(".") != self.domain.lower():
+            return None
+        prefix, plus, token = local.partition("+")
+        if not plus or prefix.lower() != self.local.lower():
+            return None
+        token = token.lower()
+        hex_id, tag = token[:32], token[32:]
+        if not _UUID_HEX.fullmatch(hex_id) or not hmac.compare_digest(tag, self._tag(hex_id)):
+            return None
+        return f"{hex_id[:8]}-{hex_id[8:12]}-{hex_id[12:16]}-{hex_id[16:20]}-{hex_id[20:]}"

@@ -1,0 +1,58 @@
+"""The SQL primitives every repository shares: statements, references between them, placeholders."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """The first column of the first row returned by statement `index` of the same transaction."""
+
+    index: int
+
+
+@dataclass(slots=True)
+class Stmt:
+    sql: str
+    args: Sequence[Any] = ()
+    many: Sequence[Sequence[Any]] | None = None  # executemany with these rows instead of args
+    fetch: bool = False  # return rows (SELECT / RETURNING)
+
+
+def resolve_refs(args: Sequence[Any], results: list[list[Sequence[Any]]]) -> list[Any]:
+    return [results[a.index][0][0] if isinstance(a, Ref) else a for a in args]
+
+
+def like_contains(text: str) -> str:
+    """A LIKE pattern (used with `ESCAPE '\\'`) matching `text` anywhere, its `%` and `_` literal."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+LIKE_ESCAPE = "ESCAPE '\\'"
+
+
+def placeholders(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+class Queries(ABC):
+    """What a repository needs of the executor: durable transactions and snapshot reads."""
+
+    dialect: str
+
+    @abstractmethod
+    async def transact(self, stmts: list[Stmt]) -> list[list[Sequence[Any]]]:
+        """Run the statements in one durable transaction; rows per statement (empty unless fetch)."""
+
+    @abstractmethod
+    async def query(self, sql: str, args: Sequence[Any] = ()) -> list[Sequence[Any]]:
+        """A read on a committed snapshot."""
+
+    async def query_one(self, sql: str, args: Sequence[Any] = ()) -> Sequence[Any] | None:
+        rows = await self.query(sql, args)
+        return rows[0] if rows else None
