@@ -22,6 +22,7 @@ from posthouse.server.errors import ConfigurationError
 from posthouse.server.services.accounts import AccountService
 from posthouse.server.services.clock import Clock
 from posthouse.server.services.history import HistoryService
+from posthouse.server.services.inbound_bounces import BounceReceiver
 from posthouse.server.services.returnpaths import ReturnPaths
 from posthouse.server.services.sending import SendingService
 from posthouse.server.services.submission import SubmissionService
@@ -56,12 +57,13 @@ class Runtime:
         self.history = HistoryService(store)
         self.sending = SendingService(store, self.accounts, self.clock, self.wakeup,
                                       sandbox_all=settings.delivery == "sandbox")
-        self.submission = SubmissionService(self.accounts, self.sending, settings.trusted_networks,
-                                            settings.smtp_hostname or socket.getfqdn())
-        self.sandbox = SandboxTransport(settings.bounce_testing_domain)
         hostname = settings.smtp_hostname or socket.getfqdn()
         return_path = settings.return_path_parts(hostname)
         self.return_paths = ReturnPaths(store, *return_path) if return_path else None
+        self.bounce_receiver = BounceReceiver(store, self.return_paths, self.clock) if self.return_paths else None
+        self.submission = SubmissionService(self.accounts, self.sending, settings.trusted_networks, hostname,
+                                            bounces=self.bounce_receiver)
+        self.sandbox = SandboxTransport(settings.bounce_testing_domain)
         if transport is None and settings.delivery == "relay" and settings.relay is not None:
             transport = RelayTransport(
                 settings.relay, max_connections=settings.relay_max_connections,
@@ -90,7 +92,8 @@ class Runtime:
             hostname=hostname, max_message_size=s.smtp_max_message_size, max_recipients=s.smtp_max_recipients,
             command_timeout=parse_duration(s.smtp_command_timeout), data_timeout=parse_duration(s.smtp_data_timeout),
             max_connections=s.smtp_max_connections, auth_requires_tls=s.smtp_auth_requires_tls,
-            plaintext_auth_networks=s.plaintext_auth_networks)
+            plaintext_auth_networks=s.plaintext_auth_networks,
+            return_domain=self.return_paths.domain if self.return_paths else "")
         self.smtp_certificate = str(cert)
         return SmtpServer(self.submission, config, server_context(cert, key))
 

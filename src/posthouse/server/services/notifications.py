@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from posthouse.server.domain.statuses import BounceType
-from posthouse.server.store.base import BounceRecord, WebhookEvent
+from posthouse.server.store.base import BounceRecord, Suppression, WebhookEvent
 from posthouse.server.webhooks import payloads
 from posthouse.server.webhooks.payloads import SuppressionOrigin, SuppressionReason
 
@@ -66,3 +66,23 @@ def suppression_reason_for(bounce_type: BounceType) -> SuppressionReason:
     if bounce_type is BounceType.SPAM_COMPLAINT:
         return SuppressionReason.SPAM_COMPLAINT
     return SuppressionReason.HARD_BOUNCE
+
+
+def suppression_for(bounce: BounceRecord, tag: str | None, metadata: dict[str, str]) -> Suppression | None:
+    """A hard bounce or spam complaint suppresses its address in its stream (POSTMARK-API.md §2.7),
+    announced by a SubscriptionChange webhook and message event if the address was not suppressed yet."""
+    bounce_type = BounceType.from_type_name(bounce.type)
+    if not bounce_type.deactivates:
+        return None
+    reason = suppression_reason_for(bounce_type)
+    email = bounce.email.lower()
+    return Suppression(
+        server_id=bounce.server_id, stream=bounce.stream, email=email, reason=reason.value,
+        origin=SuppressionOrigin.RECIPIENT.value, created_at=bounce.bounced_at,
+        event=subscription_event(
+            server_id=bounce.server_id, stream=bounce.stream, recipient=bounce.email, at=bounce.bounced_at,
+            origin=SuppressionOrigin.RECIPIENT, suppress_sending=True, reason=reason, message_id=bounce.message_id,
+            tag=tag, metadata=metadata),
+        message_event=(bounce.message_id, bounce.email, {
+            "Origin": SuppressionOrigin.RECIPIENT.value, "SuppressSending": True,
+            "SuppressionReason": reason.value}) if bounce.message_id else None)

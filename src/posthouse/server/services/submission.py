@@ -14,16 +14,19 @@ from collections.abc import Sequence
 from posthouse.server.config import IPNetwork
 from posthouse.server.errors import ApiError, AuthenticationError, StoreError, StoreFullError
 from posthouse.server.services.accounts import AccountService, Server
+from posthouse.server.services.inbound_bounces import BounceReceiver
 from posthouse.server.services.sending import SendingService
-from posthouse.server.smtp.handler import Peer, SmtpReply
+from posthouse.server.smtp.handler import INBOUND_BOUNCE, Peer, SmtpReply
 
 log = logging.getLogger("posthouse.smtp")
 
 
 class SubmissionService:
     def __init__(self, accounts: AccountService, sending: SendingService,
-                 trusted_networks: Sequence[tuple[IPNetwork, str]] = (), hostname: str = "localhost") -> None:
+                 trusted_networks: Sequence[tuple[IPNetwork, str]] = (), hostname: str = "localhost",
+                 bounces: BounceReceiver | None = None) -> None:
         self.hostname = hostname
+        self.bounces = bounces
         self.accounts = accounts
         self.sending = sending
         self.trusted_networks = list(trusted_networks)
@@ -55,6 +58,14 @@ class SubmissionService:
 
     async def deliver(self, identity: object, mail_from: str, recipients: Sequence[str], data: bytes,
                       peer: Peer) -> SmtpReply:
+        if self.bounces is not None and (identity is INBOUND_BOUNCE or self.bounces.is_bounce(recipients)):
+            try:
+                return await self.bounces.receive(recipients, data, peer.host)
+            except StoreError as exc:
+                log.error("store failure, bounce from %s refused with 451: %s", peer.host, exc)
+                return SmtpReply(451, "4.3.0 Internal error, try again later")
+        if identity is INBOUND_BOUNCE:  # the session allows it only when a return domain is configured
+            return SmtpReply(550, "5.7.1 Bounce processing is not configured here")
         assert isinstance(identity, Server)
         try:
             # RFC 3848: ESMTPSA = authenticated (or a trusted network) over TLS, ESMTPA without TLS.

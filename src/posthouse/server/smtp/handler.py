@@ -33,6 +33,17 @@ class SmtpReply:
         return f"{self.code} {self.text}"
 
 
+class _InboundBounce:
+    """The identity of an unauthenticated client sending to the return-path domain (a bounce)."""
+
+    def __repr__(self) -> str:
+        return "INBOUND_BOUNCE"
+
+
+INBOUND_BOUNCE = _InboundBounce()
+"""`deliver` receives this identity for mail to the return-path domain: bounces, not submissions."""
+
+
 class SubmissionHandler(Protocol):
     """Policy for submitted mail. `identity` is opaque to the SMTP server (a Posthouse server)."""
 

@@ -93,6 +93,7 @@ class SmtpServerConfig:
     auth_failure_free: int = 3  # AUTH failures per client address answered without delay
     auth_failure_max_delay: float = 10.0  # the delay doubles from 1 s per further failure, up to this
     max_errors: int = 20  # bad commands per session before 421 4.7.0 and close
+    return_domain: str = ""  # mail for this domain (bounces to VERP return paths) needs no AUTH
 
     def __post_init__(self) -> None:
         for name in ("command_timeout", "data_timeout", "max_connections"):
@@ -109,6 +110,7 @@ class SmtpServerConfig:
             max_recipients=self.max_recipients,
             max_command_line=self.max_command_line,
             max_errors=self.max_errors,
+            return_domain=self.return_domain.lower(),
         )
 
 

@@ -36,7 +36,7 @@ from enum import Enum
 from typing import NamedTuple
 
 from posthouse.server.smtp import replies as r
-from posthouse.server.smtp.handler import SmtpReply
+from posthouse.server.smtp.handler import INBOUND_BOUNCE, SmtpReply
 from posthouse.server.smtp.replies import encode_reply
 
 __all__ = [
@@ -120,6 +120,7 @@ class SessionPolicy:
     max_recipients: int = 50  # RFC 5321 §4.5.3.1.8 asks for at least 100; 452 beyond ours
     max_command_line: int = 512  # RFC 5321 §4.5.3.1.4, AUTH lines excepted (MAX_AUTH_LINE)
     max_errors: int = 20  # bad commands answered before 421 4.7.0 and close
+    return_domain: str = ""  # lower-cased; recipients here need no AUTH (bounces to VERP return paths)
     greeting: bytes = field(init=False, repr=False, compare=False)
     timeout: bytes = field(init=False, repr=False, compare=False)
     helo: bytes = field(init=False, repr=False, compare=False)
@@ -550,6 +551,9 @@ class SmtpSession:
             self._refuse(r.S503_NESTED_MAIL)
             return
         identity = self._auth_identity if self._auth_identity is not None else self._network_identity
+        if identity is None and self._policy.return_domain:
+            # Bounces come from any MTA without AUTH; RCPT then takes our return-path domain only.
+            identity = INBOUND_BOUNCE
         if identity is None:
             self._refuse(r.S530_AUTH_REQUIRED)  # RFC 4954 §6
             return
@@ -620,6 +624,10 @@ class SmtpSession:
                 self._refuse(checked)
                 return
             recipient = checked
+        if self._identity is INBOUND_BOUNCE and \
+                recipient.rpartition("@")[2].lower().rstrip(".") != self._policy.return_domain:
+            self._refuse(r.S530_AUTH_REQUIRED)  # not a bounce: only an authenticated client may relay
+            return
         self._rcpts.append(recipient)
         self._out.append(_W250_RECIPIENT_OK)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from abc import abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -298,8 +298,13 @@ class Store(FeedbackQueries, WebhookQueries, Queries):
     # -- acceptance (DESIGN §2) ---------------------------------------------------------------
 
     async def insert_messages(self, server_id: int, messages: Sequence[ComposedMessage], *,
-                              sandboxed: bool, now: int) -> None:
-        """One durable transaction: message rows, per-recipient queue rows, `Queued` events."""
+                              sandboxed: bool, now: int, suppressed: Mapping[str, set[str]] | None = None,
+                              bounces: Sequence[BounceRecord] = ()) -> None:
+        """One durable transaction: message rows, per-recipient queue rows, `Queued` events.
+
+        `suppressed` (message id → recipients) get a `suppressed` row instead of a queued one, and
+        `bounces` (SMTPApiError records for them, over SMTP) are recorded with their `Bounced` events.
+        """
         message_rows = []
         delivery_rows = []
         event_rows = []
@@ -307,19 +312,34 @@ class Store(FeedbackQueries, WebhookQueries, Queries):
         for m in messages:
             received = int(m.received_at.timestamp() * 1_000_000)
             recipients = m.recipients
+            skipped = suppressed.get(m.message_id, set()) if suppressed else set()
+            status = MessageStatus.SENT if skipped and all(r.lower() in skipped for r in recipients) \
+                else MessageStatus.QUEUED
             message_rows.append((
                 m.message_id, server_id, m.stream, str(m.sender), m.sender.email, m.envelope_from,
                 m.subject, m.tag, m.addresses_json(m.to), m.addresses_json(m.cc), m.addresses_json(m.bcc),
                 json.dumps(recipients, ensure_ascii=False), json.dumps(m.metadata, ensure_ascii=False),
                 json.dumps(m.attachment_names, ensure_ascii=False),
-                int(bool(m.track_opens)), m.track_links or "None", MessageStatus.QUEUED.value,
+                int(bool(m.track_opens)), m.track_links or "None", status.value,
                 int(sandboxed), received, len(m.content), m.content,
             ))
             metadata_rows.extend((m.message_id, server_id, key, value) for key, value in m.metadata.items())
             for rcpt in recipients:
-                delivery_rows.append((m.message_id, rcpt, DeliveryState.QUEUED.value, 0, received, now, now))
+                state = DeliveryState.SUPPRESSED if rcpt.lower() in skipped else DeliveryState.QUEUED
+                delivery_rows.append((m.message_id, rcpt, state.value, 0, received, now, now))
                 event_rows.append((m.message_id, server_id, rcpt, EventType.QUEUED.value, received, "{}"))
+        bounce_stmts: list[Stmt] = []
+        for b in bounces:
+            ref = Ref(len(bounce_stmts))
+            bounce_stmts.append(insert_bounce(b))
+            bounce_stmts.append(Stmt(
+                "INSERT INTO events (message_id, server_id, recipient, type, occurred_at, details, bounce_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (b.message_id, b.server_id, b.email, EventType.BOUNCED.value, b.bounced_at,
+                 json.dumps({"Summary": f"{b.description} {b.details}"}), ref)))
+        # Bounces first, so their `Ref`s count from the start of the transaction.
         await self.transact([
+            *bounce_stmts,
             Stmt("INSERT INTO messages (message_id, server_id, stream, sender, from_email, envelope_from, "
                  "subject, tag, to_json, cc_json, bcc_json, recipients, metadata, attachments, track_opens, "
                  f"track_links, status, sandboxed, received_at, size, content) VALUES ({placeholders(21)})",
@@ -481,6 +501,11 @@ class Store(FeedbackQueries, WebhookQueries, Queries):
         if row is None:
             return None
         return _message_record(row, bytes(row[18]) if with_content else None)
+
+    async def find_message(self, message_id: str) -> MessageRecord | None:
+        """A message by id alone, whichever server sent it (a bounce names only the message)."""
+        row = await self.query_one(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE message_id = ?", (message_id,))
+        return _message_record(row) if row else None
 
     async def list_events(self, message_id: str) -> list[EventRecord]:
         rows = await self.query(

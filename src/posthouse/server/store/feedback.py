@@ -161,22 +161,25 @@ class FeedbackQueries(Queries):
         rows = await self.query("SELECT type, count(*) FROM bounces WHERE server_id = ? GROUP BY type", (server_id,))
         return int(inactive[0]) if inactive else 0, {r[0]: int(r[1]) for r in rows}
 
-    async def record_bounces(self, bounces: Sequence[tuple[BounceRecord, str, list[WebhookEvent],
-                                                           Suppression | None]]) -> list[int]:
+    async def record_bounces(self, bounces: Sequence[tuple[BounceRecord, str | tuple[str, str] | None,
+                                                           list[WebhookEvent], Suppression | None]]) -> list[int]:
         """Bounces that arrive on their own (DSNs, complaints, auto-replies): each with its message event
-        (`Bounced` details), its webhooks (`bounce_id` filled in) and its suppression; their ids."""
+        (a `Bounced` summary, or (event type, summary), or None for none), its webhooks (`bounce_id`
+        filled in) and its suppression; their ids."""
         stmts: list[Stmt] = []
         positions = []
-        for bounce, summary, events, suppression in bounces:
+        for bounce, message_event, events, suppression in bounces:
             positions.append(len(stmts))
             ref = Ref(len(stmts))
             stmts.append(insert_bounce(bounce))
-            if bounce.message_id is not None:
+            if isinstance(message_event, str):
+                message_event = ("Bounced", message_event)
+            if bounce.message_id is not None and message_event is not None:
                 stmts.append(Stmt(
                     "INSERT INTO events (message_id, server_id, recipient, type, occurred_at, details, bounce_id) "
-                    "VALUES (?, ?, ?, 'Bounced', ?, ?, ?)",
-                    (bounce.message_id, bounce.server_id, bounce.email, bounce.bounced_at,
-                     json.dumps({"Summary": summary}), ref)))
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (bounce.message_id, bounce.server_id, bounce.email, message_event[0], bounce.bounced_at,
+                     json.dumps({"Summary": message_event[1]}), ref)))
             for event in events:
                 event.bounce_id = ref
             stmts.extend(webhook_fanout(events))
@@ -213,6 +216,16 @@ class FeedbackQueries(Queries):
             f"AND email IN ({placeholders(len(unique))})",
             [server_id, stream, *unique])
         return {r[0] for r in rows}
+
+    async def suppressed_in_any_stream(self, server_id: int, emails: Sequence[str]) -> set[tuple[str, str]]:
+        """(stream, email) pairs suppressed among these lower-cased addresses: one read for a whole batch."""
+        if not emails:
+            return set()
+        unique = sorted(set(emails))
+        rows = await self.query(
+            f"SELECT stream, email FROM suppressions WHERE server_id = ? AND email IN ({placeholders(len(unique))})",
+            [server_id, *unique])
+        return {(r[0], r[1]) for r in rows}
 
     async def has_suppressions(self, server_id: int) -> bool:
         return await self.query_one("SELECT 1 FROM suppressions WHERE server_id = ? LIMIT 1", (server_id,)) is not None

@@ -18,8 +18,7 @@ from posthouse.server.services import notifications
 from posthouse.server.services.clock import Clock
 from posthouse.server.services.returnpaths import ReturnPaths
 from posthouse.server.services.wakeup import Wakeup
-from posthouse.server.store.base import BounceRecord, ClaimedDelivery, DeliveryUpdate, Store, Suppression
-from posthouse.server.webhooks.payloads import SuppressionOrigin
+from posthouse.server.store.base import BounceRecord, ClaimedDelivery, DeliveryUpdate, Store
 
 log = logging.getLogger("posthouse.worker")
 _DESCRIPTIONS = {
@@ -193,24 +192,5 @@ class DeliveryWorker:
         return DeliveryUpdate(row, self.owner, DeliveryState.BOUNCED, now, text, EventType.BOUNCED,
                               {"Summary": summary}, now, bounce,
                               webhook_events=[notifications.bounce_event(bounce, row.metadata)],
-                              suppression=suppression_for(bounce, row.tag, row.metadata))
+                              suppression=notifications.suppression_for(bounce, row.tag, row.metadata))
 
-
-def suppression_for(bounce: BounceRecord, tag: str | None, metadata: dict[str, str]) -> Suppression | None:
-    """A hard bounce or spam complaint suppresses its address in its stream (POSTMARK-API.md §2.7),
-    announced by a SubscriptionChange webhook and message event if the address was not suppressed yet."""
-    bounce_type = BounceType.from_type_name(bounce.type)
-    if not bounce_type.deactivates:
-        return None
-    reason = notifications.suppression_reason_for(bounce_type)
-    email = bounce.email.lower()
-    return Suppression(
-        server_id=bounce.server_id, stream=bounce.stream, email=email, reason=reason.value,
-        origin=SuppressionOrigin.RECIPIENT.value, created_at=bounce.bounced_at,
-        event=notifications.subscription_event(
-            server_id=bounce.server_id, stream=bounce.stream, recipient=bounce.email, at=bounce.bounced_at,
-            origin=SuppressionOrigin.RECIPIENT, suppress_sending=True, reason=reason, message_id=bounce.message_id,
-            tag=tag, metadata=metadata),
-        message_event=(bounce.message_id, bounce.email, {
-            "Origin": SuppressionOrigin.RECIPIENT.value, "SuppressSending": True,
-            "SuppressionReason": reason.value}) if bounce.message_id else None)

@@ -1,0 +1,107 @@
+"""Bounces that come back later: mail to a VERP return path, read (`domain.bounces`) and attributed.
+
+Attribution starts from the return path, never from the bounce's body alone: the token names the
+message (and proves we made it); the report's failed recipients must be among that message's
+recipients. With one recipient, a report that names nobody we sent to (or names no one) is still that
+recipient's, since the token says which message bounced and it had one recipient. Anything else is
+discarded and logged, never attributed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from posthouse.server.domain.bounces import BouncedRecipient, BounceReport, ReportKind, parse_report
+from posthouse.server.domain.statuses import BounceType, EventType
+from posthouse.server.services import notifications
+from posthouse.server.services.clock import Clock
+from posthouse.server.services.returnpaths import ReturnPaths
+from posthouse.server.smtp.handler import SmtpReply
+from posthouse.server.store.base import BounceRecord, MessageRecord, Store, Suppression, WebhookEvent
+
+log = logging.getLogger("posthouse.bounces")
+MAX_DUMP = 256 * 1024  # the raw bounce kept for `/bounces/{id}/dump`, at most
+_NO_SUCH_ADDRESS = SmtpReply(550, "5.1.1 No such return path here")
+_RECORDED = SmtpReply(250, "2.0.0 Ok: bounce recorded")
+_DISCARDED = SmtpReply(250, "2.0.0 Ok: received, not attributed to any message")
+
+
+class BounceReceiver:
+    def __init__(self, store: Store, return_paths: ReturnPaths, clock: Clock) -> None:
+        self.store = store
+        self.return_paths = return_paths
+        self.clock = clock
+
+    def is_bounce(self, recipients: Sequence[str]) -> bool:
+        """Mail whose every recipient is at the return-path domain is a bounce, whoever sends it."""
+        return bool(recipients) and all(self.return_paths.is_return_address(r) for r in recipients)
+
+    async def receive(self, recipients: Sequence[str], data: bytes, peer_host: str) -> SmtpReply:
+        """Record what a bounce says about the messages its return paths name; 550 when none is ours."""
+        return_path = await self.return_paths.get()
+        message_ids = sorted({m for r in recipients if (m := return_path.message_id_from(r)) is not None})
+        if not message_ids:
+            log.warning("bounce from %s to %s refused: not a return path of ours (forged or mistyped)",
+                        peer_host, ", ".join(recipients))
+            return _NO_SUCH_ADDRESS
+        report = parse_report(data)
+        if report.kind is ReportKind.UNRECOGNISED:
+            log.warning("mail from %s to return path of %s discarded: not a bounce we can read",
+                        peer_host, ", ".join(message_ids))
+            return _DISCARDED
+        now = self.clock.micros()
+        records: list[tuple[BounceRecord, tuple[str, str] | None, list[WebhookEvent], Suppression | None]] = []
+        for message_id in message_ids:
+            message = await self.store.find_message(message_id)
+            if message is None:
+                log.warning("bounce from %s names message %s, which is not stored (deleted?)", peer_host, message_id)
+                continue
+            for found in _attribute(report, message):
+                records.append(self._record(message, report, found, data, now))
+        if not records:
+            log.warning("bounce from %s for message(s) %s discarded: it names none of their recipients",
+                        peer_host, ", ".join(message_ids))
+            return _DISCARDED
+        await self.store.record_bounces(records)
+        return _RECORDED
+
+    def _record(self, message: MessageRecord, report: BounceReport, found: BouncedRecipient, data: bytes, now: int
+                ) -> tuple[BounceRecord, tuple[str, str] | None, list[WebhookEvent], Suppression | None]:
+        bounce_type = found.bounce_type
+        details = found.diagnostic or report.description
+        if found.status:
+            details = f"{found.status} {details}" if not details.startswith(found.status) else details
+        bounce = BounceRecord(
+            server_id=message.server_id, message_id=message.message_id, stream=message.stream,
+            type=bounce_type.type_name, type_code=bounce_type.code, email=found.recipient, sender=message.from_email,
+            subject=message.subject, tag=message.tag, description=report.description or bounce_type.display_name,
+            details=details[:1000], bounced_at=now, inactive=bounce_type.deactivates,
+            can_activate=bounce_type is BounceType.HARD_BOUNCE, dump=data[:MAX_DUMP].decode("utf-8", "replace"))
+        # The message's history shows failures; an auto-reply or a delay notice is only a bounce record.
+        message_event = None
+        if bounce_type is BounceType.TRANSIENT:
+            message_event = (EventType.TRANSIENT.value, f"{bounce_type.display_name}: {details}")
+        elif bounce_type is not BounceType.AUTO_RESPONDER:
+            message_event = (EventType.BOUNCED.value, f"{bounce_type.display_name}: {details}")
+        return (bounce, message_event, [notifications.bounce_event(bounce, message.metadata)],
+                notifications.suppression_for(bounce, message.tag, message.metadata))
+
+
+def _attribute(report: BounceReport, message: MessageRecord) -> list[BouncedRecipient]:
+    """The report's recipients that the message was sent to; or its only recipient (see the module doc)."""
+    sent_to = {r.lower(): r for r in message.recipients}
+    matched = [r for r in report.recipients if r.recipient.lower() in sent_to]
+    if matched:
+        return [BouncedRecipient(sent_to[r.recipient.lower()], r.action, r.status, r.diagnostic, r.remote_mta,
+                                 r.bounce_type) for r in matched]
+    if len(sent_to) != 1:
+        return []
+    (only,) = sent_to.values()
+    if report.recipients:
+        first = report.recipients[0]
+        return [BouncedRecipient(only, first.action, first.status, first.diagnostic, first.remote_mta,
+                                 first.bounce_type)]
+    bounce_type = {ReportKind.FEEDBACK: BounceType.SPAM_COMPLAINT,
+                   ReportKind.AUTO_REPLY: BounceType.AUTO_RESPONDER}.get(report.kind, BounceType.UNKNOWN)
+    return [BouncedRecipient(only, None, None, report.description, None, bounce_type)]
