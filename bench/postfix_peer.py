@@ -227,8 +227,10 @@ class PostfixInstance:
     and removed on stop, after the master and all its children have exited.
     """
 
-    def __init__(self, relay_port: int, listen_port: int | None = None, workdir: Path | None = None) -> None:
+    def __init__(self, relay_port: int, listen_port: int | None = None, workdir: Path | None = None,
+                 extra_config: str = "") -> None:
         self.relay_port = relay_port
+        self.extra_config = extra_config  # main.cf lines appended (tests: transport_maps for bounces)
         self._fixed_port = listen_port is not None
         self.listen_port: int = listen_port if listen_port is not None else _free_port()
         self._workdir = workdir
@@ -299,7 +301,7 @@ class PostfixInstance:
             directory=directory,
             maillog_file=self.maillog_file,
         )
-        (self.config_directory / "main.cf").write_text(main_cf)
+        (self.config_directory / "main.cf").write_text(main_cf + self.extra_config)
         (self.config_directory / "master.cf").write_text(_MASTER_CF.format(listen=f"{LOOPBACK}:{self.listen_port}"))
 
     def _try_start(self, postfix: str) -> None:

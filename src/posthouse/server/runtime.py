@@ -28,7 +28,9 @@ from posthouse.server.services.sending import SendingService
 from posthouse.server.services.submission import SubmissionService
 from posthouse.server.services.wakeup import Wakeup
 from posthouse.server.store.base import Store
+from posthouse.server.webhooks.poster import WebhookPoster
 from posthouse.server.workers.delivery import DeliveryWorker
+from posthouse.server.workers.webhooks import WebhookDispatcher
 
 
 def relay_ssl_context(settings: Settings) -> ssl.SSLContext:
@@ -75,6 +77,9 @@ class Runtime:
                                        ready=lambda: all(self.ready.values())))
         self.worker: DeliveryWorker | None = None
         self._worker_task: asyncio.Task[None] | None = None
+        self.webhook_wakeup = Wakeup()
+        self.dispatcher: WebhookDispatcher | None = None
+        self._dispatcher_task: asyncio.Task[None] | None = None
 
     def smtp_server(self) -> Any:
         """The SMTP submission server for this process's settings (not started): TLS from the configured
@@ -104,8 +109,17 @@ class Runtime:
             self.store, self.transport, self.sandbox, RetryPolicy(s.retry_delays, s.max_message_age_seconds),
             self.clock, self.wakeup, owner=owner, concurrency=s.worker_concurrency,
             batch_size=s.claim_batch_size, lease_seconds=s.lease_seconds, poll_seconds=s.poll_seconds,
-            return_paths=self.return_paths)
+            return_paths=self.return_paths, on_recorded=self.webhook_wakeup.notify)
         self._worker_task = asyncio.create_task(self.worker.run(), name="delivery-worker")
+        self.webhook_poster = WebhookPoster(total_timeout=s.webhook_timeout_seconds,
+                                            connect_timeout=min(5.0, s.webhook_timeout_seconds),
+                                            allowed_networks=s.webhook_networks)
+        self.dispatcher = WebhookDispatcher(
+            self.store, self.webhook_poster, self.clock, self.webhook_wakeup, owner=owner,
+            schedule=s.webhook_retry_delays, concurrency=s.webhook_concurrency, poll_seconds=s.poll_seconds,
+            # A post cannot outlive its timeout, so a lease of twice that is never taken from a live attempt.
+            lease_seconds=2 * s.webhook_timeout_seconds + 1)
+        self._dispatcher_task = asyncio.create_task(self.dispatcher.run(), name="webhook-dispatcher")
         self.ready["worker"] = True
 
     @property
@@ -117,6 +131,10 @@ class Runtime:
         if self.worker is not None and self._worker_task is not None:
             self.worker.stop()
             await asyncio.gather(self._worker_task, return_exceptions=True)
+        if self.dispatcher is not None and self._dispatcher_task is not None:
+            self.dispatcher.stop()
+            await asyncio.gather(self._dispatcher_task, return_exceptions=True)
+            await self.webhook_poster.aclose()
         transports: list[Any] = [self.transport] if self.transport is not self.sandbox else []
         for transport in [*transports, self.sandbox]:
             await transport.close()

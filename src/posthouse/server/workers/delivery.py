@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import groupby
 
 from posthouse.server.delivery.base import AttemptResult, Envelope, Transport
@@ -39,7 +39,7 @@ class DeliveryWorker:
     def __init__(self, store: Store, transport: Transport, sandbox: Transport, policy: RetryPolicy, clock: Clock,
                  wakeup: Wakeup, *, owner: str, concurrency: int = 64, batch_size: int = 256,
                  lease_seconds: float = 300.0, poll_seconds: float = 1.0,
-                 return_paths: ReturnPaths | None = None) -> None:
+                 return_paths: ReturnPaths | None = None, on_recorded: Callable[[], None] | None = None) -> None:
         self.store = store
         self.transport = transport
         self.sandbox = sandbox
@@ -52,6 +52,7 @@ class DeliveryWorker:
         self.lease_micros = int(lease_seconds * 1_000_000)
         self.poll_seconds = poll_seconds
         self.return_paths = return_paths
+        self.on_recorded = on_recorded  # results recorded: their webhook posts are due
         self._stopping = asyncio.Event()
         self._results: list[DeliveryUpdate] = []
         self._results_done: asyncio.Future[None] | None = None
@@ -156,6 +157,8 @@ class DeliveryWorker:
                 for attempt in range(3):
                     try:
                         await self.store.record_attempts(batch)
+                        if self.on_recorded is not None:
+                            self.on_recorded()
                         break
                     except StoreError as exc:
                         log.error("recording %d delivery results failed (try %d): %s", len(batch), attempt + 1, exc)

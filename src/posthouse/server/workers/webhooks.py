@@ -1,0 +1,118 @@
+"""The webhook dispatcher: claim due posts from the outbox, post each signed, record the outcome (DESIGN §5).
+
+A post is retried on Postmark's schedule (a setting) until it succeeds (2xx), the receiver says stop
+(403, 410), its URL is no longer allowed, or the schedule runs out; each attempt is logged with its
+status code and an excerpt of the answer. A crash between the event and the post loses nothing: the
+post was committed with the event, and an expired lease makes it due again (at least once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+
+from posthouse.server.errors import StoreError
+from posthouse.server.services.clock import Clock
+from posthouse.server.services.wakeup import Wakeup
+from posthouse.server.store.base import Store
+from posthouse.server.store.webhooks import ClaimedPost, PostAttempt, PostUpdate
+from posthouse.server.webhooks.poster import PostOutcome, PostTarget, WebhookPoster
+from posthouse.server.webhooks.schedule import next_attempt_delay
+
+log = logging.getLogger("posthouse.webhooks")
+_FINAL_STATES = {PostOutcome.DELIVERED: "delivered", PostOutcome.STOP: "stopped", PostOutcome.REFUSED: "refused"}
+
+
+def body_of(post: ClaimedPost) -> bytes:
+    """The payload as sent: a bounce's `ID` is known only once its row exists, so it is written in here."""
+    if post.bounce_id is None:
+        return post.payload.encode()
+    payload = json.loads(post.payload)
+    payload["ID"] = post.bounce_id
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class WebhookDispatcher:
+    def __init__(self, store: Store, poster: WebhookPoster, clock: Clock, wakeup: Wakeup, *, owner: str,
+                 schedule: Sequence[float], concurrency: int = 16, batch_size: int = 64, lease_seconds: float = 120.0,
+                 poll_seconds: float = 1.0) -> None:
+        self.store = store
+        self.poster = poster
+        self.clock = clock
+        self.wakeup = wakeup
+        self.owner = owner
+        self.schedule = tuple(schedule)
+        self.concurrency = concurrency
+        self.batch_size = batch_size
+        self.lease_micros = int(lease_seconds * 1_000_000)
+        self.poll_seconds = poll_seconds
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.wakeup.notify()
+
+    async def run(self) -> None:
+        """Claim as many due posts as there are free slots, post them concurrently, record each; sleep
+        until woken or the poll interval passes. Stops when `stop()` is called, after the posts in
+        flight have been recorded."""
+        inflight: set[asyncio.Task[None]] = set()
+        while not self._stopping.is_set():
+            free = self.concurrency - len(inflight)
+            if free <= 0:
+                await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            now = self.clock.micros()
+            try:
+                claimed = await self.store.claim_webhook_posts(self.owner, now, min(self.batch_size, free),
+                                                               now + self.lease_micros)
+            except StoreError as exc:
+                log.error("claiming webhook posts failed, retrying: %s", exc)
+                await self.wakeup.wait(self.poll_seconds)
+                continue
+            if not claimed:
+                await self.wakeup.wait(self.poll_seconds)
+                continue
+            for post in claimed:
+                task = asyncio.create_task(self._post(post))
+                inflight.add(task)
+                task.add_done_callback(inflight.discard)
+        if inflight:
+            await asyncio.gather(*inflight, return_exceptions=True)
+
+    async def _post(self, post: ClaimedPost) -> None:
+        webhook = post.webhook
+        if webhook is None:  # deleted since the event: nobody to tell
+            update = PostUpdate(post, self.owner, "cancelled", self.clock.micros(),
+                                PostAttempt(self.clock.micros(), "cancelled", None, "", 0.0, "the webhook was deleted"))
+        else:
+            auth = (webhook.http_auth_username or "", webhook.http_auth_password or "") \
+                if webhook.http_auth_username is not None else None
+            target = PostTarget(webhook.url, webhook.secret, auth, webhook.http_headers)
+            result = await self.poster.post(target, post.event_id, body_of(post),
+                                            now_s=self.clock.micros() // 1_000_000)
+            now = self.clock.micros()
+            state = _FINAL_STATES.get(result.outcome)
+            next_at = now
+            if state is None:
+                delay = next_attempt_delay(post.attempts, self.schedule)
+                if delay is None:
+                    state = "failed"
+                else:
+                    state, next_at = "pending", now + int(delay * 1_000_000)
+            update = PostUpdate(post, self.owner, state, next_at, PostAttempt(
+                now, result.outcome.value, result.status_code, result.response_excerpt, result.duration_ms,
+                result.error))
+            if state in ("failed", "stopped", "refused"):
+                log.warning("webhook %d post %s %s after %d attempt(s): %s", webhook.id, post.event_id, state,
+                            post.attempts, result.error)
+        for attempt in range(3):
+            try:
+                await self.store.record_webhook_posts([update])
+                return
+            except StoreError as exc:
+                log.error("recording webhook post %s failed (try %d): %s", post.event_id, attempt + 1, exc)
+                await asyncio.sleep(0.5 * (attempt + 1))
+        # Not recorded: the lease expires and the post is sent again (at least once, never lost).
