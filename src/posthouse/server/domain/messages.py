@@ -11,7 +11,6 @@ import base64
 import binascii
 import json
 import re
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +23,7 @@ from posthouse.server.domain.addresses import (
     parse_address,
     parse_address_list,
 )
+from posthouse.server.domain.ids import new_message_id
 from posthouse.server.domain.mime import Attachment, MessageContent, build_message
 from posthouse.server.domain.statuses import TRACK_LINKS_VALUES
 from posthouse.server.errors import ApiError
@@ -222,7 +222,7 @@ def compose(request: wire.EmailRequest, *, now: datetime, default_stream: str = 
     attachments = _attachments(request.attachments)
     stream = (request.message_stream or "").strip() or default_stream
 
-    message_id = str(uuid.uuid4())
+    message_id = new_message_id()
     # A custom Message-ID header is honoured (POSTMARK-API.md §2.1); it must look like one.
     if custom_message_id:
         if not (custom_message_id.startswith("<") and custom_message_id.endswith(">")):

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import email.utils
 import re
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from email.header import decode_header, make_header
 
 from posthouse.server.domain.addresses import Address, AddressError, normalize_email
+from posthouse.server.domain.ids import new_message_id
 from posthouse.server.domain.messages import (
     MAX_METADATA_KEYS,
     MAX_TAG,
@@ -134,7 +134,7 @@ def compose_submitted(data: bytes, *, mail_from: str, recipients: Sequence[str],
     senders = _addresses(headers.get("from", []))
     if not senders:
         raise invalid("The message has no valid From header.")
-    message_id = str(uuid.uuid4())
+    message_id = new_message_id()
     original_ids = headers.get("message-id", [])
     message_id_header = original_ids[0] if keep_id and original_ids else f"<{message_id}@{message_id_domain}>"
     added = [f"Message-ID: {message_id_header}\r\n", f"X-PM-Message-Id: {message_id}\r\n"]
