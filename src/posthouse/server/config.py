@@ -140,6 +140,7 @@ class Settings:
     relay_tls_verify: bool = _setting(True, "verify the relay's TLS certificate")
     relay_ca_file: str = _setting("", "extra CA bundle (PEM) trusted for the relay's certificate")
     smtp_timeout: str = _setting("60s", "timeout for each reply from the relay")
+    max_schedule_ahead: str = _setting("30d", "how far ahead SendAt (scheduled sending) may be")
     return_path: str = _setting(
         "pm_bounces@", "VERP envelope sender LOCAL@DOMAIN: mail goes out from LOCAL+TOKEN@DOMAIN and the SMTP listener "
         "takes bounces for DOMAIN without AUTH; an empty DOMAIN means smtp_hostname; empty turns VERP off")
@@ -185,6 +186,10 @@ class Settings:
     @property
     def smtp_timeout_seconds(self) -> float:
         return parse_duration(self.smtp_timeout)
+
+    @property
+    def max_schedule_ahead_seconds(self) -> float:
+        return parse_duration(self.max_schedule_ahead)
 
     @property
     def webhook_retry_delays(self) -> tuple[float, ...]:

@@ -82,6 +82,8 @@ class ComposedMessage:
     content: bytes
     envelope_from: str
     recipients: list[str]  # envelope recipients, each once
+    send_at: datetime | None = None  # scheduled sending (a Posthouse extension): released then
+
 
     def addresses_json(self, addresses: Sequence[Address]) -> str:
         return json.dumps([{"Email": a.email, "Name": a.name} for a in addresses], ensure_ascii=False)
@@ -266,7 +268,22 @@ def compose(request: wire.EmailRequest, *, now: datetime, default_stream: str = 
         content=content,
         envelope_from=sender.email,
         recipients=unique_emails(a.email for a in (*to, *cc, *bcc)),
+        send_at=parse_send_at(request.send_at),
     )
+
+
+def parse_send_at(value: str | None, label: str = "SendAt") -> datetime | None:
+    """`SendAt`: ISO 8601 with a UTC offset (or `Z`); a time without one is refused, not guessed."""
+    if value is None or not str(value).strip():
+        return None
+    text = str(value).strip()
+    try:
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise invalid(f"Invalid '{label}': '{text}'. Use ISO 8601 with an offset, e.g. 2030-01-31T09:30:00+01:00.")
+    return moment
 
 
 def unique_emails(emails: Iterable[str]) -> list[str]:

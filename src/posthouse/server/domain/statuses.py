@@ -42,7 +42,8 @@ class MessageStatus(StrEnum):
 
     QUEUED = "Queued"
     SENT = "Sent"
-    SCHEDULED = "Scheduled"
+    SCHEDULED = "Scheduled"  # Posthouse: queued with a SendAt still ahead (shown, not stored)
+    CANCELLED = "Cancelled"  # Posthouse: cancelled before release
 
 
 class BounceType(Enum):

@@ -23,6 +23,7 @@ from posthouse.server.domain.messages import (
     ComposedMessage,
     invalid,
     metadata_from,
+    parse_send_at,
     unique_emails,
 )
 from posthouse.server.domain.statuses import TRACK_LINKS_VALUES
@@ -96,6 +97,7 @@ def compose_submitted(data: bytes, *, mail_from: str, recipients: Sequence[str],
     stream = tag = track_links = None
     track_opens: bool | None = None
     keep_id = False
+    send_at = None
     for field in fields:
         parsed = _name_value(field)
         if parsed is None:
@@ -123,9 +125,12 @@ def compose_submitted(data: bytes, *, mail_from: str, recipients: Sequence[str],
             track_links = match[0]
         elif name == "x-pm-keepid":
             keep_id = _bool("X-PM-KeepID", value)
+        elif name == "x-posthouse-send-at":
+            send_at = parse_send_at(value, "X-Posthouse-Send-At")
         headers.setdefault(name, []).append(value)
-        # X-PM-* are instructions to us; Bcc must never reach a recipient; the Message-ID is ours.
-        if not (name.startswith("x-pm-") or name in ("bcc", "message-id")):
+        # X-PM-* and X-Posthouse-* are instructions to us; Bcc must never reach a recipient; the
+        # Message-ID is ours.
+        if not (name.startswith(("x-pm-", "x-posthouse-")) or name in ("bcc", "message-id")):
             kept.append(field)
     if len(metadata) > MAX_METADATA_KEYS:
         raise invalid(f"Metadata can have at most {MAX_METADATA_KEYS} fields.")
@@ -164,4 +169,5 @@ def compose_submitted(data: bytes, *, mail_from: str, recipients: Sequence[str],
         content=content,
         envelope_from=mail_from or senders[0].email,
         recipients=envelope,
+        send_at=send_at,
     )

@@ -8,14 +8,15 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 
 from posthouse import wire
-from posthouse.server.domain.statuses import POSTMARK_EVENT_TYPES
+from posthouse.server.domain.statuses import POSTMARK_EVENT_TYPES, MessageStatus
 from posthouse.server.errors import ApiError, NotFoundError
-from posthouse.server.services.clock import iso
+from posthouse.server.services.clock import Clock, iso
 from posthouse.server.store.base import MessageFilter, MessageRecord, Store
 
 MAX_COUNT = 500
 MAX_WINDOW = 10_000
-_STATUSES = {"queued": "Queued", "sent": "Sent", "processed": "Sent"}
+_STATUSES = {"queued": "Queued", "sent": "Sent", "processed": "Sent", "scheduled": "Scheduled",
+             "cancelled": "Cancelled"}
 
 
 def check_paging(count: int | None, offset: int | None, error_code: int) -> tuple[int, int]:
@@ -52,7 +53,7 @@ def parse_status(value: str | None) -> str | None:
         return None
     status = _STATUSES.get(value.lower())
     if status is None:
-        raise ApiError(700, f"Invalid status: '{value}'. Use queued, sent or processed.")
+        raise ApiError(700, f"Invalid status: '{value}'. Use queued, sent, processed, scheduled or cancelled.")
     return status
 
 
@@ -60,12 +61,19 @@ def _addresses(items: list[dict[str, str | None]]) -> list[wire.EmailAddress]:
     return [wire.EmailAddress(email=i["Email"] or "", name=i.get("Name")) for i in items]
 
 
-def message_summary(record: MessageRecord) -> wire.OutboundMessage:
+def shown_status(record: MessageRecord, now: int) -> str:
+    """Queued with a SendAt still ahead shows as Scheduled: it is released by time alone, no job runs."""
+    if record.status == MessageStatus.QUEUED and record.send_at is not None and record.send_at > now:
+        return MessageStatus.SCHEDULED.value
+    return record.status
+
+
+def message_summary(record: MessageRecord, now: int) -> wire.OutboundMessage:
     return wire.OutboundMessage(
         tag=record.tag, message_id=record.message_id, message_stream=record.stream, to=_addresses(record.to),
         cc=_addresses(record.cc), bcc=_addresses(record.bcc), recipients=record.recipients,
         received_at=iso(record.received_at) or "", sender=record.sender, subject=record.subject,
-        attachments=record.attachments, status=record.status, track_opens=record.track_opens,
+        attachments=record.attachments, status=shown_status(record, now), track_opens=record.track_opens,
         track_links=record.track_links, metadata=record.metadata, sandboxed=record.sandboxed,
     )
 
@@ -83,13 +91,16 @@ def _bodies(content: bytes) -> tuple[str | None, str | None]:
 
 
 class HistoryService:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, clock: Clock | None = None) -> None:
         self.store = store
+        self.clock = clock or Clock()
 
     async def search(self, server_id: int, filters: MessageFilter, count: int, offset: int
                      ) -> wire.OutboundMessageList:
+        now = self.clock.micros()
+        filters.now = now
         total, records = await self.store.search_messages(server_id, filters, offset, count)
-        return wire.OutboundMessageList(total_count=total, messages=[message_summary(r) for r in records])
+        return wire.OutboundMessageList(total_count=total, messages=[message_summary(r, now) for r in records])
 
     async def _record(self, server_id: int, message_id: str) -> MessageRecord:
         record = await self.store.get_message(server_id, message_id.lower(), with_content=True)
@@ -110,7 +121,7 @@ class HistoryService:
                 details["BounceID"] = str(event.bounce_id)
             events.append(wire.MessageEvent(recipient=event.recipient, type=event.type,
                                             received_at=iso(event.occurred_at) or "", details=details))
-        summary = message_summary(record)
+        summary = message_summary(record, self.clock.micros())
         return wire.OutboundMessageDetails(
             **{f: getattr(summary, f) for f in summary.__struct_fields__},
             text_body=text, html_body=html, body=record.content.decode("utf-8", "replace"),
