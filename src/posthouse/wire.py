@@ -209,3 +209,374 @@ class ArchivedStream(Struct, rename="pascal"):
 
 
 encoder = msgspec.json.Encoder()
+
+
+# -- templates (POSTMARK-API.md §3, §2.3, §2.4) -----------------------------------------------
+
+
+class TemplateRequest(Struct, rename="pascal", omit_defaults=True):
+    """`POST /templates` and `PUT /templates/{idOrAlias}` (an edit leaves `null` fields as they are)."""
+
+    name: str | None = None
+    alias: str | None = None
+    subject: str | None = None
+    html_body: str | None = None
+    text_body: str | None = None
+    template_type: str | None = None
+    layout_template: str | None = None
+
+
+class TemplateValidationRequest(Struct, rename="pascal", omit_defaults=True):
+    """`POST /templates/validate`."""
+
+    subject: str | None = None
+    html_body: str | None = None
+    text_body: str | None = None
+    test_render_model: Any = None  # a JSON object; checked by the service
+    inline_css_for_html_test_render: bool | None = None
+    template_type: str | None = None
+    layout_template: str | None = None
+
+
+class TemplatePushRequest(Struct, rename="pascal", omit_defaults=True):
+    """`PUT /templates/push` (account token); postmark-python sends the ids as strings."""
+
+    source_server_id: int | str | None = field(default=None, name="SourceServerID")
+    destination_server_id: int | str | None = field(default=None, name="DestinationServerID")
+    perform_changes: bool | None = None
+
+
+class TemplateEmailRequest(EmailRequest, rename="pascal", omit_defaults=True):
+    """`POST /email/withTemplate` and each item of `/email/batchWithTemplates`: §2.1 plus the template."""
+
+    template_id: int | str | None = None
+    template_alias: str | None = None
+    template_model: Any = None  # a JSON object; checked per message, so one bad item fails only itself
+    inline_css: bool | None = None
+
+
+class TemplateBatchRequest(Struct, rename="pascal", omit_defaults=True):
+    """`POST /email/batchWithTemplates`: `{"Messages": [...]}`."""
+
+    messages: list[TemplateEmailRequest] | None = None
+
+
+class TemplateSummary(Struct, rename="pascal"):
+    """A `GET /templates` item, and the answer to create and edit."""
+
+    template_id: int
+    name: str
+    active: bool
+    alias: str | None
+    template_type: str
+    layout_template: str | None
+
+
+class Template(Struct, rename="pascal"):
+    """`GET /templates/{idOrAlias}`."""
+
+    template_id: int
+    name: str
+    subject: str | None
+    html_body: str | None
+    text_body: str | None
+    associated_server_id: int
+    active: bool
+    alias: str | None
+    template_type: str
+    layout_template: str | None
+
+
+class TemplateList(Struct, rename="pascal"):
+    total_count: int
+    templates: list[TemplateSummary]
+
+
+class TemplateValidationError(Struct, rename="pascal"):
+    message: str
+    line: int | None
+    character_position: int | None
+
+
+class TemplateContentValidation(Struct, rename="pascal"):
+    content_is_valid: bool
+    validation_errors: list[TemplateValidationError]
+    rendered_content: str | None
+
+
+class TemplateValidationResponse(Struct, rename="pascal"):
+    all_content_is_valid: bool
+    html_body: TemplateContentValidation | None
+    text_body: TemplateContentValidation | None
+    subject: TemplateContentValidation | None
+    suggested_template_model: dict[str, Any]
+
+
+class PushedTemplate(Struct, rename="pascal"):
+    action: str  # Create | Edit
+    template_id: int | None
+    alias: str
+    name: str
+    template_type: str
+
+
+class TemplatePushResponse(Struct, rename="pascal"):
+    total_count: int
+    templates: list[PushedTemplate]
+
+
+# -- bounces (POSTMARK-API.md §5) -------------------------------------------------------------
+
+
+class Bounce(Struct, rename="pascal"):
+    """A bounce record; `Content` (the dump) only on single-bounce reads."""
+
+    record_type: str
+    id: int = field(name="ID")
+    type: str
+    type_code: int
+    name: str
+    tag: str | None
+    message_id: str = field(name="MessageID")
+    server_id: int = field(name="ServerID")
+    message_stream: str
+    description: str
+    details: str
+    email: str
+    sender: str = field(name="From")
+    bounced_at: str
+    dump_available: bool
+    inactive: bool
+    can_activate: bool
+    subject: str
+    content: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class BounceList(Struct, rename="pascal"):
+    total_count: int
+    bounces: list[Bounce]
+
+
+class BounceActivation(Struct, rename="pascal"):
+    message: str
+    bounce: Bounce
+
+
+class BounceTypeCount(Struct, rename="pascal"):
+    """A `/deliverystats` row; `Type` and `TypeCode` on every row, "All" too (§5 compat note)."""
+
+    type: str
+    type_code: int
+    name: str
+    count: int
+
+
+class DeliveryStats(Struct, rename="pascal"):
+    inactive_mails: int
+    bounces: list[BounceTypeCount]
+
+
+# -- suppressions (POSTMARK-API.md §8.2) ------------------------------------------------------
+
+
+class SuppressionAddress(Struct, rename="pascal", omit_defaults=True):
+    email_address: str | None = None
+
+
+class SuppressionRequest(Struct, rename="pascal", omit_defaults=True):
+    """`POST /message-streams/{stream}/suppressions` and `…/suppressions/delete`."""
+
+    suppressions: list[SuppressionAddress] | None = None
+
+
+class SuppressionEntry(Struct, rename="pascal"):
+    email_address: str
+    suppression_reason: str
+    origin: str
+    created_at: str
+
+
+class SuppressionDump(Struct, rename="pascal"):
+    suppressions: list[SuppressionEntry]
+
+
+class SuppressionResult(Struct, rename="pascal"):
+    email_address: str
+    status: str  # Suppressed | Deleted | Failed
+    message: str | None
+
+
+class SuppressionResults(Struct, rename="pascal"):
+    suppressions: list[SuppressionResult]
+
+
+# -- webhooks (POSTMARK-API.md §7.1) ----------------------------------------------------------
+# The trigger Structs serve requests (every field optional: PUT changes only what is sent) and
+# responses (every field filled: postmark-python requires all six triggers with all sub-fields).
+
+
+class WebhookHttpAuth(Struct, rename="pascal"):
+    username: str | None = None
+    password: str | None = None
+
+
+class OpenTrigger(Struct, rename="pascal"):
+    enabled: bool | None = None
+    post_first_open_only: bool | None = None
+
+
+class EnabledTrigger(Struct, rename="pascal"):
+    enabled: bool | None = None
+
+
+class ContentTrigger(Struct, rename="pascal"):
+    enabled: bool | None = None
+    include_content: bool | None = None
+
+
+class WebhookTriggers(Struct, rename="pascal"):
+    open: OpenTrigger | None = None
+    click: EnabledTrigger | None = None
+    delivery: EnabledTrigger | None = None
+    bounce: ContentTrigger | None = None
+    spam_complaint: ContentTrigger | None = None
+    subscription_change: EnabledTrigger | None = None
+
+
+class WebhookRequest(Struct, rename="pascal", omit_defaults=True):
+    """`POST /webhooks` and `PUT /webhooks/{id}`; `ID` is read only to refuse it (1356, 1357)."""
+
+    id: int | str | None = field(default=None, name="ID")
+    url: str | None = None
+    message_stream: str | None = None
+    http_auth: WebhookHttpAuth | None = None
+    http_headers: list[Header] | None = None
+    triggers: WebhookTriggers | None = None
+    verify: bool | None = None  # accepted and ignored: nothing is verified by a test post
+
+
+class Webhook(Struct, rename="pascal"):
+    id: int = field(name="ID")
+    url: str
+    message_stream: str
+    http_auth: WebhookHttpAuth | None
+    http_headers: list[Header]
+    triggers: WebhookTriggers
+    secret: str  # Posthouse extension: the Standard Webhooks signing secret (whsec_…)
+
+
+class WebhookList(Struct, rename="pascal"):
+    webhooks: list[Webhook]
+
+
+class WebhookAttempt(Struct, rename="pascal"):
+    """Posthouse extension: one attempt of a webhook post."""
+
+    attempted_at: str
+    outcome: str
+    status_code: int | None
+    response_excerpt: str
+    duration_ms: float
+    error: str | None
+
+
+class WebhookDelivery(Struct, rename="pascal"):
+    """Posthouse extension: one post of one event to one webhook, with its attempts."""
+
+    id: int = field(name="ID")
+    event_id: str = field(name="EventID")
+    record_type: str
+    state: str
+    attempts: int
+    next_attempt_at: str | None
+    created_at: str
+    updated_at: str
+    history: list[WebhookAttempt]
+
+
+class WebhookDeliveryList(Struct, rename="pascal"):
+    total_count: int
+    deliveries: list[WebhookDelivery]
+
+
+# -- scheduled sending (Posthouse extension; README "Scheduled sending") ----------------------
+
+
+class ScheduleRequest(Struct, rename="pascal", omit_defaults=True):
+    """`PUT /messages/outbound/{id}/schedule`: the new release time (ISO 8601 with an offset)."""
+
+    send_at: str | None = None
+
+
+class ScheduleChange(Struct, rename="pascal"):
+    """The answer to cancel and reschedule: which recipients it changed, which were already released."""
+
+    message_id: str = field(name="MessageID")
+    status: str
+    send_at: str | None = None
+    cancelled: list[str] = []
+    released: list[str] = []
+    error_code: int = 0
+    message: str = "OK"
+
+
+# -- bulk sending (POSTMARK-API.md §2.5) ------------------------------------------------------
+
+
+class BulkMessage(Struct, rename="pascal", omit_defaults=True):
+    """One recipient of a bulk send; its Metadata and Headers win over the request's."""
+
+    to: str | None = None
+    cc: str | None = None
+    bcc: str | None = None
+    template_model: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    headers: list[Header] | None = None
+
+
+class BulkRequest(Struct, rename="pascal", omit_defaults=True):
+    """`POST /email/bulk`: a shared body (Mustachio with each message's TemplateModel) or a template."""
+
+    sender: str | None = field(default=None, name="From")
+    reply_to: str | None = None
+    subject: str | None = None
+    html_body: str | None = None
+    text_body: str | None = None
+    template_id: int | None = None
+    template_alias: str | None = None
+    inline_css: bool | None = None
+    tag: str | None = None
+    metadata: dict[str, Any] | None = None
+    message_stream: str | None = None
+    track_opens: bool | None = None
+    track_links: str | None = None
+    attachments: list[Attachment] | None = None
+    headers: list[Header] | None = None
+    messages: list[BulkMessage] | None = None
+    send_at: str | None = None  # Posthouse extension: every message is scheduled for this time
+
+
+class BulkAccepted(Struct, rename="pascal"):
+    """The POST answer: both `ID` (postmark-python) and `Id` (the docs), §2.5 SDK drift."""
+
+    id: str = field(name="Id")
+    id_upper: str = field(name="ID")
+    status: str
+    submitted_at: str
+
+
+class BulkStatus(Struct, rename="pascal", omit_defaults=True):
+    id: str = field(name="Id")
+    submitted_at: str
+    status: str
+    total_messages: int
+    percentage_completed: float
+    released_count: int
+    failed_count: int
+    subject: str | None = None
+
+
+class BulkList(Struct, rename="pascal", omit_defaults=True):
+    requests: list[BulkStatus]
+    pagination_key: str | None = None
+

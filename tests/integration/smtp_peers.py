@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import subprocess
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,7 @@ class ReceivedMessage:
     rcpt_tos: list[str]
     data: bytes
     mail_options: list[str] = field(default_factory=list)
+    received_at: float = field(default_factory=time.time)  # wall clock when the sink accepted it
 
 
 # --- RecordingSink (aiosmtpd) -----------------------------------------------------------------

@@ -20,15 +20,21 @@ from posthouse.server.delivery.sandbox import SandboxTransport
 from posthouse.server.domain.retry import RetryPolicy
 from posthouse.server.errors import ConfigurationError
 from posthouse.server.services.accounts import AccountService
+from posthouse.server.services.bounces import BounceService
+from posthouse.server.services.bulk import BulkService
 from posthouse.server.services.clock import Clock
 from posthouse.server.services.history import HistoryService
 from posthouse.server.services.inbound_bounces import BounceReceiver
 from posthouse.server.services.returnpaths import ReturnPaths
 from posthouse.server.services.sending import SendingService
 from posthouse.server.services.submission import SubmissionService
+from posthouse.server.services.suppressions import SuppressionService
+from posthouse.server.services.templates import TemplateService
 from posthouse.server.services.wakeup import Wakeup
+from posthouse.server.services.webhooks import WebhookService
 from posthouse.server.store.base import Store
 from posthouse.server.webhooks.poster import WebhookPoster
+from posthouse.server.workers.bulk import BulkWorker
 from posthouse.server.workers.delivery import DeliveryWorker
 from posthouse.server.workers.webhooks import WebhookDispatcher
 
@@ -56,9 +62,10 @@ class Runtime:
         self.clock = clock or Clock()
         self.wakeup = Wakeup()
         self.accounts = AccountService(store, self.clock)
-        self.history = HistoryService(store)
+        self.history = HistoryService(store, self.clock)
         self.sending = SendingService(store, self.accounts, self.clock, self.wakeup,
-                                      sandbox_all=settings.delivery == "sandbox")
+                                      sandbox_all=settings.delivery == "sandbox",
+                                      max_schedule_ahead=settings.max_schedule_ahead_seconds)
         hostname = settings.smtp_hostname or socket.getfqdn()
         return_path = settings.return_path_parts(hostname)
         self.return_paths = ReturnPaths(store, *return_path) if return_path else None
@@ -73,13 +80,23 @@ class Runtime:
                 ssl_context=relay_ssl_context(settings), timeout=settings.smtp_timeout_seconds)
         self.transport: Transport = transport or self.sandbox
         self.ready: dict[str, bool] = {role: False for role in settings.role_set}
+        self.bounces = BounceService(store, self.clock)
+        self.suppressions = SuppressionService(store, self.accounts, self.clock)
+        self.webhooks = WebhookService(store, self.accounts, self.clock, settings.webhook_networks)
+        self.templates = TemplateService(store, self.accounts, self.sending, self.clock)
+        self.bulk_wakeup = Wakeup()
+        self.bulk = BulkService(store, self.sending, self.accounts, self.clock, self.bulk_wakeup, self.templates)
         self.app = create_app(ApiState(accounts=self.accounts, sending=self.sending, history=self.history,
-                                       ready=lambda: all(self.ready.values())))
+                                       ready=lambda: all(self.ready.values()), bounces=self.bounces,
+                                       suppressions=self.suppressions, webhooks=self.webhooks,
+                                       templates=self.templates, bulk=self.bulk))
         self.worker: DeliveryWorker | None = None
         self._worker_task: asyncio.Task[None] | None = None
         self.webhook_wakeup = Wakeup()
         self.dispatcher: WebhookDispatcher | None = None
         self._dispatcher_task: asyncio.Task[None] | None = None
+        self.bulk_worker: BulkWorker | None = None
+        self._bulk_task: asyncio.Task[None] | None = None
 
     def smtp_server(self) -> Any:
         """The SMTP submission server for this process's settings (not started): TLS from the configured
@@ -120,6 +137,9 @@ class Runtime:
             # A post cannot outlive its timeout, so a lease of twice that is never taken from a live attempt.
             lease_seconds=2 * s.webhook_timeout_seconds + 1)
         self._dispatcher_task = asyncio.create_task(self.dispatcher.run(), name="webhook-dispatcher")
+        self.bulk_worker = BulkWorker(self.bulk, self.clock, self.bulk_wakeup, owner=owner,
+                                      poll_seconds=s.poll_seconds)
+        self._bulk_task = asyncio.create_task(self.bulk_worker.run(), name="bulk-worker")
         self.ready["worker"] = True
 
     @property
@@ -131,6 +151,9 @@ class Runtime:
         if self.worker is not None and self._worker_task is not None:
             self.worker.stop()
             await asyncio.gather(self._worker_task, return_exceptions=True)
+        if self.bulk_worker is not None and self._bulk_task is not None:
+            self.bulk_worker.stop()
+            await asyncio.gather(self._bulk_task, return_exceptions=True)
         if self.dispatcher is not None and self._dispatcher_task is not None:
             self.dispatcher.stop()
             await asyncio.gather(self._dispatcher_task, return_exceptions=True)

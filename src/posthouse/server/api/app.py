@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from posthouse.server.api import endpoints
+from posthouse.server.api import endpoints, feedback
+from posthouse.server.api import templates as template_routes
 from posthouse.server.api.payloads import error_response, json_response
 from posthouse.server.api.routing import Router
 from posthouse.server.errors import ApiError, StoreError, StoreFullError
@@ -31,6 +32,11 @@ class ApiState:
     sending: Any
     history: Any
     ready: Callable[[], bool] = lambda: True
+    bounces: Any = None
+    suppressions: Any = None
+    webhooks: Any = None
+    templates: Any = None
+    bulk: Any = None
 
 
 def _translate(exc: Exception) -> Response:
@@ -54,6 +60,9 @@ class ApiApp:
         self.state = state
         self.router = Router()
         endpoints.register(self.router, state)
+        feedback.register(self.router, state)  # each group only when its service is given
+        if state.templates is not None:
+            template_routes.register(self.router, state)
         self.router.add("GET", "/healthz", self._health)
 
     async def _health(self, request: Request) -> Response:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -16,8 +18,10 @@ from posthouse.server.errors import ApiError
 from posthouse.server.services.accounts import Server
 from posthouse.server.services.clock import from_micros, iso
 from posthouse.server.services.history import check_paging, parse_status, parse_time_filter
+from posthouse.server.services.idempotency import IdempotencyService, Replay
 from posthouse.server.services.sending import TEST_TOKEN
 from posthouse.server.store.base import MessageFilter, ServerRecord, StreamRecord
+from posthouse.server.store.idempotency import IdempotencyKey
 
 if TYPE_CHECKING:
     from posthouse.server.api.app import ApiState
@@ -61,6 +65,32 @@ def _server_wire(record: ServerRecord, tokens: list[str], base_url: str) -> wire
     )
 
 
+async def idempotent(service: IdempotencyService, request: Request, server: Server | None, body: bytes,
+                     run: Callable[[IdempotencyKey | None], Awaitable[object]]) -> Response:
+    """Run a send under its `Idempotency-Key` (a Posthouse extension): replay a recorded answer with
+    `Idempotent-Replayed: true`, or run it holding the key. The send records its own answer with its
+    mail; a refusal is recorded here; an internal failure lets the key go, so a retry runs again."""
+    key = request.headers.get("idempotency-key")
+    if key is None or server is None:
+        return json_response(await run(None))
+    began = await service.begin(server.id, key, request.method, request.url.path, body)
+    if isinstance(began, Replay):
+        headers = {"Idempotent-Replayed": "true"}
+        if began.status_code >= 400:
+            headers["X-PM-ApiErrorCode"] = str(msgspec.json.decode(began.body).get("ErrorCode", 0))
+        return Response(began.body, status_code=began.status_code, media_type="application/json", headers=headers)
+    try:
+        result = await run(began)
+    except ApiError as exc:
+        error = wire.ErrorResponse(error_code=exc.error_code, message=exc.message)
+        await service.finish(began, exc.http_status, wire.encoder.encode(error))
+        raise
+    except BaseException:
+        await service.release(began)
+        raise
+    return json_response(result)
+
+
 def register(router: Router, state: ApiState) -> None:
     accounts = state.accounts
     sending = state.sending
@@ -77,17 +107,57 @@ def register(router: Router, state: ApiState) -> None:
     async def send_email(request: Request) -> Response:
         token = _server_token(request)
         server = None if token == TEST_TOKEN else await accounts.authenticate_server(token)
-        payload = decode(await read_body(request, MAX_SINGLE), wire.EmailRequest, request)
-        return json_response(await sending.send(server, payload))
+        body = await read_body(request, MAX_SINGLE)
+
+        async def run(held: IdempotencyKey | None) -> object:
+            return await sending.send(server, decode(body, wire.EmailRequest, request), idempotency=held)
+
+        return await idempotent(sending.idempotency, request, server, body, run)
 
     async def send_batch(request: Request) -> Response:
         token = _server_token(request)
         server = None if token == TEST_TOKEN else await accounts.authenticate_server(token)
-        payload = decode(await read_body(request, MAX_BATCH), list[wire.EmailRequest], request)
-        return json_response(await sending.send_batch(server, payload))
+        body = await read_body(request, MAX_BATCH)
+
+        async def run(held: IdempotencyKey | None) -> object:
+            return await sending.send_batch(server, decode(body, list[wire.EmailRequest], request), idempotency=held)
+
+        return await idempotent(sending.idempotency, request, server, body, run)
 
     router.add("POST", "/email", send_email)
     router.add("POST", "/email/batch", send_batch)
+
+    # -- bulk (POSTMARK-API.md §2.5) -----------------------------------------------------------
+
+    bulk = state.bulk
+
+    async def send_bulk(request: Request) -> Response:
+        server = await server_for(request)
+        body = await read_body(request, MAX_BATCH)
+
+        async def run(held: IdempotencyKey | None) -> object:
+            return await bulk.accept(server, decode(body, wire.BulkRequest, request), body, idempotency=held)
+
+        return await idempotent(sending.idempotency, request, server, body, run)
+
+    async def get_bulk(request: Request, bulk_id: str) -> Response:
+        server = await server_for(request)
+        return json_response(await bulk.get(server, bulk_id))
+
+    async def list_bulk(request: Request) -> Response:
+        server = await server_for(request)
+        query = Query(request)
+        count = query.int("count", error_code=13)
+        if count is None:
+            count = 100
+        if not 1 <= count <= 500:
+            raise ApiError(13, "The 'count' parameter must be between 1 and 500.")
+        return json_response(await bulk.list(server, count, query.get("paginationkey")))
+
+    if bulk is not None:
+        router.add("POST", "/email/bulk", send_bulk)
+        router.add("GET", "/email/bulk", list_bulk)
+        router.add("GET", "/email/bulk/{bulk_id}", get_bulk)
 
     # -- messages (POSTMARK-API.md §4) --------------------------------------------------------
 
@@ -122,6 +192,20 @@ def register(router: Router, state: ApiState) -> None:
     router.add("GET", "/messages/outbound", list_outbound)
     router.add("GET", "/messages/outbound/{message_id}/details", outbound_details)
     router.add("GET", "/messages/outbound/{message_id}/dump", outbound_dump)
+
+    # -- scheduled messages (Posthouse extensions) ---------------------------------------------
+
+    async def cancel_outbound(request: Request, message_id: str) -> Response:
+        server = await server_for(request)
+        return json_response(await sending.cancel(server, message_id))
+
+    async def schedule_outbound(request: Request, message_id: str) -> Response:
+        server = await server_for(request)
+        payload = decode(await read_body(request, MAX_OTHER), wire.ScheduleRequest, request)
+        return json_response(await sending.reschedule(server, message_id, payload))
+
+    router.add("PUT", "/messages/outbound/{message_id}/cancel", cancel_outbound)
+    router.add("PUT", "/messages/outbound/{message_id}/schedule", schedule_outbound)
 
     # -- this server (POSTMARK-API.md §8.3) ---------------------------------------------------
 

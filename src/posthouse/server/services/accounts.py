@@ -100,6 +100,11 @@ class AccountService:
         self._token_cache[key] = (now + _TOKEN_CACHE_SECONDS, server)
         return server
 
+    async def server_by_id(self, server_id: int) -> Server | None:
+        """A server by id (background work that acts for a server, like bulk expansion)."""
+        record = await self.store.get_server(server_id)
+        return Server(record.id, record.name, {**_DEFAULT_SETTINGS, **record.settings}) if record else None
+
     async def authenticate_account(self, token: str | None) -> None:
         record = await self._lookup(token) if token else None
         if record is None or record.kind != "account":

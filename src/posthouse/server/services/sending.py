@@ -7,17 +7,19 @@ concurrent calls), and only then is the answer built. The workers are woken afte
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from posthouse import wire
-from posthouse.server.domain.messages import ComposedMessage, compose
-from posthouse.server.domain.statuses import BounceType
+from posthouse.server.domain.messages import ComposedMessage, compose, parse_send_at
+from posthouse.server.domain.statuses import BounceType, MessageStatus
 from posthouse.server.domain.submission import compose_submitted
-from posthouse.server.errors import ApiError
+from posthouse.server.errors import ApiError, NotFoundError
 from posthouse.server.services.accounts import AccountService, Server
 from posthouse.server.services.clock import Clock
+from posthouse.server.services.idempotency import IdempotencyService
 from posthouse.server.services.wakeup import Wakeup
-from posthouse.server.store.base import BounceRecord, Store
+from posthouse.server.store.base import BounceRecord, MessageRecord, Stmt, Store
+from posthouse.server.store.idempotency import IdempotencyKey, finish_stmt
 
 MAX_BATCH = 500
 TEST_TOKEN = "POSTMARK_API_TEST"  # noqa: S105 — a public, documented name, not a secret; validate and answer, store and deliver nothing (POSTMARK-API.md §1.1)
@@ -38,7 +40,10 @@ def inactive_message(addresses: Sequence[str], *, batch: bool) -> str:
 
 class SendingService:
     def __init__(self, store: Store, accounts: AccountService, clock: Clock, wakeup: Wakeup, *,
-                 sandbox_all: bool, message_id_domain: str = "posthouse") -> None:
+                 sandbox_all: bool, message_id_domain: str = "posthouse",
+                 max_schedule_ahead: float = 30 * 86400) -> None:
+        self.max_schedule_ahead = max_schedule_ahead
+        self.idempotency = IdempotencyService(store, clock)
         self.store = store
         self.accounts = accounts
         self.clock = clock
@@ -48,30 +53,83 @@ class SendingService:
 
     async def _compose(self, server: Server | None, request: wire.EmailRequest) -> ComposedMessage:
         message = compose(request, now=self.clock.now(), message_id_domain=self.message_id_domain)
+        self._check_schedule(message)
         if server is not None:
             await self.accounts.sending_stream(server.id, message.stream)
         return message
 
-    async def send(self, server: Server | None, request: wire.EmailRequest) -> wire.SendResponse:
-        """`POST /email`: raises ApiError when refused; `server=None` is the test token."""
+    def _check_schedule(self, message: ComposedMessage) -> None:
+        if message.send_at is not None and \
+                (message.send_at - message.received_at).total_seconds() > self.max_schedule_ahead:
+            days = self.max_schedule_ahead / 86400
+            raise ApiError(300, f"'SendAt' may be at most {days:g} days ahead.")
+
+    # -- scheduled messages: cancel and reschedule (Posthouse extensions) ---------------------
+
+    async def cancel(self, server: Server, message_id: str) -> wire.ScheduleChange:
+        """Cancel what has not been released. The answer says which recipients were cancelled and which
+        were already released (claimed by a worker): a message is never both cancelled and sent."""
+        record = await self._message(server, message_id)
+        cancelled, released = await self.store.cancel_message(server.id, record.message_id, self.clock.micros())
+        if not cancelled:
+            if record.status == MessageStatus.CANCELLED:
+                raise ApiError(1602, f"The message '{record.message_id}' is already cancelled.")
+            raise ApiError(1601, f"The message '{record.message_id}' was already released for delivery; "
+                                 "it cannot be cancelled.")
+        status = MessageStatus.CANCELLED.value if not released else "PartiallyCancelled"
+        message = "OK" if not released else f"Cancelled for {', '.join(cancelled)}; already released for " \
+            f"{', '.join(released)}."
+        return wire.ScheduleChange(message_id=record.message_id, status=status, cancelled=cancelled,
+                                   released=released, message=message)
+
+    async def reschedule(self, server: Server, message_id: str, request: wire.ScheduleRequest) -> wire.ScheduleChange:
+        """Move an unreleased message to a new SendAt (a past one releases it now)."""
+        send_at = parse_send_at(request.send_at)
+        if send_at is None:
+            raise ApiError(300, "'SendAt' is required.")
+        now = self.clock.now()
+        if (send_at - now).total_seconds() > self.max_schedule_ahead:
+            raise ApiError(300, f"'SendAt' may be at most {self.max_schedule_ahead / 86400:g} days ahead.")
+        record = await self._message(server, message_id)
+        micros = int(send_at.timestamp() * 1_000_000)
+        moved = await self.store.reschedule_message(server.id, record.message_id, micros, self.clock.micros())
+        if not moved:
+            raise ApiError(1601, f"The message '{record.message_id}' was already released for delivery or "
+                                 "cancelled; it cannot be rescheduled.")
+        self.wakeup.notify()
+        status = MessageStatus.SCHEDULED if send_at > now else MessageStatus.QUEUED
+        return wire.ScheduleChange(message_id=record.message_id, status=status.value, send_at=send_at.isoformat())
+
+    async def _message(self, server: Server, message_id: str) -> MessageRecord:
+        record = await self.store.get_message(server.id, message_id.strip().lower())
+        if record is None:
+            raise NotFoundError(701, f"The message '{message_id}' was not found.")
+        return record
+
+    async def send(self, server: Server | None, request: wire.EmailRequest, *,
+                   idempotency: IdempotencyKey | None = None) -> wire.SendResponse:
+        """`POST /email`: raises ApiError when refused; `server=None` is the test token. With an
+        idempotency key held, the answer is recorded in the transaction that stores the message."""
         message = await self._compose(server, request)
-        skipped: set[str] = set()
+        response = self._ok(message, request, test=server is None)
         if server is not None:
             suppressed = await self._suppressed(server, [message])
             skipped = suppressed.get(message.message_id, set())
             if skipped and len(skipped) == len(message.recipients):
                 raise ApiError(406, inactive_message(sorted(skipped), batch=False))
-            await self._store(server, [message], suppressed)
-        response = self._ok(message, request, test=server is None)
-        if skipped:
-            # Postmark's words for a partly suppressed message (POSTMARK-API.md §2.6).
-            listed = ", ".join(sorted(skipped))
-            response.message = f"Message OK, but will not deliver to these inactive addresses: {listed}."
+            if skipped:
+                # Postmark's words for a partly suppressed message (POSTMARK-API.md §2.6).
+                listed = ", ".join(sorted(skipped))
+                response.message = f"Message OK, but will not deliver to these inactive addresses: {listed}."
+            await self._store(server, [message], suppressed, extra=self._answer(idempotency, response))
         return response
 
-    async def send_batch(self, server: Server | None, requests: Sequence[wire.EmailRequest]
+    async def send_batch(self, server: Server | None, requests: Sequence[wire.EmailRequest], *,
+                         idempotency: IdempotencyKey | None = None,
+                         commit_with: Callable[[list[wire.SendResponse]], Sequence[Stmt]] | None = None
                          ) -> list[wire.SendResponse]:
-        """`POST /email/batch`: per-item results in request order, one commit for all valid items."""
+        """`POST /email/batch`: per-item results in request order, one commit for all valid items (and
+        the idempotency key's answer, when one is held)."""
         if len(requests) > MAX_BATCH:
             raise ApiError(410, f"You may only send up to {MAX_BATCH} messages in a single batched request.")
         results: list[wire.SendResponse | None] = []
@@ -80,35 +138,44 @@ class SendingService:
             try:
                 message = await self._compose(server, request)
             except ApiError as exc:
-                # Failed items carry every key postmark-python requires (POSTMARK-API.md §2.2 compat).
-                results.append(wire.SendResponse(
-                    to=request.to or "", submitted_at=self.clock.now().isoformat(), message_id=NIL_MESSAGE_ID,
-                    error_code=exc.error_code, message=exc.message))
+                results.append(self._failed(request, exc.error_code, exc.message))
                 continue
             accepted.append(message)
             results.append(None)
         suppressed: dict[str, set[str]] = {}
         if server is not None and accepted:
             suppressed = await self._suppressed(server, accepted)
-            refused = {m.message_id for m in accepted
-                       if len(suppressed.get(m.message_id, ())) == len(m.recipients)}
-            to_store = [m for m in accepted if m.message_id not in refused]
-            if to_store:
-                await self._store(server, to_store, suppressed)
         it = iter(accepted)
         out: list[wire.SendResponse] = []
+        to_store: list[ComposedMessage] = []
         for request, result in zip(requests, results, strict=True):
             if result is None:
                 message = next(it)
                 skipped = suppressed.get(message.message_id)
                 if skipped and len(skipped) == len(message.recipients):
-                    result = wire.SendResponse(
-                        to=request.to or "", submitted_at=self.clock.now().isoformat(), message_id=NIL_MESSAGE_ID,
-                        error_code=406, message=inactive_message(sorted(skipped), batch=True))
+                    result = self._failed(request, 406, inactive_message(sorted(skipped), batch=True))
                 else:
                     result = self._ok(message, request, test=server is None)
+                    to_store.append(message)
             out.append(result)
+        if server is not None:
+            # `commit_with`: statements that must commit with these messages or not at all (bulk progress).
+            extra = [*self._answer(idempotency, out), *(commit_with(out) if commit_with is not None else ())]
+            if to_store:
+                await self._store(server, to_store, suppressed, extra=extra)
+            elif extra:
+                await self.store.transact(extra)
         return out
+
+    def _failed(self, request: wire.EmailRequest, error_code: int, message: str) -> wire.SendResponse:
+        # Failed items carry every key postmark-python requires (POSTMARK-API.md §2.2 compat).
+        return wire.SendResponse(to=request.to or "", submitted_at=self.clock.now().isoformat(),
+                                 message_id=NIL_MESSAGE_ID, error_code=error_code, message=message)
+
+    @staticmethod
+    def _answer(held: IdempotencyKey | None, response: object) -> list[Stmt]:
+        """The statement that records this answer for the key, in the transaction that stores the mail."""
+        return [finish_stmt(held, 200, wire.encoder.encode(response))] if held is not None else []
 
     async def send_submitted(self, server: Server, mail_from: str, recipients: Sequence[str], data: bytes,
                              received: str | None = None) -> str:
@@ -116,6 +183,7 @@ class SendingService:
         `received` is the trace text for the Received header ("from … by … with …")."""
         message = compose_submitted(data, mail_from=mail_from, recipients=recipients, now=self.clock.now(),
                                     message_id_domain=self.message_id_domain, received=received)
+        self._check_schedule(message)
         await self.accounts.sending_stream(server.id, message.stream)
         suppressed = await self._suppressed(server, [message])
         now = self.clock.micros()
@@ -146,9 +214,11 @@ class SendingService:
         return found
 
     async def _store(self, server: Server, messages: list[ComposedMessage],
-                     suppressed: dict[str, set[str]] | None = None, bounces: Sequence[BounceRecord] = ()) -> None:
+                     suppressed: dict[str, set[str]] | None = None, bounces: Sequence[BounceRecord] = (),
+                     extra: Sequence[Stmt] = ()) -> None:
         await self.store.insert_messages(server.id, messages, sandboxed=self.sandbox_all or server.is_sandbox,
-                                         now=self.clock.micros(), suppressed=suppressed, bounces=bounces)
+                                         now=self.clock.micros(), suppressed=suppressed, bounces=bounces,
+                                         extra=extra)
         self.wakeup.notify()
 
     @staticmethod

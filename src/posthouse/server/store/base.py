@@ -16,8 +16,11 @@ from typing import Any
 
 from posthouse.server.domain.messages import ComposedMessage
 from posthouse.server.domain.statuses import PENDING_STATES, DeliveryState, EventType, MessageStatus
+from posthouse.server.store.bulk import BulkQueries
 from posthouse.server.store.feedback import BounceRecord, FeedbackQueries, Suppression, insert_bounce, suppress
+from posthouse.server.store.idempotency import IdempotencyQueries
 from posthouse.server.store.sql import LIKE_ESCAPE, Queries, Ref, Stmt, like_contains, placeholders, resolve_refs
+from posthouse.server.store.templates import TemplateQueries
 from posthouse.server.store.webhooks import WebhookEvent, WebhookQueries, webhook_fanout
 
 __all__ = [
@@ -79,6 +82,7 @@ class MessageRecord:
     status: str
     sandboxed: bool
     received_at: int
+    send_at: int | None = None  # scheduled: released at this time
     content: bytes | None = None
 
 
@@ -140,11 +144,12 @@ class MessageFilter:
     from_time: int | None = None
     to_time: int | None = None
     metadata: tuple[str, str] | None = None
+    now: int = 0  # "Scheduled" means queued with send_at after this
 
 
 _MESSAGE_COLUMNS = (
     "message_id, server_id, stream, sender, from_email, subject, tag, to_json, cc_json, bcc_json, "
-    "recipients, metadata, attachments, track_opens, track_links, status, sandboxed, received_at"
+    "recipients, metadata, attachments, track_opens, track_links, status, sandboxed, received_at, send_at"
 )
 _STREAM_COLUMNS = (
     "server_id, id, name, description, stream_type, unsubscribe_handling, created_at, updated_at, archived_at"
@@ -157,11 +162,11 @@ def _message_record(row: Sequence[Any], content: bytes | None = None) -> Message
         subject=row[5], tag=row[6], to=json.loads(row[7]), cc=json.loads(row[8]), bcc=json.loads(row[9]),
         recipients=json.loads(row[10]), metadata=json.loads(row[11]), attachments=json.loads(row[12]),
         track_opens=bool(row[13]), track_links=row[14], status=row[15], sandboxed=bool(row[16]),
-        received_at=row[17], content=content,
+        received_at=row[17], send_at=row[18], content=content,
     )
 
 
-class Store(FeedbackQueries, WebhookQueries, Queries):
+class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries, BulkQueries, Queries):
     """Every query Posthouse makes; a dialect subclass supplies the executor."""
 
     dialect: str
@@ -299,11 +304,12 @@ class Store(FeedbackQueries, WebhookQueries, Queries):
 
     async def insert_messages(self, server_id: int, messages: Sequence[ComposedMessage], *,
                               sandboxed: bool, now: int, suppressed: Mapping[str, set[str]] | None = None,
-                              bounces: Sequence[BounceRecord] = ()) -> None:
+                              bounces: Sequence[BounceRecord] = (), extra: Sequence[Stmt] = ()) -> None:
         """One durable transaction: message rows, per-recipient queue rows, `Queued` events.
 
         `suppressed` (message id → recipients) get a `suppressed` row instead of a queued one, and
         `bounces` (SMTPApiError records for them, over SMTP) are recorded with their `Bounced` events.
+        `extra` statements join the transaction (an idempotency key's answer).
         """
         message_rows = []
         delivery_rows = []
@@ -311,6 +317,9 @@ class Store(FeedbackQueries, WebhookQueries, Queries):
         metadata_rows = []
         for m in messages:
             received = int(m.received_at.timestamp() * 1_000_000)
+            send_at = int(m.send_at.timestamp() * 1_000_000) if m.send_at is not None else None
+            # A scheduled message's rows fall due at its time: the worker's ordinary claim releases it.
+            due = max(received, send_at) if send_at is not None else received
             recipients = m.recipients
             skipped = suppressed.get(m.message_id, set()) if suppressed else set()
             status = MessageStatus.SENT if skipped and all(r.lower() in skipped for r in recipients) \
@@ -321,12 +330,12 @@ class Store(FeedbackQueries, WebhookQueries, Queries):
                 json.dumps(recipients, ensure_ascii=False), json.dumps(m.metadata, ensure_ascii=False),
                 json.dumps(m.attachment_names, ensure_ascii=False),
                 int(bool(m.track_opens)), m.track_links or "None", status.value,
-                int(sandboxed), received, len(m.content), m.content,
+                int(sandboxed), received, len(m.content), m.content, send_at,
             ))
             metadata_rows.extend((m.message_id, server_id, key, value) for key, value in m.metadata.items())
             for rcpt in recipients:
                 state = DeliveryState.SUPPRESSED if rcpt.lower() in skipped else DeliveryState.QUEUED
-                delivery_rows.append((m.message_id, rcpt, state.value, 0, received, now, now))
+                delivery_rows.append((m.message_id, rcpt, state.value, 0, due, now, now))
                 event_rows.append((m.message_id, server_id, rcpt, EventType.QUEUED.value, received, "{}"))
         bounce_stmts: list[Stmt] = []
         for b in bounces:
@@ -342,7 +351,7 @@ class Store(FeedbackQueries, WebhookQueries, Queries):
             *bounce_stmts,
             Stmt("INSERT INTO messages (message_id, server_id, stream, sender, from_email, envelope_from, "
                  "subject, tag, to_json, cc_json, bcc_json, recipients, metadata, attachments, track_opens, "
-                 f"track_links, status, sandboxed, received_at, size, content) VALUES ({placeholders(21)})",
+                 f"track_links, status, sandboxed, received_at, size, content, send_at) VALUES ({placeholders(22)})",
                  many=message_rows),
             Stmt("INSERT INTO deliveries (message_id, recipient, state, attempts, next_attempt_at, created_at, "
                  "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)", many=delivery_rows),
@@ -351,6 +360,7 @@ class Store(FeedbackQueries, WebhookQueries, Queries):
             Stmt("INSERT INTO message_metadata (message_id, server_id, key, value) VALUES (?, ?, ?, ?)",
                  many=metadata_rows),
             *self.subject_index([(m.subject, m.message_id) for m in messages]),
+            *extra,
             *self.work_notice(),
         ])
 
@@ -468,7 +478,13 @@ class Store(FeedbackQueries, WebhookQueries, Queries):
         if f.tag:
             clauses.append("tag = ?")
             args.append(f.tag)
-        if f.status:
+        if f.status == MessageStatus.SCHEDULED:
+            clauses.append("status = 'Queued' AND send_at > ?")
+            args.append(f.now)
+        elif f.status == MessageStatus.QUEUED:
+            clauses.append("status = 'Queued' AND (send_at IS NULL OR send_at <= ?)")
+            args.append(f.now)
+        elif f.status:
             clauses.append("status = ?")
             args.append(f.status)
         if f.subject:
@@ -500,7 +516,40 @@ class Store(FeedbackQueries, WebhookQueries, Queries):
             (server_id, message_id))
         if row is None:
             return None
-        return _message_record(row, bytes(row[18]) if with_content else None)
+        return _message_record(row, bytes(row[19]) if with_content else None)
+
+    # -- scheduled messages (issue 6) ----------------------------------------------------------
+
+    async def cancel_message(self, server_id: int, message_id: str, now: int) -> tuple[list[str], list[str]]:
+        """Cancel a message's rows not yet claimed by a worker: (cancelled recipients, recipients already
+        released). Atomic against the claim (one writer on SQLite; row locks and SKIP LOCKED on
+        PostgreSQL), so a row is either cancelled here or delivered, never both."""
+        results = await self.transact([
+            Stmt("UPDATE deliveries SET state = 'cancelled', updated_at = ? WHERE message_id = ? "
+                 "AND state IN ('queued', 'deferred') AND message_id IN (SELECT message_id FROM messages "
+                 "WHERE server_id = ? AND message_id = ?) RETURNING recipient",
+                 (now, message_id, server_id, message_id), fetch=True),
+            Stmt("SELECT recipient FROM deliveries WHERE message_id = ? AND state NOT IN ('cancelled', 'suppressed')",
+                 (message_id,), fetch=True),
+            Stmt("UPDATE messages SET status = 'Cancelled' WHERE server_id = ? AND message_id = ? AND NOT EXISTS "
+                 "(SELECT 1 FROM deliveries d WHERE d.message_id = messages.message_id "
+                 "AND d.state NOT IN ('cancelled', 'suppressed'))", (server_id, message_id)),
+        ])
+        return sorted(r[0] for r in results[0]), sorted(r[0] for r in results[1])
+
+    async def reschedule_message(self, server_id: int, message_id: str, send_at: int, now: int) -> int:
+        """Move a message's unreleased rows to `send_at`; the number of rows moved (0: none left)."""
+        results = await self.transact([
+            Stmt("UPDATE deliveries SET next_attempt_at = ?, updated_at = ? WHERE message_id = ? "
+                 "AND state = 'queued' AND attempts = 0 AND message_id IN (SELECT message_id FROM messages "
+                 "WHERE server_id = ? AND message_id = ?) RETURNING id",
+                 (max(send_at, now), now, message_id, server_id, message_id), fetch=True),
+            Stmt("UPDATE messages SET send_at = ? WHERE server_id = ? AND message_id = ? AND EXISTS "
+                 "(SELECT 1 FROM deliveries d WHERE d.message_id = messages.message_id AND d.state = 'queued' "
+                 "AND d.attempts = 0)", (send_at, server_id, message_id)),
+            *self.work_notice(),
+        ])
+        return len(results[0])
 
     async def find_message(self, message_id: str) -> MessageRecord | None:
         """A message by id alone, whichever server sent it (a bounce names only the message)."""
