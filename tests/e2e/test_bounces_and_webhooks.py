@@ -278,7 +278,8 @@ def test_a_dsn_from_a_real_postfix_is_attributed(tmp_path, database_url: str) ->
     the VERP return path through its relayhost, which is Posthouse's SMTP listener."""
     postfix_instance = _postfix()
     smtp_port = __import__("support").free_port()
-    extra = "transport_maps = inline:{ example.net=error:5.1.1 mailbox unavailable }\n"
+    extra = ("transport_maps = inline:{ { example.net = error:5.1.1 mailbox unavailable } }\n"
+             "smtpd_reject_unlisted_recipient = no\n")
     with postfix_instance(relay_port=smtp_port, extra_config=extra) as postfix:
         server = ServerProcess(tmp_path / "data", database_url, delivery="relay",
                                relay_url=f"smtp://127.0.0.1:{postfix.listen_port}",
