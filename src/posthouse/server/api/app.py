@@ -11,11 +11,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from posthouse.server.api import endpoints, feedback
+from posthouse.server.api import endpoints, feedback, openapi
 from posthouse.server.api import templates as template_routes
 from posthouse.server.api.payloads import error_response, json_response
 from posthouse.server.api.routing import Router
@@ -64,6 +65,19 @@ class ApiApp:
         if state.templates is not None:
             template_routes.register(self.router, state)
         self.router.add("GET", "/healthz", self._health)
+        self.router.add("GET", "/openapi.json", self._openapi)
+        self._openapi_body: bytes | None = None
+
+    async def _openapi(self, request: Request) -> Response:
+        if self._openapi_body is None:  # built once, on first request: it is the same for the process's life
+            from importlib.metadata import PackageNotFoundError, version
+
+            try:
+                release = version("posthouse")
+            except PackageNotFoundError:
+                release = "0"
+            self._openapi_body = msgspec.json.encode(openapi.document(release))
+        return Response(self._openapi_body, media_type="application/json")
 
     async def _health(self, request: Request) -> Response:
         if self.state.ready():

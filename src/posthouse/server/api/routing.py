@@ -21,6 +21,7 @@ class Route:
     method: str
     pattern: re.Pattern[str]
     handler: Handler
+    path: str  # as registered, `{name}` for a parameter (the OpenAPI document names the same paths)
 
 
 class Router:
@@ -32,7 +33,7 @@ class Router:
     def add(self, method: str, path: str, handler: Handler) -> None:
         escaped = re.escape(path).replace(r"\{", "{").replace(r"\}", "}")
         regex = _PARAM.sub(lambda m: f"(?P<{m.group(1)}>[^/]+)", escaped)
-        self.routes.append(Route(method, re.compile(f"^{regex}/?$", re.IGNORECASE), handler))
+        self.routes.append(Route(method, re.compile(f"^{regex}/?$", re.IGNORECASE), handler, path))
 
     def match(self, method: str, path: str) -> tuple[Handler | None, dict[str, str], bool]:
         """(handler, path params, path exists with another method)."""

@@ -1,0 +1,188 @@
+"""The OpenAPI 3.1 document, generated from the wire Structs (msgspec) and one table of operations.
+
+Every route the API serves has a row here (a test holds the two together). Posthouse's extensions to
+Postmark's API carry `x-posthouse-extension: true` and are described where they differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from posthouse import wire
+
+SERVER = "server"
+ACCOUNT = "account"
+NONE = "none"
+_IDEMPOTENCY = ("Idempotency-Key", "Posthouse extension: the same key with the same body within 24 hours replays "
+                "the first answer (with `Idempotent-Replayed: true`) and sends nothing; with another body the "
+                "answer is 422 (ErrorCode 1610); while the first request runs, 409 (ErrorCode 1611).")
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    method: str
+    path: str
+    summary: str
+    response: Any  # a wire type, or None for no JSON body
+    request: Any = None
+    auth: str = SERVER
+    extension: bool = False
+    query: tuple[str, ...] = ()
+    idempotent: bool = False
+    description: str = ""
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("GET", "/healthz", "Readiness: 200 once every role of this process runs", None, auth=NONE,
+              extension=True),
+    Operation("GET", "/openapi.json", "This document", None, auth=NONE, extension=True),
+    # sending (POSTMARK-API.md §2)
+    Operation("POST", "/email", "Send one message", wire.SendResponse, wire.EmailRequest, idempotent=True,
+              description="`SendAt` (ISO 8601 with an offset, at most `max_schedule_ahead` ahead, 30 days by "
+                          "default) is a Posthouse extension: the message is Scheduled until then."),
+    Operation("POST", "/email/batch", "Send up to 500 messages", list[wire.SendResponse], list[wire.EmailRequest],
+              idempotent=True),
+    Operation("POST", "/email/withTemplate", "Send one message rendered from a template", wire.SendResponse,
+              wire.TemplateEmailRequest, idempotent=True),
+    Operation("POST", "/email/batchWithTemplates", "Send up to 500 templated messages", list[wire.SendResponse],
+              wire.TemplateBatchRequest, idempotent=True),
+    Operation("POST", "/email/bulk", "Accept up to 50,000 recipients, expanded in the background",
+              wire.BulkAccepted, wire.BulkRequest, idempotent=True),
+    Operation("GET", "/email/bulk", "List bulk requests, newest first", wire.BulkList,
+              query=("count", "paginationKey")),
+    Operation("GET", "/email/bulk/{bulk_id}", "A bulk request's status and progress", wire.BulkStatus),
+    # messages (§4)
+    Operation("GET", "/messages/outbound", "Search sent messages", wire.OutboundMessageList,
+              query=("count", "offset", "recipient", "fromemail", "tag", "status", "subject", "fromdate", "todate",
+                     "messagestream", "metadata_<key>"),
+              description="`status=scheduled` and `status=cancelled` are Posthouse extensions."),
+    Operation("GET", "/messages/outbound/{message_id}/details", "A message with its events",
+              wire.OutboundMessageDetails),
+    Operation("GET", "/messages/outbound/{message_id}/dump", "A message's raw source", wire.Dump),
+    Operation("PUT", "/messages/outbound/{message_id}/cancel", "Cancel a scheduled (unreleased) message",
+              wire.ScheduleChange, extension=True,
+              description="Atomic against release: every recipient is either cancelled or already released "
+                          "(listed in `Released`), never both. 1601: already released; 1602: already cancelled."),
+    Operation("PUT", "/messages/outbound/{message_id}/schedule", "Move a scheduled message to a new SendAt",
+              wire.ScheduleChange, wire.ScheduleRequest, extension=True,
+              description="A past SendAt releases it now. 1601: already released or cancelled."),
+    # bounces (§5)
+    Operation("GET", "/deliverystats", "Inactive addresses and bounce counts by type", wire.DeliveryStats),
+    Operation("GET", "/bounces", "Search bounces", wire.BounceList,
+              query=("count", "offset", "type", "inactive", "emailFilter", "tag", "messageID", "fromdate", "todate",
+                     "messagestream")),
+    Operation("GET", "/bounces/{bounce_id}", "One bounce", wire.Bounce),
+    Operation("GET", "/bounces/{bounce_id}/dump", "A bounce's raw source", wire.Dump),
+    Operation("PUT", "/bounces/{bounce_id}/activate", "Reactivate a bounced address", wire.BounceActivation),
+    # suppressions (§8.2)
+    Operation("GET", "/message-streams/{stream_id}/suppressions/dump", "A stream's suppressions",
+              wire.SuppressionDump, query=("SuppressionReason", "Origin", "fromdate", "todate", "EmailAddress")),
+    Operation("POST", "/message-streams/{stream_id}/suppressions", "Suppress up to 50 addresses",
+              wire.SuppressionResults, wire.SuppressionRequest),
+    Operation("POST", "/message-streams/{stream_id}/suppressions/delete", "Reactivate up to 50 addresses",
+              wire.SuppressionResults, wire.SuppressionRequest),
+    # webhooks (§7)
+    Operation("GET", "/webhooks", "List webhooks", wire.WebhookList, query=("MessageStream",)),
+    Operation("POST", "/webhooks", "Create a webhook", wire.Webhook, wire.WebhookRequest,
+              description="The answer's `Secret` (`whsec_…`, a Posthouse extension) signs every post with Standard "
+                          "Webhooks headers: `webhook-id` (stable across retries), `webhook-timestamp`, "
+                          "`webhook-signature`."),
+    Operation("GET", "/webhooks/{webhook_id}", "One webhook", wire.Webhook),
+    Operation("PUT", "/webhooks/{webhook_id}", "Edit a webhook", wire.Webhook, wire.WebhookRequest),
+    Operation("DELETE", "/webhooks/{webhook_id}", "Delete a webhook", wire.ErrorResponse),
+    Operation("GET", "/webhooks/{webhook_id}/deliveries", "A webhook's delivery log", wire.WebhookDeliveryList,
+              extension=True, query=("count", "offset"),
+              description="Each post with its state, next retry and every attempt (status code, response excerpt)."),
+    Operation("POST", "/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver", "Post one event again",
+              wire.ErrorResponse, extension=True),
+    # templates (§3)
+    Operation("GET", "/templates", "List templates", wire.TemplateList,
+              query=("count", "offset", "TemplateType", "LayoutTemplate")),
+    Operation("POST", "/templates", "Create a template", wire.TemplateSummary, wire.TemplateRequest),
+    Operation("POST", "/templates/validate", "Validate and render template content", wire.TemplateValidationResponse,
+              wire.TemplateValidationRequest),
+    Operation("PUT", "/templates/push", "Copy templates between servers", wire.TemplatePushResponse,
+              wire.TemplatePushRequest, auth=ACCOUNT),
+    Operation("GET", "/templates/{id_or_alias}", "One template", wire.Template),
+    Operation("PUT", "/templates/{id_or_alias}", "Edit a template", wire.TemplateSummary, wire.TemplateRequest),
+    Operation("DELETE", "/templates/{id_or_alias}", "Delete a template", wire.ErrorResponse),
+    # server, servers, streams (§8)
+    Operation("GET", "/server", "This server", wire.Server),
+    Operation("PUT", "/server", "Edit this server", wire.Server, wire.ServerRequest),
+    Operation("GET", "/servers", "List servers", wire.ServerList, auth=ACCOUNT, query=("count", "offset", "name")),
+    Operation("POST", "/servers", "Create a server", wire.Server, wire.ServerRequest, auth=ACCOUNT),
+    Operation("GET", "/servers/{server_id}", "One server", wire.Server, auth=ACCOUNT),
+    Operation("PUT", "/servers/{server_id}", "Edit a server", wire.Server, wire.ServerRequest, auth=ACCOUNT),
+    Operation("DELETE", "/servers/{server_id}", "Delete a server", wire.ErrorResponse, auth=ACCOUNT),
+    Operation("GET", "/message-streams", "List message streams", wire.MessageStreamList,
+              query=("MessageStreamType", "IncludeArchivedStreams")),
+    Operation("POST", "/message-streams", "Create a message stream", wire.MessageStream, wire.MessageStreamRequest),
+    Operation("GET", "/message-streams/{stream_id}", "One message stream", wire.MessageStream),
+    Operation("PATCH", "/message-streams/{stream_id}", "Edit a message stream", wire.MessageStream,
+              wire.MessageStreamRequest),
+    Operation("POST", "/message-streams/{stream_id}/archive", "Archive a stream", wire.ArchivedStream),
+    Operation("POST", "/message-streams/{stream_id}/unarchive", "Unarchive a stream", wire.MessageStream),
+)
+
+_HEADERS = {SERVER: "X-Postmark-Server-Token", ACCOUNT: "X-Postmark-Account-Token"}
+
+
+def document(version: str) -> dict[str, Any]:
+    """The whole OpenAPI document."""
+    types: list[Any] = [wire.ErrorResponse]
+    for op in OPERATIONS:
+        types += [t for t in (op.request, op.response) if t is not None]
+    schemas, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
+    by_type = dict(zip(types, schemas, strict=True))
+    error = {"description": "Postmark's error envelope; `ErrorCode` says what went wrong",
+             "content": {"application/json": {"schema": by_type[wire.ErrorResponse]}}}
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        item: dict[str, Any] = {"summary": op.summary, "operationId": _operation_id(op),
+                                "responses": {"200": {"description": "OK"}, "4XX": error, "5XX": error}}
+        if op.description:
+            item["description"] = op.description
+        if op.response is not None:
+            item["responses"]["200"]["content"] = {"application/json": {"schema": by_type[op.response]}}
+        if op.request is not None:
+            item["requestBody"] = {"required": True, "content": {"application/json": {"schema": by_type[op.request]}}}
+        parameters: list[dict[str, Any]] = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in _path_names(op.path)]
+        parameters += [{"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+                       for name in op.query]
+        if op.idempotent:
+            parameters.append({"name": _IDEMPOTENCY[0], "in": "header", "required": False,
+                               "description": _IDEMPOTENCY[1], "schema": {"type": "string", "maxLength": 255},
+                               "x-posthouse-extension": True})
+        if parameters:
+            item["parameters"] = parameters
+        if op.auth != NONE:
+            item["security"] = [{op.auth: []}]
+        if op.extension:
+            item["x-posthouse-extension"] = True
+        paths.setdefault(op.path, {})[op.method.lower()] = item
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Posthouse API", "version": version,
+                 "description": "Postmark's HTTP API, self-hosted; Posthouse's extensions are marked "
+                                "`x-posthouse-extension`."},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {kind: {"type": "apiKey", "in": "header", "name": header}
+                                for kind, header in _HEADERS.items()},
+        },
+    }
+
+
+def _path_names(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{")]
+
+
+def _operation_id(op: Operation) -> str:
+    words = [p.strip("{}").replace("-", "_") for p in op.path.split("/") if p]
+    return op.method.lower() + "_" + "_".join(words or ["root"])
