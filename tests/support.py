@@ -198,7 +198,7 @@ class ServerProcess:
 
     def client(self, **kwargs: Any) -> httpx.Client:
         headers = {"X-Postmark-Server-Token": self.server_token or "", "Accept": "application/json"}
-        return httpx.Client(base_url=self.base_url, headers=headers, timeout=10, **kwargs)
+        return httpx.Client(base_url=self.base_url, headers=headers, **{"timeout": 10, **kwargs})
 
     def __enter__(self) -> ServerProcess:
         return self.start()
