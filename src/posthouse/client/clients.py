@@ -1,7 +1,8 @@
 """The clients: `ServerClient` (server token) and `AccountClient` (account token), async and sync.
 
-Each owns one httpx client through its I/O layer; its resources (`outbound`, `streams`, `server`,
-`servers`) share it. Close a client when done, or use it as a context manager.
+Each owns one httpx client through its I/O layer; its resources share it: `outbound`, `bulk`, `templates`,
+`bounces`, `suppressions`, `webhooks`, `streams` and `server` of a `ServerClient`, `servers` and `templates`
+(push) of an `AccountClient`. Close a client when done, or use it as a context manager.
 """
 
 from __future__ import annotations
@@ -13,10 +14,20 @@ import httpx
 
 from posthouse.client.config import ACCOUNT_TOKEN, DEFAULT_RETRIES, DEFAULT_TIMEOUT, SERVER_TOKEN, make_config
 from posthouse.client.http import AsyncHttp, SyncHttp
+from posthouse.client.resources.bounces import AsyncBounces, SyncBounces
+from posthouse.client.resources.bulk import AsyncBulk, SyncBulk
 from posthouse.client.resources.outbound import AsyncOutbound, SyncOutbound
 from posthouse.client.resources.server import AsyncServer, SyncServer
 from posthouse.client.resources.servers import AsyncServers, SyncServers
 from posthouse.client.resources.streams import AsyncStreams, SyncStreams
+from posthouse.client.resources.suppressions import AsyncSuppressions, SyncSuppressions
+from posthouse.client.resources.templates import (
+    AsyncAccountTemplates,
+    AsyncTemplates,
+    SyncAccountTemplates,
+    SyncTemplates,
+)
+from posthouse.client.resources.webhooks import AsyncWebhooks, SyncWebhooks
 from posthouse.client.retries import RetryPolicy
 
 __all__ = ["AccountClient", "ServerClient", "SyncAccountClient", "SyncServerClient"]
@@ -79,6 +90,11 @@ class ServerClient(_AsyncClient):
         config = make_config(SERVER_TOKEN, token, base_url=base_url, timeout=timeout, retries=retries)
         super().__init__(AsyncHttp(config, transport))
         self.outbound = AsyncOutbound(self._http)
+        self.bulk = AsyncBulk(self._http)
+        self.templates = AsyncTemplates(self._http)
+        self.bounces = AsyncBounces(self._http)
+        self.suppressions = AsyncSuppressions(self._http)
+        self.webhooks = AsyncWebhooks(self._http)
         self.streams = AsyncStreams(self._http)
         self.server = AsyncServer(self._http)
 
@@ -98,6 +114,11 @@ class SyncServerClient(_SyncClient):
         config = make_config(SERVER_TOKEN, token, base_url=base_url, timeout=timeout, retries=retries)
         super().__init__(SyncHttp(config, transport))
         self.outbound = SyncOutbound(self._http)
+        self.bulk = SyncBulk(self._http)
+        self.templates = SyncTemplates(self._http)
+        self.bounces = SyncBounces(self._http)
+        self.suppressions = SyncSuppressions(self._http)
+        self.webhooks = SyncWebhooks(self._http)
         self.streams = SyncStreams(self._http)
         self.server = SyncServer(self._http)
 
@@ -118,6 +139,7 @@ class AccountClient(_AsyncClient):
         config = make_config(ACCOUNT_TOKEN, token, base_url=base_url, timeout=timeout, retries=retries)
         super().__init__(AsyncHttp(config, transport))
         self.servers = AsyncServers(self._http)
+        self.templates = AsyncAccountTemplates(self._http)
 
 
 class SyncAccountClient(_SyncClient):
@@ -135,3 +157,4 @@ class SyncAccountClient(_SyncClient):
         config = make_config(ACCOUNT_TOKEN, token, base_url=base_url, timeout=timeout, retries=retries)
         super().__init__(SyncHttp(config, transport))
         self.servers = SyncServers(self._http)
+        self.templates = SyncAccountTemplates(self._http)

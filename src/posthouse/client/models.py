@@ -1,5 +1,5 @@
-"""The SDK's models: `Email` to send, and the wire Structs every answer decodes into (snake_case in Python,
-Postmark's PascalCase on the wire; the shapes live in `posthouse.wire`)."""
+"""The SDK's models: `Email` and `TemplateEmail` to send, and the wire Structs every answer decodes into
+(snake_case in Python, Postmark's PascalCase on the wire; the shapes live in `posthouse.wire`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import mimetypes
 
 from posthouse import wire
 
-__all__ = ["Email", "encode_attachment"]
+__all__ = ["Email", "TemplateEmail", "encode_attachment"]
 
 
 class Email(wire.EmailRequest):
@@ -21,6 +21,19 @@ class Email(wire.EmailRequest):
 
         Email(sender="app@example.com", to="user@example.com", subject="Hi", text_body="Hello",
               metadata={"user_id": "12345"})
+    """
+
+
+class TemplateEmail(wire.TemplateEmailRequest):
+    """One message rendered from a stored template: what `client.outbound.send_with_template` and
+    `send_batch_with_templates` take (POSTMARK-API.md §2.3).
+
+    The fields of `Email` without `subject`, `html_body` and `text_body` (the template has them), plus
+    `template_id` or `template_alias`, the `template_model` its placeholders are filled from, and
+    `inline_css` (true when not given).
+
+        TemplateEmail(sender="app@example.com", to="user@example.com", template_alias="welcome",
+                      template_model={"name": "Ann"})
     """
 
 

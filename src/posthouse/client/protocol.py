@@ -29,6 +29,7 @@ from posthouse.client.errors import (
 
 __all__ = [
     "Call",
+    "acknowledged",
     "decode_answer",
     "error_from_answer",
     "error_from_result",
@@ -37,9 +38,11 @@ __all__ = [
     "parse_inactive_recipients",
     "parse_retry_after",
     "path_segment",
+    "scheduled",
 ]
 
 T = TypeVar("T")
+S = TypeVar("S", bound=msgspec.Struct)
 
 _ERROR = msgspec.json.Decoder(wire.ErrorResponse)
 # Postmark's texts (POSTMARK-API.md §2.6): "... Found inactive addresses: a@x.com, b@y.com. Inactive recipients
@@ -92,6 +95,22 @@ def format_instant(value: datetime | date | str) -> str:
     if isinstance(value, datetime):
         return value.isoformat(timespec="seconds")
     return value.isoformat()
+
+
+def scheduled(request: S, send_at: datetime | str | None) -> S:
+    """`request` (a send: one email, a template email, a bulk request) with its `send_at` set, a Posthouse
+    extension; None keeps the request's own. A naive datetime is refused: "9:30" means nothing without a zone."""
+    if send_at is None:
+        return request
+    if isinstance(send_at, datetime) and send_at.tzinfo is None:
+        raise ValueError("send_at needs a time zone (datetime.now(UTC) + ...), or an ISO 8601 string with one.")
+    return msgspec.structs.replace(request, send_at=format_instant(send_at))
+
+
+def acknowledged(content: bytes) -> None:
+    """The answer of a call that returns only `{ErrorCode: 0, Message}` (a delete, a redelivery): checked,
+    nothing to return."""
+    _ERROR.decode(content)
 
 
 def decode_answer(call: Call[T], status: int, headers: Mapping[str, str], content: bytes) -> T:

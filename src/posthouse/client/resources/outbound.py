@@ -1,4 +1,5 @@
-"""Outbound mail: send one, send a batch, search, details and raw source (POSTMARK-API.md §2.1, §2.2, §4).
+"""Outbound mail: send one or a batch, with or without templates, search, details and raw source
+(POSTMARK-API.md §2.1-§2.4, §4), and cancel or reschedule a scheduled message (Posthouse extensions).
 
 Sends are replayable: each carries one `Idempotency-Key` (a uuid4 unless the caller gives one) on every
 attempt, so a retry after a lost answer cannot send the message twice.
@@ -12,10 +13,8 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import TypedDict, Unpack
 
-import msgspec
-
 from posthouse import wire
-from posthouse.client.protocol import Call, format_instant, json_decoder, path_segment
+from posthouse.client.protocol import Call, format_instant, json_decoder, path_segment, scheduled
 from posthouse.client.resources.base import AsyncResource, SyncResource
 
 __all__ = [
@@ -23,10 +22,14 @@ __all__ = [
     "OutboundSearch",
     "SyncOutbound",
     "batch_call",
+    "batch_with_templates_call",
+    "cancel_call",
     "details_call",
     "dump_call",
     "list_call",
+    "reschedule_call",
     "send_call",
+    "with_template_call",
 ]
 
 _SEND = json_decoder(wire.SendResponse)
@@ -34,6 +37,7 @@ _BATCH = json_decoder(list[wire.SendResponse])
 _LIST = json_decoder(wire.OutboundMessageList)
 _DETAILS = json_decoder(wire.OutboundMessageDetails)
 _DUMP = json_decoder(wire.Dump)
+_CHANGE = json_decoder(wire.ScheduleChange)
 
 
 class OutboundSearch(TypedDict, total=False):
@@ -52,14 +56,6 @@ class OutboundSearch(TypedDict, total=False):
     metadata: Mapping[str, str]  # one key and value
 
 
-def _scheduled(email: wire.EmailRequest, send_at: datetime | str | None) -> wire.EmailRequest:
-    if send_at is None:
-        return email
-    if isinstance(send_at, datetime) and send_at.tzinfo is None:
-        raise ValueError("send_at needs a time zone (datetime.now(UTC) + ...), or an ISO 8601 string with one.")
-    return msgspec.structs.replace(email, send_at=format_instant(send_at))
-
-
 def send_call(
     email: wire.EmailRequest, *, send_at: datetime | str | None = None, idempotency_key: str | None = None
 ) -> Call[wire.SendResponse]:
@@ -67,7 +63,7 @@ def send_call(
         "POST",
         "/email",
         _SEND,
-        body=wire.encoder.encode(_scheduled(email, send_at)),
+        body=wire.encoder.encode(scheduled(email, send_at)),
         idempotency_key=idempotency_key or str(uuid.uuid4()),
     )
 
@@ -75,8 +71,36 @@ def send_call(
 def batch_call(
     emails: Sequence[wire.EmailRequest], *, send_at: datetime | str | None = None, idempotency_key: str | None = None
 ) -> Call[list[wire.SendResponse]]:
-    body = wire.encoder.encode([_scheduled(email, send_at) for email in emails])
+    body = wire.encoder.encode([scheduled(email, send_at) for email in emails])
     return Call("POST", "/email/batch", _BATCH, body=body, idempotency_key=idempotency_key or str(uuid.uuid4()))
+
+
+def with_template_call(
+    email: wire.TemplateEmailRequest, *, send_at: datetime | str | None = None, idempotency_key: str | None = None
+) -> Call[wire.SendResponse]:
+    return Call(
+        "POST",
+        "/email/withTemplate",
+        _SEND,
+        body=wire.encoder.encode(scheduled(email, send_at)),
+        idempotency_key=idempotency_key or str(uuid.uuid4()),
+    )
+
+
+def batch_with_templates_call(
+    emails: Sequence[wire.TemplateEmailRequest],
+    *,
+    send_at: datetime | str | None = None,
+    idempotency_key: str | None = None,
+) -> Call[list[wire.SendResponse]]:
+    batch = wire.TemplateBatchRequest(messages=[scheduled(email, send_at) for email in emails])
+    return Call(
+        "POST",
+        "/email/batchWithTemplates",
+        _BATCH,
+        body=wire.encoder.encode(batch),
+        idempotency_key=idempotency_key or str(uuid.uuid4()),
+    )
 
 
 def list_call(**search: Unpack[OutboundSearch]) -> Call[wire.OutboundMessageList]:
@@ -106,6 +130,17 @@ def dump_call(message_id: str) -> Call[str]:
     return Call("GET", f"/messages/outbound/{path_segment(message_id)}/dump", lambda content: _DUMP(content).body)
 
 
+def cancel_call(message_id: str) -> Call[wire.ScheduleChange]:
+    # A retry after a lost answer would be told the message is already cancelled (1602): not replayable.
+    return Call("PUT", f"/messages/outbound/{path_segment(message_id)}/cancel", _CHANGE, replayable=False)
+
+
+def reschedule_call(message_id: str, send_at: datetime | str) -> Call[wire.ScheduleChange]:
+    # Moving a message to the same time twice leaves the same state: replayable.
+    body = wire.encoder.encode(scheduled(wire.ScheduleRequest(), send_at))
+    return Call("PUT", f"/messages/outbound/{path_segment(message_id)}/schedule", _CHANGE, body=body)
+
+
 class AsyncOutbound(AsyncResource):
     """`client.outbound` of the async clients."""
 
@@ -126,6 +161,28 @@ class AsyncOutbound(AsyncResource):
         `error_code` (0 when accepted): a refused message does not raise, a failed request does."""
         return await self._http.run(batch_call(emails, send_at=send_at, idempotency_key=idempotency_key))
 
+    async def send_with_template(
+        self,
+        email: wire.TemplateEmailRequest,
+        *,
+        send_at: datetime | str | None = None,
+        idempotency_key: str | None = None,
+    ) -> wire.SendResponse:
+        """Send one message rendered from a stored template (`template_id` or `template_alias`, with
+        `template_model`); raises when it is refused, as `send` does."""
+        return await self._http.run(with_template_call(email, send_at=send_at, idempotency_key=idempotency_key))
+
+    async def send_batch_with_templates(
+        self,
+        emails: Sequence[wire.TemplateEmailRequest],
+        *,
+        send_at: datetime | str | None = None,
+        idempotency_key: str | None = None,
+    ) -> builtins.list[wire.SendResponse]:
+        """Up to 500 template messages in one request; one result per message, in order, as `send_batch`:
+        a message that is refused or cannot be rendered does not raise, a failed request does."""
+        return await self._http.run(batch_with_templates_call(emails, send_at=send_at, idempotency_key=idempotency_key))
+
     async def list(self, **search: Unpack[OutboundSearch]) -> wire.OutboundMessageList:
         """One page of sent messages, newest first, with the total that match."""
         return await self._http.run(list_call(**search))
@@ -137,6 +194,16 @@ class AsyncOutbound(AsyncResource):
     async def dump(self, message_id: str) -> str:
         """The message's raw MIME source ("" when it is not kept)."""
         return await self._http.run(dump_call(message_id))
+
+    async def cancel(self, message_id: str) -> wire.ScheduleChange:
+        """Cancel a message not yet released for delivery; `released` names recipients it was too late for.
+        Raises (ErrorCode 1601) when all of it was released, 1602 when it is already cancelled."""
+        return await self._http.run(cancel_call(message_id))
+
+    async def reschedule(self, message_id: str, send_at: datetime | str) -> wire.ScheduleChange:
+        """Move a message not yet released to `send_at` (an aware datetime or ISO 8601); a past time releases it
+        now. Raises (ErrorCode 1601) when it was already released or cancelled."""
+        return await self._http.run(reschedule_call(message_id, send_at))
 
 
 class SyncOutbound(SyncResource):
@@ -159,6 +226,28 @@ class SyncOutbound(SyncResource):
         `error_code` (0 when accepted): a refused message does not raise, a failed request does."""
         return self._http.run(batch_call(emails, send_at=send_at, idempotency_key=idempotency_key))
 
+    def send_with_template(
+        self,
+        email: wire.TemplateEmailRequest,
+        *,
+        send_at: datetime | str | None = None,
+        idempotency_key: str | None = None,
+    ) -> wire.SendResponse:
+        """Send one message rendered from a stored template (`template_id` or `template_alias`, with
+        `template_model`); raises when it is refused, as `send` does."""
+        return self._http.run(with_template_call(email, send_at=send_at, idempotency_key=idempotency_key))
+
+    def send_batch_with_templates(
+        self,
+        emails: Sequence[wire.TemplateEmailRequest],
+        *,
+        send_at: datetime | str | None = None,
+        idempotency_key: str | None = None,
+    ) -> builtins.list[wire.SendResponse]:
+        """Up to 500 template messages in one request; one result per message, in order, as `send_batch`:
+        a message that is refused or cannot be rendered does not raise, a failed request does."""
+        return self._http.run(batch_with_templates_call(emails, send_at=send_at, idempotency_key=idempotency_key))
+
     def list(self, **search: Unpack[OutboundSearch]) -> wire.OutboundMessageList:
         """One page of sent messages, newest first, with the total that match."""
         return self._http.run(list_call(**search))
@@ -170,3 +259,13 @@ class SyncOutbound(SyncResource):
     def dump(self, message_id: str) -> str:
         """The message's raw MIME source ("" when it is not kept)."""
         return self._http.run(dump_call(message_id))
+
+    def cancel(self, message_id: str) -> wire.ScheduleChange:
+        """Cancel a message not yet released for delivery; `released` names recipients it was too late for.
+        Raises (ErrorCode 1601) when all of it was released, 1602 when it is already cancelled."""
+        return self._http.run(cancel_call(message_id))
+
+    def reschedule(self, message_id: str, send_at: datetime | str) -> wire.ScheduleChange:
+        """Move a message not yet released to `send_at` (an aware datetime or ISO 8601); a past time releases it
+        now. Raises (ErrorCode 1601) when it was already released or cancelled."""
+        return self._http.run(reschedule_call(message_id, send_at))

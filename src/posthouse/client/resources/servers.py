@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from posthouse import wire
-from posthouse.client.protocol import Call, json_decoder, path_segment
+from posthouse.client.protocol import Call, acknowledged, json_decoder, path_segment
 from posthouse.client.resources.base import AsyncResource, SyncResource
 
 __all__ = [
@@ -18,7 +18,6 @@ __all__ = [
 
 _LIST = json_decoder(wire.ServerList)
 _SERVER = json_decoder(wire.Server)
-_DELETED = json_decoder(wire.ErrorResponse)
 
 
 def list_call(count: int = 100, offset: int = 0, name: str | None = None) -> Call[wire.ServerList]:
@@ -43,11 +42,7 @@ def edit_call(server_id: int, changes: wire.ServerRequest) -> Call[wire.Server]:
 
 def delete_call(server_id: int) -> Call[None]:
     # A retry after a lost answer would report the deleted server as missing: not replayable.
-    return Call("DELETE", f"/servers/{path_segment(server_id)}", _deleted, replayable=False)
-
-
-def _deleted(content: bytes) -> None:
-    _DELETED(content)  # {ErrorCode: 0, Message}: checked, nothing to return
+    return Call("DELETE", f"/servers/{path_segment(server_id)}", acknowledged, replayable=False)
 
 
 class AsyncServers(AsyncResource):

@@ -99,9 +99,14 @@ def suppress(s: Suppression, bounce_id: Any = None) -> list[Stmt]:
     `bounce_id` (an int or a `Ref`) ties the suppression to its bounce, and tells a fresh row from an
     old one; a manual suppression has none, so it is told by its `created_at` and origin instead.
     """
+    # A spam complaint outranks an earlier hard bounce or manual suppression: it takes the row over (and
+    # announces itself), so deleting the suppression later can never resume mail to someone who complained.
     stmts = [Stmt(
         "INSERT INTO suppressions (server_id, stream, email, reason, origin, bounce_id, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (server_id, stream, email) DO NOTHING",
+        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (server_id, stream, email) DO UPDATE SET "
+        "reason = excluded.reason, origin = excluded.origin, bounce_id = excluded.bounce_id, "
+        "created_at = excluded.created_at "
+        "WHERE excluded.reason = 'SpamComplaint' AND suppressions.reason <> 'SpamComplaint'",
         (s.server_id, s.stream, s.email, s.reason, s.origin, bounce_id, s.created_at))]
     if bounce_id is not None:
         fresh = ("EXISTS (SELECT 1 FROM suppressions s WHERE s.server_id = ? AND s.stream = ? AND s.email = ? "
@@ -194,14 +199,15 @@ class FeedbackQueries(Queries):
         bounce = await self.get_bounce(server_id, bounce_id)
         if bounce is None:
             return
-        gone = ("EXISTS (SELECT 1 FROM suppressions s WHERE s.server_id = ? AND s.stream = ? AND s.email = ?)",
-                [server_id, bounce.stream, bounce.email.lower()])
+        # A spam complaint is never lifted by reactivating a bounce (Postmark: complaints cannot be undone).
+        gone = ("EXISTS (SELECT 1 FROM suppressions s WHERE s.server_id = ? AND s.stream = ? AND s.email = ? "
+                "AND s.reason <> 'SpamComplaint')", [server_id, bounce.stream, bounce.email.lower()])
         await self.transact([
             *webhook_fanout(events, condition=gone),
             Stmt("UPDATE bounces SET inactive = 0 WHERE server_id = ? AND stream = ? AND lower(email) = ?",
                  (server_id, bounce.stream, bounce.email.lower())),
-            Stmt("DELETE FROM suppressions WHERE server_id = ? AND stream = ? AND email = ?",
-                 (server_id, bounce.stream, bounce.email.lower())),
+            Stmt("DELETE FROM suppressions WHERE server_id = ? AND stream = ? AND email = ? "
+                 "AND reason <> 'SpamComplaint'", (server_id, bounce.stream, bounce.email.lower())),
         ])
 
     # -- suppressions -------------------------------------------------------------------------
@@ -260,11 +266,12 @@ class FeedbackQueries(Queries):
         """Delete suppressions (and reactivate their bounces), announcing each that existed."""
         stmts: list[Stmt] = []
         for email, event in zip(emails, events, strict=True):
-            existed = ("EXISTS (SELECT 1 FROM suppressions s WHERE s.server_id = ? AND s.stream = ? AND s.email = ?)",
-                       [server_id, stream, email])
+            existed = ("EXISTS (SELECT 1 FROM suppressions s WHERE s.server_id = ? AND s.stream = ? AND s.email = ? "
+                       "AND s.reason <> 'SpamComplaint')", [server_id, stream, email])
             stmts.extend(webhook_fanout([event], condition=existed))
-            stmts.append(Stmt("UPDATE bounces SET inactive = 0 WHERE server_id = ? AND stream = ? AND lower(email) = ?",
-                              (server_id, stream, email)))
-            stmts.append(Stmt("DELETE FROM suppressions WHERE server_id = ? AND stream = ? AND email = ?",
-                              (server_id, stream, email)))
+            stmts.append(Stmt("UPDATE bounces SET inactive = 0 WHERE server_id = ? AND stream = ? AND lower(email) = ? "
+                              f"AND {existed[0]}", (server_id, stream, email, *existed[1])))
+            # Spam complaints are never deleted (POSTMARK-API.md §8.2), even if one arrived a moment ago.
+            stmts.append(Stmt("DELETE FROM suppressions WHERE server_id = ? AND stream = ? AND email = ? "
+                              "AND reason <> 'SpamComplaint'", (server_id, stream, email)))
         await self.transact(stmts)
