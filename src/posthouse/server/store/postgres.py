@@ -20,6 +20,7 @@ import asyncpg
 from posthouse.server.errors import ConfigurationError, StoreError, StoreFullError
 from posthouse.server.store import migrations
 from posthouse.server.store.base import Stmt, Store, resolve_refs
+from posthouse.server.store.sql import is_mergeable, merge
 
 log = logging.getLogger("posthouse.store")
 _PLACEHOLDER = re.compile(r"\?")
@@ -125,6 +126,22 @@ class PostgresStore(Store):
                 results.append([])
         return results
 
+    async def _run_merged(self, conn: asyncpg.Connection, jobs: list[list[Stmt]]) -> list[list[list[Sequence[Any]]]]:
+        """Every job's statements; jobs of one mergeable shape (concurrent acceptances) share one
+        `executemany` per statement: a round trip per statement, not per statement and caller."""
+        values: list[list[list[Sequence[Any]]] | None] = [None] * len(jobs)
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for index, stmts in enumerate(jobs):
+            if len(jobs) > 1 and is_mergeable(stmts):
+                groups.setdefault(tuple(s.sql for s in stmts), []).append(index)
+            else:
+                values[index] = await self._run(conn, stmts)
+        for texts, members in groups.items():
+            await self._run(conn, merge([jobs[i] for i in members]))
+            for i in members:
+                values[i] = [[] for _ in texts]
+        return [v if v is not None else [] for v in values]
+
     async def _commit_loop(self) -> None:
         """Take every pending write, run them in one transaction (a savepoint each), commit once.
 
@@ -155,7 +172,7 @@ class PostgresStore(Store):
         """
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                values = [await self._run(conn, stmts) for stmts, _ in batch]
+                values = await self._run_merged(conn, [stmts for stmts, _ in batch])
         except asyncpg.PostgresError as exc:
             if len(batch) == 1:
                 self._settle(batch[0][1], None, _store_error(exc))

@@ -40,6 +40,23 @@ def placeholders(count: int) -> str:
     return ", ".join("?" * count)
 
 
+def is_mergeable(stmts: Sequence[Stmt]) -> bool:
+    """Whether a caller's statements can share multi-row statements with other callers' (group commit):
+    only multi-row statements without references, and argument-less statements (a NOTIFY) run once."""
+    return all(
+        (s.many is not None and not s.fetch and not any(isinstance(v, Ref) for row in s.many for v in row))
+        or (s.many is None and not s.fetch and not s.args)
+        for s in stmts)
+
+
+def merge(jobs: Sequence[Sequence[Stmt]]) -> list[Stmt]:
+    """Callers' statement lists of one shape (the same texts in the same order) as one list: the rows of
+    each multi-row statement concatenated, each argument-less statement once."""
+    first = jobs[0]
+    return [Stmt(s.sql, many=[row for job in jobs for row in job[i].many or ()]) if s.many is not None else s
+            for i, s in enumerate(first)]
+
+
 class Queries(ABC):
     """What a repository needs of the executor: durable transactions and snapshot reads."""
 

@@ -23,7 +23,8 @@ from typing import Any
 
 from posthouse.server.errors import ConfigurationError, StoreError, StoreFullError
 from posthouse.server.store import migrations
-from posthouse.server.store.base import Ref, Stmt, Store, resolve_refs
+from posthouse.server.store.base import Stmt, Store, resolve_refs
+from posthouse.server.store.sql import is_mergeable, merge
 
 log = logging.getLogger("posthouse.store")
 _MAX_GROUP = 2000  # callers per commit at most, to bound one transaction's size
@@ -267,14 +268,12 @@ class SqliteStore(Store):
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
         groups: dict[tuple[str, ...], list[_Job]] = {}
         for job in batch:
-            if all(s.many is not None and not s.fetch for s in job.stmts) and not any(
-                    isinstance(v, Ref) for s in job.stmts for row in s.many or () for v in row):
+            if is_mergeable(job.stmts):
                 groups.setdefault(tuple(s.sql for s in job.stmts), []).append(job)
             else:
                 outcomes.append((job, self._run(conn, job.stmts), None))
         for texts, jobs in groups.items():
-            self._run(conn, [Stmt(sql, many=[row for job in jobs for row in job.stmts[i].many or ()])
-                             for i, sql in enumerate(texts)])
+            self._run(conn, merge([job.stmts for job in jobs]))
             outcomes.extend((job, [[] for _ in texts], None) for job in jobs)
         return outcomes
 
