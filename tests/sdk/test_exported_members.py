@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +16,22 @@ PUBLIC = [
     "AccountClient",
     "ArchivedStream",
     "Attachment",
+    "Bounce",
+    "BounceActivation",
+    "BounceList",
+    "BounceTypeCount",
+    "BulkAccepted",
+    "BulkList",
+    "BulkMessage",
+    "BulkRequest",
+    "BulkStatus",
     "ConfigurationError",
     "ConnectionFailedError",
+    "ContentTrigger",
+    "DeliveryStats",
     "Email",
     "EmailAddress",
+    "EnabledTrigger",
     "Header",
     "InactiveRecipientsError",
     "InvalidRequestError",
@@ -29,15 +42,18 @@ PUBLIC = [
     "MessageStreamList",
     "MessageStreamRequest",
     "NetworkError",
+    "OpenTrigger",
     "OutboundMessage",
     "OutboundMessageDetails",
     "OutboundMessageList",
     "PosthouseError",
+    "PushedTemplate",
     "RateLimitedError",
     "RequestTimeoutError",
     "RetryPolicy",
     "SMTPRefusedError",
     "SMTPTransport",
+    "ScheduleChange",
     "SendResponse",
     "Server",
     "ServerClient",
@@ -45,10 +61,31 @@ PUBLIC = [
     "ServerList",
     "ServerRequest",
     "SubscriptionManagementConfiguration",
+    "SuppressionDump",
+    "SuppressionEntry",
+    "SuppressionResult",
+    "SuppressionResults",
     "SyncAccountClient",
     "SyncServerClient",
+    "Template",
+    "TemplateContentValidation",
+    "TemplateEmail",
+    "TemplateList",
+    "TemplatePushResponse",
+    "TemplateRequest",
+    "TemplateSummary",
+    "TemplateValidationRequest",
+    "TemplateValidationResponse",
     "Transport",
     "UnexpectedResponseError",
+    "Webhook",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookDeliveryList",
+    "WebhookHttpAuth",
+    "WebhookList",
+    "WebhookRequest",
+    "WebhookTriggers",
     "__version__",
     "encode_attachment",
     "sync",
@@ -93,6 +130,43 @@ def test_the_error_tree() -> None:
         assert error.__bases__[0] is parent, error
     assert issubclass(posthouse.ConfigurationError, ValueError)
     assert issubclass(posthouse.Email, posthouse.wire.EmailRequest)
+    assert issubclass(posthouse.TemplateEmail, posthouse.wire.TemplateEmailRequest)
+
+
+RESOURCES = {
+    "ServerClient": {
+        "outbound": [
+            "cancel", "dump", "get", "list", "reschedule", "send", "send_batch", "send_batch_with_templates",
+            "send_with_template",
+        ],
+        "bulk": ["get", "list", "send"],
+        "templates": ["create", "delete", "edit", "get", "list", "validate"],
+        "bounces": ["activate", "delivery_stats", "dump", "get", "list"],
+        "suppressions": ["create", "delete", "dump"],
+        "webhooks": ["create", "delete", "deliveries", "edit", "get", "list", "redeliver"],
+        "streams": ["archive", "create", "edit", "get", "list", "unarchive"],
+        "server": ["edit", "get"],
+    },
+    "AccountClient": {"servers": ["create", "delete", "edit", "get", "list"], "templates": ["push"]},
+}
+
+
+def test_the_resources_of_each_client() -> None:
+    """Each client's resources and their methods, the same on the async and the sync client."""
+    for name, resources in RESOURCES.items():
+        async_client = getattr(posthouse, name)("t", base_url="http://h.test")
+        sync_client = getattr(posthouse.sync, name)("t", base_url="http://h.test")
+        try:
+            for client in (async_client, sync_client):
+                found = {
+                    attribute: sorted(m for m in dir(value) if not m.startswith("_"))
+                    for attribute, value in vars(client).items()
+                    if not attribute.startswith("_")
+                }
+                assert found == resources, (name, client)
+        finally:
+            sync_client.close()
+            asyncio.run(async_client.aclose())
 
 
 def test_importing_the_sdk_imports_neither_the_server_nor_django() -> None:
