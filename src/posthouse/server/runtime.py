@@ -23,6 +23,7 @@ from posthouse.server.services.accounts import AccountService
 from posthouse.server.services.bounces import BounceService
 from posthouse.server.services.bulk import BulkService
 from posthouse.server.services.clock import Clock
+from posthouse.server.services.hints import WebhookHints
 from posthouse.server.services.history import HistoryService
 from posthouse.server.services.inbound_bounces import BounceReceiver
 from posthouse.server.services.returnpaths import ReturnPaths
@@ -82,7 +83,9 @@ class Runtime:
         self.ready: dict[str, bool] = {role: False for role in settings.role_set}
         self.bounces = BounceService(store, self.clock)
         self.suppressions = SuppressionService(store, self.accounts, self.clock)
-        self.webhooks = WebhookService(store, self.accounts, self.clock, settings.webhook_networks)
+        self.webhook_hints = WebhookHints(store)
+        self.webhooks = WebhookService(store, self.accounts, self.clock, settings.webhook_networks,
+                                       hints=self.webhook_hints)
         self.templates = TemplateService(store, self.accounts, self.sending, self.clock)
         self.bulk_wakeup = Wakeup()
         self.bulk = BulkService(store, self.sending, self.accounts, self.clock, self.bulk_wakeup, self.templates)
@@ -126,7 +129,7 @@ class Runtime:
             self.store, self.transport, self.sandbox, RetryPolicy(s.retry_delays, s.max_message_age_seconds),
             self.clock, self.wakeup, owner=owner, concurrency=s.worker_concurrency,
             batch_size=s.claim_batch_size, lease_seconds=s.lease_seconds, poll_seconds=s.poll_seconds,
-            return_paths=self.return_paths, on_recorded=self.webhook_wakeup.notify)
+            return_paths=self.return_paths, on_recorded=self.webhook_wakeup.notify, webhook_hints=self.webhook_hints)
         self._worker_task = asyncio.create_task(self.worker.run(), name="delivery-worker")
         self.webhook_poster = WebhookPoster(total_timeout=s.webhook_timeout_seconds,
                                             connect_timeout=min(5.0, s.webhook_timeout_seconds),

@@ -16,6 +16,7 @@ from posthouse.server.domain.submission import compose_submitted
 from posthouse.server.errors import ApiError, NotFoundError
 from posthouse.server.services.accounts import AccountService, Server
 from posthouse.server.services.clock import Clock
+from posthouse.server.services.hints import SuppressionHints
 from posthouse.server.services.idempotency import IdempotencyService
 from posthouse.server.services.wakeup import Wakeup
 from posthouse.server.store.base import BounceRecord, MessageRecord, Stmt, Store
@@ -44,6 +45,7 @@ class SendingService:
                  max_schedule_ahead: float = 30 * 86400) -> None:
         self.max_schedule_ahead = max_schedule_ahead
         self.idempotency = IdempotencyService(store, clock)
+        self.hints: SuppressionHints | None = SuppressionHints(store)
         self.store = store
         self.accounts = accounts
         self.clock = clock
@@ -201,7 +203,10 @@ class SendingService:
         return message.message_id
 
     async def _suppressed(self, server: Server, messages: Sequence[ComposedMessage]) -> dict[str, set[str]]:
-        """Recipients each message's stream suppresses (lower-cased), by message id: one read per call."""
+        """Recipients each message's stream suppresses (lower-cased), by message id: one read per call,
+        none when no stream of these messages has any suppression (`hints`)."""
+        if self.hints is not None and not await self.hints.may_suppress(server.id, {m.stream for m in messages}):
+            return {}
         pairs = await self.store.suppressed_in_any_stream(
             server.id, [r.lower() for m in messages for r in m.recipients])
         if not pairs:

@@ -16,6 +16,7 @@ from posthouse.server.errors import ApiError, NotFoundError
 from posthouse.server.services.accounts import AccountService
 from posthouse.server.services.bounces import parse_id
 from posthouse.server.services.clock import Clock, iso
+from posthouse.server.services.hints import WebhookHints
 from posthouse.server.store.base import Store
 from posthouse.server.store.webhooks import PostRecord, WebhookRecord
 from posthouse.server.webhooks.signing import new_secret
@@ -151,12 +152,14 @@ def _headers_of(requested: Sequence[wire.Header]) -> list[tuple[str, str]]:
 
 class WebhookService:
     def __init__(
-        self, store: Store, accounts: AccountService, clock: Clock, allowed_networks: Sequence[Network] = ()
+        self, store: Store, accounts: AccountService, clock: Clock, allowed_networks: Sequence[Network] = (),
+        hints: WebhookHints | None = None,
     ) -> None:
         self.store = store
         self.accounts = accounts
         self.clock = clock
         self.allowed_networks = tuple(allowed_networks)
+        self.hints = hints  # told of every change, so this process's deliveries see it at once
 
     async def _record(self, server_id: int, webhook_id: str) -> WebhookRecord:
         number = parse_id(webhook_id)
@@ -223,6 +226,8 @@ class WebhookService:
             created_at=self.clock.micros(),
         )
         record.id = await self.store.create_webhook(record)
+        if self.hints is not None:
+            self.hints.invalidate()
         return webhook_wire(record)
 
     async def edit(self, server_id: int, webhook_id: str, request: wire.WebhookRequest) -> wire.Webhook:
@@ -247,11 +252,15 @@ class WebhookService:
         record.http_auth_username, record.http_auth_password = auth if auth else (None, None)
         record.triggers = _apply_triggers(record.triggers, request.triggers)
         await self.store.update_webhook(record)
+        if self.hints is not None:
+            self.hints.invalidate()
         return webhook_wire(record)
 
     async def delete(self, server_id: int, webhook_id: str) -> wire.ErrorResponse:
         record = await self._record(server_id, webhook_id)
         await self.store.delete_webhook(server_id, record.id, self.clock.micros())
+        if self.hints is not None:
+            self.hints.invalidate()
         return wire.ErrorResponse(error_code=0, message=f"Webhook {record.id} removed.")
 
     # -- extensions: the delivery log -------------------------------------------------------

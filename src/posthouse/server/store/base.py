@@ -444,6 +444,8 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
                 f"AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = messages.message_id "
                 f"AND d.state IN {PENDING})", finished))
         await self.transact(stmts)
+        if any(u.suppression is not None for u in updates):
+            self.suppressions_changed()
 
     def finish_deliveries(self, rows: list[tuple[str, int, int, str, int, str]]) -> list[Stmt]:
         """Set (state, next_attempt_at, updated_at, last_reply) of rows (…, id, lease_owner) still

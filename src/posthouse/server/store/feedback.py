@@ -127,6 +127,18 @@ def suppress(s: Suppression, bounce_id: Any = None) -> list[Stmt]:
 
 
 class FeedbackQueries(Queries):
+    # Counts this process's writes that may add suppressions; `SuppressionHints` reloads when it moves.
+    suppression_epoch = 0
+
+    def suppressions_changed(self) -> None:
+        self.suppression_epoch += 1
+
+    async def streams_with_suppressions(self) -> set[tuple[int, str]]:
+        """(server, stream) pairs with at least one suppression: one index probe per stream."""
+        rows = await self.query("SELECT m.server_id, m.id FROM message_streams m WHERE EXISTS "
+                                "(SELECT 1 FROM suppressions s WHERE s.server_id = m.server_id AND s.stream = m.id)")
+        return {(int(r[0]), str(r[1])) for r in rows}
+
     # -- bounces ------------------------------------------------------------------------------
 
     async def list_bounces(self, server_id: int, f: BounceFilter, offset: int, count: int
@@ -191,6 +203,8 @@ class FeedbackQueries(Queries):
             if suppression is not None:
                 stmts.extend(suppress(suppression, ref))
         results = await self.transact(stmts)
+        if any(b[3] is not None for b in bounces):
+            self.suppressions_changed()
         return [int(results[p][0][0]) for p in positions]
 
     async def activate_bounce(self, server_id: int, bounce_id: int, events: Sequence[WebhookEvent]) -> None:
@@ -260,6 +274,7 @@ class FeedbackQueries(Queries):
         for s in suppressions:
             stmts.extend(suppress(s))
         await self.transact(stmts)
+        self.suppressions_changed()
 
     async def remove_suppressions(self, server_id: int, stream: str, emails: Sequence[str],
                                   events: Sequence[WebhookEvent]) -> None:

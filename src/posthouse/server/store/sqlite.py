@@ -40,7 +40,7 @@ _PLANNER_STATS = (
     ("messages", "messages_by_time", "1000000 1000000 500000 1"),
     ("messages", "messages_by_tag", "1000000 1000000 500000 1000 1"),
     ("messages", "messages_by_sender", "1000000 1000000 500000 10000 1"),
-    ("messages", "messages_by_status", "1000000 1000000 500000 300000 1"),
+    ("messages", "messages_by_status", "1000000 1000000 500000 300000 1 1"),
     ("deliveries", None, "1000000"),
     ("deliveries", "deliveries_due", "10000 1"),
     ("deliveries", "deliveries_by_message", "1000000 1"),

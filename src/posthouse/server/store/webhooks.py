@@ -201,6 +201,10 @@ class WebhookQueries(Queries):
                                 args)
         return [_webhook(r) for r in rows]
 
+    async def list_all_webhooks(self) -> list[WebhookRecord]:
+        rows = await self.query(f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks ORDER BY id")
+        return [_webhook(r) for r in rows]
+
     # -- the outbox ---------------------------------------------------------------------------
 
     async def queue_webhook_events(self, events: Sequence[WebhookEvent]) -> None:

@@ -16,6 +16,7 @@ from posthouse.server.domain.statuses import BounceType, DeliveryState, EventTyp
 from posthouse.server.errors import DeliveryError, StoreError
 from posthouse.server.services import notifications
 from posthouse.server.services.clock import Clock
+from posthouse.server.services.hints import WebhookHints
 from posthouse.server.services.returnpaths import ReturnPaths
 from posthouse.server.services.wakeup import Wakeup
 from posthouse.server.store.base import BounceRecord, ClaimedDelivery, DeliveryUpdate, Store
@@ -39,7 +40,8 @@ class DeliveryWorker:
     def __init__(self, store: Store, transport: Transport, sandbox: Transport, policy: RetryPolicy, clock: Clock,
                  wakeup: Wakeup, *, owner: str, concurrency: int = 64, batch_size: int = 256,
                  lease_seconds: float = 300.0, poll_seconds: float = 1.0,
-                 return_paths: ReturnPaths | None = None, on_recorded: Callable[[], None] | None = None) -> None:
+                 return_paths: ReturnPaths | None = None, on_recorded: Callable[[], None] | None = None,
+                 webhook_hints: WebhookHints | None = None) -> None:
         self.store = store
         self.transport = transport
         self.sandbox = sandbox
@@ -53,6 +55,7 @@ class DeliveryWorker:
         self.poll_seconds = poll_seconds
         self.return_paths = return_paths
         self.on_recorded = on_recorded  # results recorded: their webhook posts are due
+        self.webhook_hints = webhook_hints
         self._stopping = asyncio.Event()
         self._results: list[DeliveryUpdate] = []
         self._results_done: asyncio.Future[None] | None = None
@@ -124,8 +127,11 @@ class DeliveryWorker:
         hints = [c.retry_after for c in classified.values() if c.retry_after is not None]
         delay = self.policy.delay_after(max(r.attempts for r in rows), max(hints, default=None))
         retry_at = now + int(delay * 1_000_000)
+        # A Delivery payload is built only when a webhook of this stream asks for deliveries.
+        announce = self.webhook_hints is None or await self.webhook_hints.wants(first.server_id, first.stream,
+                                                                               "Delivery")
         await self._record([
-            self._outcome(row, replies[row.recipient], classified[row.recipient], server, ip, retry_at, now)
+            self._outcome(row, replies[row.recipient], classified[row.recipient], server, ip, retry_at, now, announce)
             for row in rows])
 
     @staticmethod
@@ -168,15 +174,15 @@ class DeliveryWorker:
             self._flushing = False
 
     def _outcome(self, row: ClaimedDelivery, reply: Reply, classification: Classification, server: str, ip: str,
-                 retry_at: int, now: int) -> DeliveryUpdate:
+                 retry_at: int, now: int, announce: bool = True) -> DeliveryUpdate:
         text = str(reply)
         delivery_details = {"DeliveryMessage": text, "DestinationServer": server, "DestinationIP": ip}
         if classification.outcome is Outcome.DELIVERED:
+            events = [notifications.delivery_event(
+                server_id=row.server_id, stream=row.stream, message_id=row.message_id, recipient=row.recipient,
+                tag=row.tag, metadata=row.metadata, details=text, at=now)] if announce else []
             return DeliveryUpdate(row, self.owner, DeliveryState.DELIVERED, now, text, EventType.DELIVERED,
-                                  delivery_details, now, webhook_events=[notifications.delivery_event(
-                                      server_id=row.server_id, stream=row.stream, message_id=row.message_id,
-                                      recipient=row.recipient, tag=row.tag, metadata=row.metadata, details=text,
-                                      at=now)])
+                                  delivery_details, now, webhook_events=events)
         if classification.outcome is Outcome.TRANSIENT:
             age = (now - row.received_at) / 1_000_000
             if not self.policy.is_expired(age):
