@@ -61,9 +61,11 @@ def _name_value(field: bytes) -> tuple[str, str] | None:
 def _decoded(value: str) -> str:
     """RFC 2047 encoded-words decoded, for the record (not for the delivered bytes)."""
     try:
-        return str(make_header(decode_header(value)))
+        decoded = str(make_header(decode_header(value)))
     except (ValueError, LookupError):
         return value
+    # Some charsets (utf-7, unicode_escape) decode to lone surrogates, which no database can store.
+    return decoded.encode("utf-8", "replace").decode("utf-8")
 
 
 def _addresses(values: Sequence[str]) -> list[Address]:

@@ -180,7 +180,12 @@ class PostgresStore(Store):
             for item in batch:
                 await self._commit_batch([item])
             return
-        except (OSError, asyncpg.InterfaceError) as exc:
+        except (OSError, asyncpg.InterfaceError, ValueError, OverflowError, TypeError) as exc:
+            # ValueError/OverflowError/TypeError: a value the driver cannot encode; its callers fail.
+            if len(batch) > 1 and not isinstance(exc, OSError | asyncpg.InterfaceError):
+                for item in batch:
+                    await self._commit_batch([item])
+                return
             log.error("postgresql commit failed: %s", exc)
             for _, future in batch:
                 self._settle(future, None, _store_error(exc))

@@ -219,7 +219,15 @@ class SqliteStore(Store):
                     stop = True
                     break
                 batch.append(nxt)
-            self._commit_batch(conn, batch)
+            try:
+                self._commit_batch(conn, batch)
+            except Exception:  # the writer must outlive any one batch: its callers get an error
+                log.exception("sqlite writer: a batch failed unexpectedly")
+                error = StoreError("database error: the write failed unexpectedly")
+                for job in batch:
+                    job.loop.call_soon_threadsafe(_resolve, [(job, None, error)])
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
             if stop:
                 break
         conn.close()
@@ -233,8 +241,10 @@ class SqliteStore(Store):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 outcomes = self._run_merged(conn, batch)
-            except sqlite3.Error:
-                if not conn.in_transaction:
+            # Not only SQL errors: a value the driver cannot bind (a lone surrogate, an int past 2**63)
+            # raises UnicodeEncodeError or OverflowError, and must fail its caller, not the writer thread.
+            except Exception as exc:
+                if isinstance(exc, sqlite3.Error) and not conn.in_transaction:
                     raise  # SQLite itself rolled everything back (SQLITE_FULL, SQLITE_IOERR): see below
                 conn.execute("ROLLBACK")
                 conn.execute("BEGIN IMMEDIATE")
@@ -284,11 +294,13 @@ class SqliteStore(Store):
             conn.execute("SAVEPOINT job")
             try:
                 value = self._run(conn, job.stmts)
-            except sqlite3.Error as exc:
-                if not conn.in_transaction:
+            except Exception as exc:
+                if isinstance(exc, sqlite3.Error) and not conn.in_transaction:
                     # Some errors (SQLITE_FULL, SQLITE_IOERR) make SQLite roll back the whole
                     # transaction, not just the statement: every job of the batch is lost, none acked.
                     raise
+                if not isinstance(exc, sqlite3.Error):
+                    log.error("a write could not be run (its caller fails, the writer goes on): %r", exc)
                 conn.execute("ROLLBACK TO job")
                 outcomes.append((job, None, _store_error(exc)))
             else:
