@@ -225,19 +225,25 @@ def test_a_later_dsn_to_the_return_path_becomes_a_hard_bounce(relaying) -> None:
 def test_forged_and_foreign_bounces_are_never_attributed(relaying) -> None:  # type: ignore[no-untyped-def]
     server, sink = relaying
     message_id = send(server, To="a@example.com, b@example.com")
-    wait_for(lambda: sink.messages)
-    return_path = sink.messages[0].mail_from
-    forged = return_path.replace(return_path.split("+")[1][:6], "000000")
-    # A token that fails its MAC names no message: refused at the end of data.
+    # One return path per recipient, so each names exactly one delivery.
+    wait_for(lambda: len(sink.messages) == 2)
+    paths = {m.rcpt_tos[0]: m.mail_from for m in sink.messages}
+    assert paths["a@example.com"] != paths["b@example.com"]
+    return_path = paths["a@example.com"]
+    local, domain = return_path.split("@")
+    forged = local[:-1] + ("a" if local[-1] != "a" else "b") + "@" + domain
+    # A token that fails its MAC names nothing: refused at the end of data.
     assert smtp_bounce(server, forged, dsn("a@example.com", message_id))[0] == 550
     # Not our domain: an unauthenticated client may not relay.
     assert smtp_bounce(server, "someone@elsewhere.test", dsn("a@example.com", message_id))[0] == 530
-    # A real return path, but the report names nobody the message went to (it had two): discarded.
-    assert smtp_bounce(server, return_path, dsn("stranger@example.com", message_id))[0] == 250
     # Garbage to a real return path: accepted and discarded.
     assert smtp_bounce(server, return_path, b"Subject: hi\r\n\r\nnot a bounce at all\r\n")[0] == 250
     time.sleep(0.5)
     assert get(server, "/bounces", count=10, offset=0)["TotalCount"] == 0
+    # A report naming b, sent to a's return path, is a's: the body cannot aim at another recipient.
+    assert smtp_bounce(server, return_path, dsn("b@example.com", message_id))[0] == 250
+    bounces = wait_for(lambda: (b := get(server, "/bounces", count=10, offset=0))["TotalCount"] == 1 and b)
+    assert [b["Email"] for b in bounces["Bounces"]] == ["a@example.com"]
 
 
 def test_an_arf_complaint_is_a_spam_complaint(relaying) -> None:  # type: ignore[no-untyped-def]

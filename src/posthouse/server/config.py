@@ -143,7 +143,7 @@ class Settings:
     max_schedule_ahead: str = _setting("30d", "how far ahead SendAt (scheduled sending) may be")
     return_path: str = _setting(
         "pm_bounces@", "VERP envelope sender LOCAL@DOMAIN: mail goes out from LOCAL+TOKEN@DOMAIN and the SMTP listener "
-        "takes bounces for DOMAIN without AUTH; an empty DOMAIN means smtp_hostname; empty turns VERP off")
+        "takes bounces for DOMAIN without AUTH; an empty DOMAIN means smtp_hostname; 'off' turns VERP off")
     bounce_testing_domain: str = _setting(
         "bounce-testing.postmarkapp.com", "in sandbox delivery, TYPE@this domain simulates a bounce of that type "
         "(as does the X-PM-Bounce-Type header)")
@@ -206,7 +206,7 @@ class Settings:
 
     def return_path_parts(self, hostname: str) -> tuple[str, str] | None:
         """(local, domain) of the VERP return path, or None when VERP is off."""
-        if not self.return_path.strip():
+        if self.return_path.strip().lower() in ("", "off", "none"):
             return None
         local, at, domain = self.return_path.strip().rpartition("@")
         if not at or not local or "+" in local:

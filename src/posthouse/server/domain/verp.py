@@ -1,8 +1,11 @@
-"""VERP return paths: `<local>+<token>@<domain>`, where the token names a message and proves we made it.
+"""VERP return paths: `<local>+<token>@<domain>`, where the token names one delivery (a message to
+one recipient) and proves we made it.
 
 A bounce is attributed from the address it was sent back to, never from its body alone (the body of a
-bounce is the sender's to write). The token is the message id and a truncated HMAC-SHA256 of it under
-a key only Posthouse holds, so a forged or mistyped return path names no message.
+bounce is the sender's to write). The token is the delivery row's id and a truncated HMAC-SHA256 of it
+under a key only Posthouse holds, so a forged or mistyped return path names nothing. Naming the
+recipient, not just the message, matters: with one return path per message, one recipient could send
+a report naming another recipient of the same message and suppress them.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import re
 from dataclasses import dataclass
 
 _TAG_CHARS = 13  # base32 characters of the MAC: 65 bits
-_UUID_HEX = re.compile(r"[0-9a-f]{32}")
+_ID_HEX = re.compile(r"[0-9a-f]{1,16}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,17 +32,17 @@ class ReturnPath:
         mac = hmac.new(self.key, hex_id.encode("ascii"), hashlib.sha256).digest()
         return base64.b32encode(mac).decode("ascii")[:_TAG_CHARS].lower()
 
-    def address_for(self, message_id: str) -> str:
-        """The envelope sender for a message (its id a UUID)."""
-        hex_id = message_id.replace("-", "").lower()
+    def address_for(self, delivery_id: int) -> str:
+        """The envelope sender for one delivery (one recipient of one message)."""
+        hex_id = f"{delivery_id:x}"
         return f"{self.local}+{hex_id}{self._tag(hex_id)}@{self.domain}"
 
     def is_return_address(self, address: str) -> bool:
         """Whether mail to `address` is for bounce processing (our domain), whatever its token."""
         return address.rpartition("@")[2].lower().rstrip(".") == self.domain.lower()
 
-    def message_id_from(self, address: str) -> str | None:
-        """The message id a return address names, or None when it is not one of ours or the MAC fails."""
+    def delivery_id_from(self, address: str) -> int | None:
+        """The delivery a return address names, or None when it is not one of ours or the MAC fails."""
         local, _, domain = address.rpartition("@")
         if domain.lower().rstrip(".") != self.domain.lower():
             return None
@@ -47,7 +50,7 @@ class ReturnPath:
         if not plus or prefix.lower() != self.local.lower():
             return None
         token = token.lower()
-        hex_id, tag = token[:32], token[32:]
-        if not _UUID_HEX.fullmatch(hex_id) or not hmac.compare_digest(tag, self._tag(hex_id)):
+        hex_id, tag = token[:-_TAG_CHARS], token[-_TAG_CHARS:]
+        if not _ID_HEX.fullmatch(hex_id) or not hmac.compare_digest(tag, self._tag(hex_id)):
             return None
-        return f"{hex_id[:8]}-{hex_id[8:12]}-{hex_id[12:16]}-{hex_id[16:20]}-{hex_id[20:]}"
+        return int(hex_id, 16)

@@ -1,10 +1,10 @@
 """Bounces that come back later: mail to a VERP return path, read (`domain.bounces`) and attributed.
 
-Attribution starts from the return path, never from the bounce's body alone: the token names the
-message (and proves we made it); the report's failed recipients must be among that message's
-recipients. With one recipient, a report that names nobody we sent to (or names no one) is still that
-recipient's, since the token says which message bounced and it had one recipient. Anything else is
-discarded and logged, never attributed.
+Attribution comes from the return path, never from the bounce's body: the token names one delivery
+(a message to one recipient) and proves we made it, so the bounce is that recipient's, whoever the
+report names (a forwarded address bounces under its new name). The report gives the type and the
+details: its entry for that recipient if it has one, else its first. A return path that names no
+delivery of ours is refused; a message we cannot read as a bounce is discarded and logged.
 """
 
 from __future__ import annotations
@@ -40,28 +40,26 @@ class BounceReceiver:
     async def receive(self, recipients: Sequence[str], data: bytes, peer_host: str) -> SmtpReply:
         """Record what a bounce says about the messages its return paths name; 550 when none is ours."""
         return_path = await self.return_paths.get()
-        message_ids = sorted({m for r in recipients if (m := return_path.message_id_from(r)) is not None})
-        if not message_ids:
+        deliveries = sorted({d for r in recipients if (d := return_path.delivery_id_from(r)) is not None})
+        if not deliveries:
             log.warning("bounce from %s to %s refused: not a return path of ours (forged or mistyped)",
                         peer_host, ", ".join(recipients))
             return _NO_SUCH_ADDRESS
         report = parse_report(data)
         if report.kind is ReportKind.UNRECOGNISED:
-            log.warning("mail from %s to return path of %s discarded: not a bounce we can read",
-                        peer_host, ", ".join(message_ids))
+            log.warning("mail from %s to return path(s) of deliveries %s discarded: not a bounce we can read",
+                        peer_host, deliveries)
             return _DISCARDED
         now = self.clock.micros()
         records: list[tuple[BounceRecord, tuple[str, str] | None, list[WebhookEvent], Suppression | None]] = []
-        for message_id in message_ids:
-            message = await self.store.find_message(message_id)
-            if message is None:
-                log.warning("bounce from %s names message %s, which is not stored (deleted?)", peer_host, message_id)
+        for delivery_id in deliveries:
+            found = await self.store.find_delivery(delivery_id)
+            message = await self.store.find_message(found[0]) if found is not None else None
+            if found is None or message is None:
+                log.warning("bounce from %s names delivery %d, which is not stored (deleted?)", peer_host, delivery_id)
                 continue
-            for found in _attribute(report, message):
-                records.append(self._record(message, report, found, data, now))
+            records.append(self._record(message, report, _attribute(report, found[1]), data, now))
         if not records:
-            log.warning("bounce from %s for message(s) %s discarded: it names none of their recipients",
-                        peer_host, ", ".join(message_ids))
             return _DISCARDED
         await self.store.record_bounces(records)
         return _RECORDED
@@ -69,15 +67,16 @@ class BounceReceiver:
     def _record(self, message: MessageRecord, report: BounceReport, found: BouncedRecipient, data: bytes, now: int
                 ) -> tuple[BounceRecord, tuple[str, str] | None, list[WebhookEvent], Suppression | None]:
         bounce_type = found.bounce_type
-        details = found.diagnostic or report.description
+        details = _clean(found.diagnostic or report.description)
         if found.status:
             details = f"{found.status} {details}" if not details.startswith(found.status) else details
         bounce = BounceRecord(
             server_id=message.server_id, message_id=message.message_id, stream=message.stream,
             type=bounce_type.type_name, type_code=bounce_type.code, email=found.recipient, sender=message.from_email,
-            subject=message.subject, tag=message.tag, description=report.description or bounce_type.display_name,
+            subject=message.subject, tag=message.tag,
+            description=_clean(report.description) or bounce_type.display_name,
             details=details[:1000], bounced_at=now, inactive=bounce_type.deactivates,
-            can_activate=bounce_type is BounceType.HARD_BOUNCE, dump=data[:MAX_DUMP].decode("utf-8", "replace"))
+            can_activate=bounce_type is BounceType.HARD_BOUNCE, dump=_clean(data[:MAX_DUMP].decode("utf-8", "replace")))
         # The message's history shows failures; an auto-reply or a delay notice is only a bounce record.
         message_event = None
         if bounce_type is BounceType.TRANSIENT:
@@ -88,20 +87,18 @@ class BounceReceiver:
                 notifications.suppression_for(bounce, message.tag, message.metadata))
 
 
-def _attribute(report: BounceReport, message: MessageRecord) -> list[BouncedRecipient]:
-    """The report's recipients that the message was sent to; or its only recipient (see the module doc)."""
-    sent_to = {r.lower(): r for r in message.recipients}
-    matched = [r for r in report.recipients if r.recipient.lower() in sent_to]
-    if matched:
-        return [BouncedRecipient(sent_to[r.recipient.lower()], r.action, r.status, r.diagnostic, r.remote_mta,
-                                 r.bounce_type) for r in matched]
-    if len(sent_to) != 1:
-        return []
-    (only,) = sent_to.values()
-    if report.recipients:
-        first = report.recipients[0]
-        return [BouncedRecipient(only, first.action, first.status, first.diagnostic, first.remote_mta,
-                                 first.bounce_type)]
+def _attribute(report: BounceReport, recipient: str) -> BouncedRecipient:
+    """The report's entry for the recipient the token names (or its first entry), as that recipient's."""
+    entries = [r for r in report.recipients if r.recipient.lower() == recipient.lower()] or list(report.recipients)
+    if entries:
+        e = entries[0]
+        return BouncedRecipient(recipient, e.action, e.status, e.diagnostic, e.remote_mta, e.bounce_type)
     bounce_type = {ReportKind.FEEDBACK: BounceType.SPAM_COMPLAINT,
                    ReportKind.AUTO_REPLY: BounceType.AUTO_RESPONDER}.get(report.kind, BounceType.UNKNOWN)
-    return [BouncedRecipient(only, None, None, report.description, None, bounce_type)]
+    return BouncedRecipient(recipient, None, None, report.description, None, bounce_type)
+
+
+def _clean(text: str) -> str:
+    """Text a parser decoded with the report's own charset may hold lone surrogates (utf-7,
+    unicode_escape): they cannot be stored or sent as JSON, so they become U+FFFD."""
+    return text.encode("utf-8", "replace").decode("utf-8")

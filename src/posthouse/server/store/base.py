@@ -553,6 +553,13 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
         ])
         return len(results[0])
 
+    async def find_delivery(self, delivery_id: int) -> tuple[str, str] | None:
+        """(message id, recipient) of a queue row (a bounce's return path names the row)."""
+        if not 0 < delivery_id < 2**63:
+            return None
+        row = await self.query_one("SELECT message_id, recipient FROM deliveries WHERE id = ?", (delivery_id,))
+        return (str(row[0]), str(row[1])) if row else None
+
     async def find_message(self, message_id: str) -> MessageRecord | None:
         """A message by id alone, whichever server sent it (a bounce names only the message)."""
         row = await self.query_one(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE message_id = ?", (message_id,))

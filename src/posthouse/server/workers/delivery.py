@@ -89,9 +89,11 @@ class DeliveryWorker:
             if not claimed:
                 await self.wakeup.wait(self.poll_seconds)
                 continue
-            # One SMTP transaction per message: rows of a message may come back in any order.
-            claimed.sort(key=lambda d: d.message_id)
-            for _, rows in groupby(claimed, key=lambda d: d.message_id):
+            # One SMTP transaction per message: rows of a message may come back in any order. With VERP,
+            # one per recipient: each gets the return path that names it (`domain.verp`).
+            per = (lambda d: (d.message_id, d.id)) if self.return_paths is not None else (lambda d: (d.message_id, 0))
+            claimed.sort(key=per)
+            for _, rows in groupby(claimed, key=per):
                 task = asyncio.create_task(self._deliver(list(rows)))
                 inflight.add(task)
                 task.add_done_callback(inflight.discard)
@@ -106,7 +108,7 @@ class DeliveryWorker:
         error: str | None = None
         try:
             # VERP (DESIGN §4, issue 5): bounces come back to an address that names this message.
-            mail_from = (await self.return_paths.get()).address_for(first.message_id) \
+            mail_from = (await self.return_paths.get()).address_for(first.id) \
                 if self.return_paths is not None else first.envelope_from
             envelope = Envelope(mail_from, [r.recipient for r in rows], first.content)
             result = await transport.send(envelope)
