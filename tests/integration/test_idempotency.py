@@ -108,3 +108,25 @@ async def test_a_hold_left_by_a_dead_request_is_taken_over_and_keys_expire(store
     assert replay == Replay(200, b'{"ok":1}')
     clock.value += 86_401_000_000  # a day later the key is free again
     assert isinstance(await service.begin(1, "k", "POST", "/email", b"{}"), IdempotencyKey)
+
+
+async def test_a_request_whose_stale_hold_was_taken_over_cannot_store_its_mail_too(api) -> None:  # type: ignore[no-untyped-def]
+    """Review finding: after a takeover, both the original request and the retry once stored their mail.
+    Now the answer commits only for the request that holds the key, and the mail with it."""
+    from posthouse import wire
+    from posthouse.server.errors import StoreError
+
+    clock = Clockwork()
+    service = IdempotencyService(api.runtime.store, clock, in_flight_timeout=120)
+    api.runtime.sending.idempotency = service
+    server = await api.runtime.accounts.authenticate_server(api.server_token)
+    slow = await service.begin(server.id, "k", "POST", "/email", b"{}")
+    clock.value += 121_000_000
+    retry = await service.begin(server.id, "k", "POST", "/email", b"{}")
+    assert isinstance(slow, IdempotencyKey) and isinstance(retry, IdempotencyKey)
+    request = wire.EmailRequest(**{"sender": "app@example.com", "to": "user@example.com", "subject": "s",
+                                   "text_body": "t"})
+    await api.runtime.sending.send(server, request, idempotency=retry)
+    with pytest.raises(StoreError):
+        await api.runtime.sending.send(server, request, idempotency=slow)
+    assert await api.count("messages") == 1

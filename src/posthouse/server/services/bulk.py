@@ -77,7 +77,7 @@ class BulkService:
             position=0, released_count=0, failed_count=0, subject=request.subject, request=body.decode(),
             submitted_at=now, updated_at=now)
         answer = wire.BulkAccepted(id=record.id, id_upper=record.id, status="Accepted", submitted_at=iso(now) or "")
-        extra = [finish_stmt(idempotency, 200, wire.encoder.encode(answer))] if idempotency is not None else []
+        extra = finish_stmt(idempotency, 200, wire.encoder.encode(answer)) if idempotency is not None else []
         await self.store.insert_bulk(record, extra)
         self.wakeup.notify()
         return answer

@@ -65,6 +65,10 @@ def shown_status(record: MessageRecord, now: int) -> str:
     """Queued with a SendAt still ahead shows as Scheduled: it is released by time alone, no job runs."""
     if record.status == MessageStatus.QUEUED and record.send_at is not None and record.send_at > now:
         return MessageStatus.SCHEDULED.value
+    if record.status == MessageStatus.CANCELLED:
+        # Postmark's clients know no "Cancelled" (postmark-python refuses the page): a message that
+        # will never go out is "Failed" there; the cancel answer and `status=cancelled` say Cancelled.
+        return "Failed"
     return record.status
 
 

@@ -44,8 +44,8 @@ class IdempotencyService:
         if not key or len(key) > MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
             raise ApiError(1612, f"Invalid Idempotency-Key: use 1 to {MAX_KEY_LENGTH} printable ASCII characters.")
         digest = hashlib.sha256(f"{method.upper()} {path.lower().rstrip('/')}\n".encode() + body).hexdigest()
-        held = IdempotencyKey(server_id, key, digest)
         now = self.clock.micros()
+        held = IdempotencyKey(server_id, key, digest, created_at=now, expires_at=now + self.lifetime_micros)
         existing = await self.store.claim_idempotency_key(held, now, now + self.lifetime_micros,
                                                           now - self.in_flight_micros)
         if existing is None:

@@ -177,7 +177,7 @@ class SendingService:
     @staticmethod
     def _answer(held: IdempotencyKey | None, response: object) -> list[Stmt]:
         """The statement that records this answer for the key, in the transaction that stores the mail."""
-        return [finish_stmt(held, 200, wire.encoder.encode(response))] if held is not None else []
+        return finish_stmt(held, 200, wire.encoder.encode(response)) if held is not None else []
 
     async def send_submitted(self, server: Server, mail_from: str, recipients: Sequence[str], data: bytes,
                              received: str | None = None) -> str:

@@ -618,7 +618,7 @@ class TemplateService:
 
         def record(sent: list[wire.SendResponse]) -> list[Stmt]:
             answer.extend(merged(sent))
-            return [finish_stmt(idempotency, 200, wire.encoder.encode(answer))] if idempotency is not None else []
+            return finish_stmt(idempotency, 200, wire.encoder.encode(answer)) if idempotency is not None else []
 
         sent = await self.sending.send_batch(server, rendered, commit_with=record)
         return answer if answer else merged(sent)

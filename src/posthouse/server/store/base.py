@@ -114,6 +114,7 @@ class ClaimedDelivery:
     sender: str
     sandboxed: bool
     metadata: dict[str, str] = field(default_factory=dict)
+    send_at: int | None = None  # scheduled: its age for giving up counts from here
 
 
 @dataclass(slots=True)
@@ -393,7 +394,7 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
         messages = {
             m[0]: m for m in await self.query(
                 "SELECT message_id, server_id, stream, envelope_from, received_at, content, tag, subject, sender, "
-                "sandboxed, metadata "
+                "sandboxed, metadata, send_at "
                 f"FROM messages WHERE message_id IN ({placeholders(len(ids))})", ids)
         }
         claimed = []
@@ -403,7 +404,7 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
                 id=delivery_id, message_id=message_id, recipient=recipient, attempts=attempts,
                 server_id=m[1], stream=m[2], envelope_from=m[3], received_at=m[4], content=bytes(m[5]),
                 tag=m[6], subject=m[7], sender=m[8], sandboxed=bool(m[9]),
-                metadata=json.loads(m[10]) if m[10] != "{}" else {}))
+                metadata=json.loads(m[10]) if m[10] != "{}" else {}, send_at=m[11]))
         return claimed
 
     async def record_attempts(self, updates: Sequence[DeliveryUpdate]) -> None:

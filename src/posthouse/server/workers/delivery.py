@@ -186,7 +186,8 @@ class DeliveryWorker:
             return DeliveryUpdate(row, self.owner, DeliveryState.DELIVERED, now, text, EventType.DELIVERED,
                                   delivery_details, now, webhook_events=events)
         if classification.outcome is Outcome.TRANSIENT:
-            age = (now - row.received_at) / 1_000_000
+            # A scheduled message's age starts at its release, not its acceptance (review finding).
+            age = (now - max(row.received_at, row.send_at or 0)) / 1_000_000
             if not self.policy.is_expired(age):
                 return DeliveryUpdate(row, self.owner, DeliveryState.DEFERRED, retry_at, text,
                                       EventType.TRANSIENT, delivery_details, now)
