@@ -177,3 +177,18 @@ def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
         waits = {policy.wait_before_retry(retry, error, replayable=True) for _ in range(50)}
         assert all(w is not None and ceiling / 2 <= w <= ceiling for w in waits)
         assert len(waits) > 1  # jittered
+
+
+def test_a_send_still_in_flight_is_asked_again_not_given_up() -> None:
+    """409 / ErrorCode 1611 means the first attempt with this key still runs: a replayable send waits
+    and asks again (the answer then replays); anything else in the 4xx range is raised at once."""
+    from posthouse.client.errors import InvalidRequestError
+    from posthouse.client.retries import RetryPolicy
+
+    policy = RetryPolicy(retries=2, backoff=0.01, max_backoff=0.02)
+    in_flight = InvalidRequestError("still in progress", error_code=1611, http_status=409)
+    refused = InvalidRequestError("bad", error_code=300, http_status=422)
+    assert policy.wait_before_retry(0, in_flight, replayable=True) is not None
+    assert policy.wait_before_retry(0, in_flight, replayable=False) is None
+    assert policy.wait_before_retry(0, refused, replayable=True) is None
+    assert policy.wait_before_retry(2, in_flight, replayable=True) is None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from posthouse.client.errors import NetworkError, PosthouseError, RateLimitedError, ServerError
+from posthouse.client.errors import InvalidRequestError, NetworkError, PosthouseError, RateLimitedError, ServerError
 
 __all__ = ["RetryPolicy"]
 
@@ -42,6 +42,10 @@ class RetryPolicy:
             return self._jittered(retry)
         never_reached = isinstance(error, NetworkError) and not error.request_sent
         if never_reached or (replayable and isinstance(error, NetworkError | ServerError)):
+            return self._jittered(retry)
+        # 409 / 1611: the first attempt of this send (same Idempotency-Key) is still running on the
+        # server. Waiting and asking again gets its answer; giving up would invite a second send.
+        if replayable and isinstance(error, InvalidRequestError) and error.error_code == 1611:
             return self._jittered(retry)
         return None
 

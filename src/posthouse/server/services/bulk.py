@@ -218,6 +218,9 @@ def _decode_key(key: str) -> tuple[int, str]:
     try:
         text = base64.urlsafe_b64decode(key + "=" * (-len(key) % 4)).decode()
         at, _, bulk_id = text.partition(":")
-        return int(at), bulk_id
+        moment = int(at)
+        if not 0 <= moment < 2**63:
+            raise ValueError(at)
+        return moment, bulk_id
     except (ValueError, UnicodeDecodeError):
         raise ApiError(13, f"Invalid 'PaginationKey': '{key}'.") from None

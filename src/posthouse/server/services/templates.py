@@ -187,10 +187,10 @@ def _envelope(request: wire.TemplateEmailRequest) -> wire.EmailRequest:
 def _template_id(value: int | str | None) -> int | None:
     if value is None or value == "":
         return None
-    if isinstance(value, int):
-        return value
-    if _TEMPLATE_ID.fullmatch(value.strip()):
-        return int(value)
+    number = value if isinstance(value, int) else int(value) if _TEMPLATE_ID.fullmatch(value.strip()) else None
+    # Ids are positive 64-bit integers: anything else names no template (and must not reach the database).
+    if number is not None and 0 < number < 2**63:
+        return number
     raise ApiError(1101, "The 'TemplateId' associated with this request is not valid or was not found.")
 
 
@@ -227,7 +227,7 @@ class TemplateService:
         """A template by numeric id or by alias (aliases start with a letter, so the two never collide)."""
         value = id_or_alias.strip()
         if _TEMPLATE_ID.fullmatch(value):
-            record = await self.store.get_template(server_id, int(value))
+            record = await self.store.get_template(server_id, int(value)) if int(value) < 2**63 else None
             if record is not None and not record.active and not deleted:
                 record = None
         else:
@@ -482,7 +482,7 @@ class TemplateService:
 
     async def _push_server(self, value: int | str | None, role: str) -> int:
         number = value if isinstance(value, int) else int(value) if value and _TEMPLATE_ID.fullmatch(value) else None
-        if number is None:
+        if number is None or not 0 < number < 2**63:
             raise ApiError(601, f"A valid '{role.capitalize()}ServerID' is required.")
         try:
             await self.accounts.get_server(number)
