@@ -434,3 +434,19 @@ def test_inline_css_falls_back_to_the_input() -> None:
 @given(st.text(max_size=200))
 def test_inline_css_never_raises(text: str) -> None:
     assert isinstance(inline_css("<style>p{color:red}</style>" + text), str)
+
+
+def test_nested_loops_over_a_large_model_stop_at_the_iteration_budget_quickly() -> None:
+    """Review finding: four nested `{{#each}}` over 100 items cost 0.3 s per message before the output
+    limit stopped them. The iteration budget stops them first."""
+    import time
+
+    from posthouse.server.domain.templates import MAX_ITERATIONS, TemplateRenderError, compile_template
+
+    template = compile_template("{{#each a}}{{#each ../a}}{{#each ../../a}}{{#each ../../../a}}x{{/each}}"
+                                "{{/each}}{{/each}}{{/each}}")
+    began = time.perf_counter()
+    with pytest.raises(TemplateRenderError, match="loops more than"):
+        template.render({"a": list(range(100))})
+    assert time.perf_counter() - began < 0.5
+    assert compile_template("{{#each a}}{{.}}{{/each}}").render({"a": list(range(MAX_ITERATIONS))}).endswith("99999")

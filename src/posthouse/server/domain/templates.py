@@ -371,6 +371,9 @@ _PLAIN = frozenset({str, int, float, bool, dict, list, tuple, type(None)})
 _needs_escape = re.compile(r"[&<>\"']").search
 
 
+MAX_ITERATIONS = 100_000  # `{{#each}}` iterations per render, all loops together
+
+
 class _OutputTooLarge(Exception):
     """Raised deep in a render; turned into TemplateRenderError with the limit in the message."""
 
@@ -654,6 +657,12 @@ def _compile_node(node: _Node, escape: bool, prefix: str) -> _Render:
                         "value or object in your model."
                     )
             for item in items:
+                # Iterations have a budget of their own, much smaller than the output's: nested loops over
+                # a large model would otherwise spend seconds of CPU (on the event loop) before the
+                # output limit stopped them.
+                state[2] -= 1
+                if state[2] < 0:
+                    raise TemplateRenderError(f"The template loops more than {MAX_ITERATIONS:,} times.")
                 body((item, lst), out, state)
                 # Every iteration costs at least one character of the budget, so loops that print nothing are
                 # bounded too.
@@ -701,7 +710,7 @@ class CompiledTemplate:
                 self._raw = _compile_block(self._tree, False)
             render = self._raw
         out: list[str] = []
-        state: list[Any] = [max_output, content]
+        state: list[Any] = [max_output, content, MAX_ITERATIONS]
         try:
             render((model, None), out, state)
         except _OutputTooLarge as error:
