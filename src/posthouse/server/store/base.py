@@ -171,7 +171,6 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
     """Every query Posthouse makes; a dialect subclass supplies the executor."""
 
     dialect: str
-    claim_lock_clause = ""  # "FOR UPDATE SKIP LOCKED" on PostgreSQL
 
     # -- executor (dialect) -------------------------------------------------------------------
 

@@ -47,7 +47,6 @@ def chunk_stmts(bulk_id: str, position: int, size: int, released: int, failed: i
 
 
 class BulkQueries(Queries):
-    claim_lock_clause = ""
 
     async def insert_bulk(self, record: BulkRecord, extra: Sequence[Stmt] = ()) -> None:
         await self.transact([*extra, Stmt(

@@ -226,17 +226,6 @@ class FeedbackQueries(Queries):
 
     # -- suppressions -------------------------------------------------------------------------
 
-    async def suppressed_addresses(self, server_id: int, stream: str, emails: Sequence[str]) -> set[str]:
-        """Which of these (lower-cased) addresses the stream suppresses."""
-        if not emails:
-            return set()
-        unique = sorted(set(emails))
-        rows = await self.query(
-            "SELECT email FROM suppressions WHERE server_id = ? AND stream = ? "
-            f"AND email IN ({placeholders(len(unique))})",
-            [server_id, stream, *unique])
-        return {r[0] for r in rows}
-
     async def suppressed_in_any_stream(self, server_id: int, emails: Sequence[str]) -> set[tuple[str, str]]:
         """(stream, email) pairs suppressed among these lower-cased addresses: one read for a whole batch."""
         if not emails:
@@ -246,9 +235,6 @@ class FeedbackQueries(Queries):
             f"SELECT stream, email FROM suppressions WHERE server_id = ? AND email IN ({placeholders(len(unique))})",
             [server_id, *unique])
         return {(r[0], r[1]) for r in rows}
-
-    async def has_suppressions(self, server_id: int) -> bool:
-        return await self.query_one("SELECT 1 FROM suppressions WHERE server_id = ? LIMIT 1", (server_id,)) is not None
 
     async def list_suppressions(self, server_id: int, stream: str, *, reason: str | None = None,
                                 origin: str | None = None, email: str | None = None, from_time: int | None = None,

@@ -78,6 +78,3 @@ class IdempotencyQueries(Queries):
         """Let the key go (the request failed inside Posthouse): a retry runs it again."""
         await self.transact([Stmt("DELETE FROM idempotency_keys WHERE server_id = ? AND key = ? AND "
                                   "holder = ? AND state = 'in_flight'", (held.server_id, held.key, held.holder))])
-
-    async def purge_idempotency_keys(self, now: int) -> None:
-        await self.transact([Stmt("DELETE FROM idempotency_keys WHERE expires_at < ?", (now,))])

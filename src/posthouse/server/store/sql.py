@@ -61,6 +61,7 @@ class Queries(ABC):
     """What a repository needs of the executor: durable transactions and snapshot reads."""
 
     dialect: str
+    claim_lock_clause = ""  # "FOR UPDATE SKIP LOCKED" on PostgreSQL: claims skip rows another node holds
 
     @abstractmethod
     async def transact(self, stmts: list[Stmt]) -> list[list[Sequence[Any]]]:

@@ -162,8 +162,6 @@ def webhook_fanout(events: Sequence[WebhookEvent], *, condition: tuple[str, list
 
 
 class WebhookQueries(Queries):
-    claim_lock_clause = ""
-
     # -- configuration ------------------------------------------------------------------------
 
     async def create_webhook(self, record: WebhookRecord) -> int:
@@ -206,10 +204,6 @@ class WebhookQueries(Queries):
         return [_webhook(r) for r in rows]
 
     # -- the outbox ---------------------------------------------------------------------------
-
-    async def queue_webhook_events(self, events: Sequence[WebhookEvent]) -> None:
-        if events:
-            await self.transact(webhook_fanout(events))
 
     async def claim_webhook_posts(self, owner: str, now: int, limit: int, lease_until: int) -> list[ClaimedPost]:
         """Lease due posts (an expired lease is due again), with their webhook's current settings."""
@@ -256,15 +250,6 @@ class WebhookQueries(Queries):
                     list(by_id)):
                 by_id[a[0]].history.append(PostAttempt(a[1], a[2], a[3], a[4], a[5], a[6]))
         return int(total[0]) if total else 0, posts
-
-    async def get_webhook_post(self, webhook_id: int, post_id: int) -> PostRecord | None:
-        row = await self.query_one(
-            "SELECT id, webhook_id, event_id, record_type, state, attempts, next_attempt_at, created_at, updated_at "
-            "FROM webhook_posts WHERE id = ? AND webhook_id = ?", (post_id, webhook_id))
-        if row is None:
-            return None
-        return PostRecord(row[0], row[1], row[2], row[3], row[4], row[5],
-                          row[6] if row[4] in PENDING_POST_STATES else None, row[7], row[8])
 
     async def redeliver_webhook_post(self, webhook_id: int, post_id: int, now: int) -> bool:
         """Queue one post again now, with a fresh retry schedule; False if it does not exist."""
