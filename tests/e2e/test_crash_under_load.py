@@ -22,9 +22,8 @@ from typing import Any
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 
-from integration.smtp_peers import ReceivedMessage, RecordingSink
+from integration.smtp_peers import ReceivedMessage, RecordingSink, SinkController
 from support import ServerProcess, free_port, wait_for
 
 FROM_ADDR = "app@example.com"
@@ -260,8 +259,8 @@ class RefusingRelay:
         return "250 2.0.0 Ok"
 
 
-def relay_up(handler: RefusingRelay, port: int) -> Controller:
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
+def relay_up(handler: RefusingRelay, port: int) -> SinkController:
+    controller = SinkController(handler, hostname="127.0.0.1", port=port)
     controller.start()
     return controller
 
@@ -294,7 +293,7 @@ def test_relay_flapping_and_refusing_still_delivers_everything(tmp_path, databas
         assert response.status_code == 200, response.text
         return list(response.json()["MessageEvents"])
 
-    relay: Controller | None = None
+    relay: SinkController | None = None
     try:
         send(15)
         first = next(iter(sent))

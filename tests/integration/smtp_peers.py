@@ -3,6 +3,8 @@
 - `RecordingSink`: aiosmtpd in its own thread (port 0), records every accepted message; scripted
   DATA and per-recipient RCPT replies; optional STARTTLS, implicit TLS and AUTH PLAIN/LOGIN.
   aiosmtpd does not advertise PIPELINING, so a client talks to it one command at a time.
+- `SinkController`: aiosmtpd's Controller for any handler, with port 0 and a stop that closes
+  every open connection.
 - `ScriptedPeer`: a raw asyncio server in the test's own event loop that advertises PIPELINING
   (by default), answers a whole read at once like a pipelining server (RFC 2920 §3.2), records
   each read as it arrived, and can answer any command from a script, hang, or hang up.
@@ -30,7 +32,7 @@ from types import TracebackType
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 __all__ = [
     "CLOSE",
@@ -38,6 +40,7 @@ __all__ = [
     "ReceivedMessage",
     "RecordingSink",
     "ScriptedPeer",
+    "SinkController",
     "make_tls_contexts",
 ]
 
@@ -56,14 +59,61 @@ class ReceivedMessage:
 # --- RecordingSink (aiosmtpd) -----------------------------------------------------------------
 
 
-class _PortZeroController(Controller):
-    """aiosmtpd 1.4.6's Controller pokes `self.port` to check the server is up; with port 0 that
-    is the wrong port, so read the bound one first."""
+class SinkController(Controller):
+    """aiosmtpd's Controller, with two fixes for tests.
+
+    - Port 0: aiosmtpd 1.4.6 pokes `self.port` to check the server is up; with port 0 that is the
+      wrong port, so the bound one is read first.
+    - Stopping closes every connection. aiosmtpd's stop closes the listener but leaves open
+      connections to the garbage collector, whose ResourceWarning then fails whichever later test
+      the collection happens to run in. A client that just hung up gets a moment to be seen
+      hanging up; whatever is still open after that is cut.
+    """
+
+    def __init__(self, handler: Any, **options: Any) -> None:
+        super().__init__(handler, **options)
+        self.sessions: set[_TrackedSMTP] = set()  # sessions whose connection is not yet lost
 
     def _trigger_server(self) -> None:
         assert self.server is not None
         self.port = self.server.sockets[0].getsockname()[1]
         super()._trigger_server()
+
+    def factory(self) -> SMTP:
+        return _TrackedSMTP(self.sessions, self.handler, **self.SMTP_kwargs)
+
+    def stop(self, no_assert: bool = False) -> None:
+        self._wait_closed(1.0)
+        for session in list(self.sessions):
+            self.loop.call_soon_threadsafe(session.abort)
+        self._wait_closed(2.0)
+        super().stop(no_assert)
+
+    def _wait_closed(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.sessions and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+
+class _TrackedSMTP(SMTP):
+    """aiosmtpd's session, in its controller's `sessions` while its connection is open."""
+
+    def __init__(self, sessions: set[_TrackedSMTP], handler: Any, **options: Any) -> None:
+        super().__init__(handler, **options)
+        self._sessions = sessions
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._sessions.add(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._sessions.discard(self)
+        super().connection_lost(error)
+
+    def abort(self) -> None:
+        for transport in (self.transport, self._original_transport):
+            if transport is not None:
+                transport.abort()
 
 
 class _SinkHandler:
@@ -146,7 +196,7 @@ class RecordingSink:
             options["auth_require_tls"] = auth_require_tls and not implicit_tls
             options["auth_required"] = require_auth
             options["auth_exclude_mechanism"] = [m for m in ("PLAIN", "LOGIN") if m not in auth_mechanisms]
-        self._controller = _PortZeroController(_SinkHandler(self), hostname=self.host, port=0, **options)
+        self._controller = SinkController(_SinkHandler(self), hostname=self.host, port=0, **options)
 
     def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
         assert self._auth is not None
@@ -235,6 +285,7 @@ class ScriptedPeer:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.sleep(0)  # let the closed connections' connection_lost callbacks run
             await self._server.wait_closed()
             self._server = None
 

@@ -8,8 +8,11 @@ from datetime import UTC, datetime
 from posthouse import wire
 from posthouse.server.domain.messages import compose
 from posthouse.server.domain.statuses import DeliveryState, EventType
+from posthouse.server.services import notifications
 from posthouse.server.services.accounts import DEFAULT_STREAMS
-from posthouse.server.store.base import DeliveryUpdate, Store
+from posthouse.server.store.base import BounceRecord, ClaimedDelivery, DeliveryUpdate, Store
+from posthouse.server.store.webhooks import _TRIGGER_COLUMNS as TRIGGER_COLUMNS
+from posthouse.server.store.webhooks import WebhookRecord
 
 T0 = 1_800_000_000_000_000  # a fixed "now" in µs
 LEASE = 60_000_000
@@ -65,6 +68,59 @@ async def test_expired_lease_is_claimable_again_and_never_deleted(store: Store) 
              for d in claimed]
     await store.record_attempts(stale)
     assert await states(store) == {"sending": 3}
+
+
+def webhook_record(server_id: int) -> WebhookRecord:
+    return WebhookRecord(id=0, server_id=server_id, stream="outbound", url="http://127.0.0.1:9/hook",
+                         http_auth_username=None, http_auth_password=None, http_headers=[],
+                         triggers={c: True for c in TRIGGER_COLUMNS}, secret="whsec_x", created_at=T0)
+
+
+def hard_bounce(store: Store, d: ClaimedDelivery, owner: str) -> DeliveryUpdate:
+    """A hard-bounce result for `d` as the delivery worker writes it: bounce, suppression, webhook."""
+    bounce = BounceRecord(
+        server_id=d.server_id, message_id=d.message_id, stream=d.stream, type="HardBounce", type_code=1,
+        email=d.recipient, sender=d.sender, subject=d.subject, tag=d.tag, description="hard", details="550",
+        bounced_at=T0, inactive=True, can_activate=True, dump="")
+    return DeliveryUpdate(d, owner, DeliveryState.BOUNCED, T0, "550 5.1.1 no", EventType.BOUNCED, {}, T0, bounce,
+                          webhook_events=[notifications.bounce_event(bounce, d.metadata)],
+                          suppression=notifications.suppression_for(bounce, d.tag, d.metadata))
+
+
+async def trace(store: Store) -> dict[str, int]:
+    """How many rows a result leaves besides its delivery row's state."""
+    counts = {}
+    for table in ("bounces", "suppressions", "events", "webhook_posts"):
+        row = await store.query_one(f"SELECT count(*) FROM {table}")
+        assert row is not None
+        counts[table] = int(row[0])
+    return counts
+
+
+async def test_a_late_result_of_a_lost_lease_leaves_no_trace(store: Store) -> None:
+    """A worker whose lease ran out mid-send (paused, partitioned) reports a hard bounce after the row
+    was claimed again, by another worker and by itself: neither the state nor a bounce, suppression,
+    event or webhook post of the late result is written; the current claim's result is."""
+    server_id = await make_server(store)
+    await store.create_webhook(webhook_record(server_id))
+    await enqueue(store, server_id, 2)
+    before = await trace(store)
+    first = await store.claim_deliveries("w1", T0, 10, T0 + LEASE)
+    elsewhere = await store.claim_deliveries("w2", T0 + LEASE, 1, T0 + 2 * LEASE)  # one row to another worker
+    again = await store.claim_deliveries("w1", T0 + LEASE, 10, T0 + 2 * LEASE)  # the other back to w1
+    assert len(first) == 2 and len(elsewhere) == 1 and len(again) == 1
+    assert {d.id for d in elsewhere + again} == {d.id for d in first}
+
+    await store.record_attempts([hard_bounce(store, d, "w1") for d in first])
+    assert await trace(store) == before
+    assert await states(store) == {"sending": 2}
+
+    await store.record_attempts([hard_bounce(store, again[0], "w1")])
+    after = await trace(store)
+    assert after["bounces"] == before["bounces"] + 1
+    assert after["suppressions"] == before["suppressions"] + 1
+    assert after["webhook_posts"] > before["webhook_posts"]
+    assert await states(store) == {"sending": 1, "bounced": 1}
 
 
 async def test_deferred_rows_wait_for_their_time_and_delivered_rows_finish_the_message(store: Store) -> None:

@@ -1,7 +1,8 @@
 """The store: every query Posthouse makes, written once, over a dialect's transaction executor.
 
 A write is a list of statements (`Stmt`) run in one transaction; a later statement may use a value
-returned by an earlier one through `Ref`. The SQLite executor runs such transactions on one writer
+returned by an earlier one through `Ref`, and statements may be decided inside the transaction from
+what earlier ones returned (`Then`). The SQLite executor runs such transactions on one writer
 thread and commits whatever is pending together (group commit, DESIGN §6); the PostgreSQL executor
 runs them on a connection pool. SQL uses `?` placeholders; the PostgreSQL executor numbers them.
 """
@@ -9,6 +10,7 @@ runs them on a connection pool. SQL uses `?` placeholders; the PostgreSQL execut
 from __future__ import annotations
 
 import json
+import logging
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,9 +21,20 @@ from posthouse.server.domain.statuses import PENDING_STATES, DeliveryState, Even
 from posthouse.server.store.bulk import BulkQueries
 from posthouse.server.store.feedback import BounceRecord, FeedbackQueries, Suppression, insert_bounce, suppress
 from posthouse.server.store.idempotency import IdempotencyQueries
-from posthouse.server.store.sql import LIKE_ESCAPE, Queries, Ref, Stmt, like_contains, placeholders, resolve_refs
+from posthouse.server.store.sql import (
+    LIKE_ESCAPE,
+    Queries,
+    Ref,
+    Stmt,
+    Then,
+    like_contains,
+    placeholders,
+    resolve_refs,
+)
 from posthouse.server.store.templates import TemplateQueries
 from posthouse.server.store.webhooks import WebhookEvent, WebhookQueries, webhook_fanout
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "LIKE_ESCAPE", "BounceRecord", "Ref", "Stmt", "Suppression", "WebhookEvent", "like_contains", "placeholders",
@@ -407,10 +420,35 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
         return claimed
 
     async def record_attempts(self, updates: Sequence[DeliveryUpdate]) -> None:
-        """Finish one attempt per row in one transaction: state, event, bounce, message status."""
-        stmts = self.finish_deliveries([
-            (u.state.value, u.next_attempt_at, u.occurred_at, u.reply, u.delivery.id, u.lease_owner)
-            for u in updates])
+        """Finish one attempt per row in one transaction: state, event, bounce, message status.
+
+        A result counts only if its claim still holds: the row is still leased to that owner for that
+        attempt (the claim's token). The lease check and the writes that follow from it (event, bounce,
+        suppression, webhook posts) are one transaction, so a worker whose lease ran out while it
+        was sending (paused, partitioned, slower than the lease) leaves no trace: the row's new
+        holder alone reports it.
+        """
+        finish = self.finish_deliveries([
+            (u.state.value, u.next_attempt_at, u.occurred_at, u.reply, u.delivery.id, u.lease_owner,
+             u.delivery.attempts) for u in updates])
+        late: list[int] = []
+
+        def consequences(results: list[list[Sequence[Any]]]) -> list[Stmt]:
+            held = {int(r[0]) for rows in results[-len(finish):] for r in rows}
+            current = [u for u in updates if u.delivery.id in held]
+            late.append(len(updates) - len(current))
+            return self._attempt_consequences(current, base=len(results))
+
+        await self.transact([*finish, Then(consequences)])
+        if late and late[-1]:  # the last build is the one committed (a failed group is run again alone)
+            log.warning("%d late delivery results ignored: their lease had passed to another attempt", late[-1])
+        if any(u.suppression is not None for u in updates):
+            self.suppressions_changed()
+
+    @staticmethod
+    def _attempt_consequences(updates: Sequence[DeliveryUpdate], base: int) -> list[Stmt]:
+        """What recorded attempts write besides their rows' state; `Ref`s count from `base`."""
+        stmts: list[Stmt] = []
         plain_events = []
         plain_webhooks: list[WebhookEvent] = []
         for u in updates:
@@ -420,7 +458,7 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
                                      json.dumps(u.event_details)))
                 plain_webhooks.extend(u.webhook_events)
                 continue
-            ref = Ref(len(stmts))
+            ref = Ref(base + len(stmts))
             stmts.append(insert_bounce(u.bounce))
             # The Bounced event names its bounce record (POSTMARK-API.md §4.4 `BounceID`).
             stmts.append(Stmt(
@@ -443,15 +481,14 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
                 f"UPDATE messages SET status = 'Sent' WHERE message_id IN ({placeholders(len(finished))}) "
                 f"AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = messages.message_id "
                 f"AND d.state IN {PENDING})", finished))
-        await self.transact(stmts)
-        if any(u.suppression is not None for u in updates):
-            self.suppressions_changed()
+        return stmts
 
-    def finish_deliveries(self, rows: list[tuple[str, int, int, str, int, str]]) -> list[Stmt]:
-        """Set (state, next_attempt_at, updated_at, last_reply) of rows (…, id, lease_owner) still
-        leased by that owner: a stale worker's late result changes nothing."""
+    def finish_deliveries(self, rows: list[tuple[str, int, int, str, int, str, int]]) -> list[Stmt]:
+        """Set (state, next_attempt_at, updated_at, last_reply) of rows (…, id, lease_owner, attempts)
+        whose claim still holds, returning their ids: a late result of a lost lease changes nothing."""
         return [Stmt("UPDATE deliveries SET state = ?, next_attempt_at = ?, lease_owner = NULL, updated_at = ?, "
-                     "last_reply = ? WHERE id = ? AND lease_owner = ?", many=rows)]
+                     "last_reply = ? WHERE id = ? AND lease_owner = ? AND attempts = ? RETURNING id", row, fetch=True)
+                for row in rows]
 
     async def next_due_time(self) -> int | None:
         row = await self.query_one(f"SELECT min(next_attempt_at) FROM deliveries WHERE state IN {PENDING}")

@@ -20,7 +20,7 @@ import asyncpg
 from posthouse.server.errors import ConfigurationError, StoreError, StoreFullError
 from posthouse.server.store import migrations
 from posthouse.server.store.base import Stmt, Store, resolve_refs
-from posthouse.server.store.sql import is_mergeable, merge
+from posthouse.server.store.sql import Then, expand, is_mergeable, merge
 
 log = logging.getLogger("posthouse.store")
 _PLACEHOLDER = re.compile(r"\?")
@@ -50,7 +50,7 @@ class PostgresStore(Store):
         self.pool_size = pool_size
         self.committers = committers
         self._pool: asyncpg.Pool | None = None
-        self._pending: asyncio.Queue[tuple[list[Stmt], asyncio.Future[Any]] | None] | None = None
+        self._pending: asyncio.Queue[tuple[Sequence[Stmt | Then], asyncio.Future[Any]] | None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._sql_cache: dict[str, str] = {}
         self._listener: asyncpg.Connection | None = None
@@ -102,31 +102,44 @@ class PostgresStore(Store):
             raise StoreError("the store is not open")
         return self._pool
 
+    def finish_deliveries(self, rows: list[tuple[str, int, int, str, int, str, int]]) -> list[Stmt]:
+        # One statement for the whole batch: the rows as arrays, unnested into a join (one round trip).
+        columns = list(zip(*rows, strict=True)) if rows else [[] for _ in range(7)]
+        return [Stmt(
+            "UPDATE deliveries SET state = v.state, next_attempt_at = v.next_attempt_at, lease_owner = NULL, "
+            "updated_at = v.updated_at, last_reply = v.last_reply FROM unnest(?::text[], ?::bigint[], ?::bigint[], "
+            "?::text[], ?::bigint[], ?::text[], ?::bigint[]) AS v(state, next_attempt_at, updated_at, last_reply, "
+            "id, lease_owner, attempts) WHERE deliveries.id = v.id AND deliveries.lease_owner = v.lease_owner "
+            "AND deliveries.attempts = v.attempts RETURNING deliveries.id",
+            [list(column) for column in columns], fetch=True)]
+
     # -- writes -------------------------------------------------------------------------------
 
-    async def transact(self, stmts: list[Stmt]) -> list[list[Sequence[Any]]]:
+    async def transact(self, stmts: Sequence[Stmt | Then]) -> list[list[Sequence[Any]]]:
         if self._pending is None:
             raise StoreError("the store is not open")
         future: asyncio.Future[list[list[Sequence[Any]]]] = asyncio.get_running_loop().create_future()
         self._pending.put_nowait((stmts, future))
         return await future
 
-    async def _run(self, conn: asyncpg.Connection, stmts: list[Stmt]) -> list[list[Sequence[Any]]]:
+    async def _run(self, conn: asyncpg.Connection, steps: Sequence[Stmt | Then]) -> list[list[Sequence[Any]]]:
         results: list[list[Sequence[Any]]] = []
-        for stmt in stmts:
-            sql = self._sql(stmt.sql)
-            if stmt.many is not None:
-                if stmt.many:
-                    await conn.executemany(sql, [resolve_refs(row, results) for row in stmt.many])
-                results.append([])
-            elif stmt.fetch:
-                results.append(list(await conn.fetch(sql, *resolve_refs(stmt.args, results))))
-            else:
-                await conn.execute(sql, *resolve_refs(stmt.args, results))
-                results.append([])
+        for step in steps:
+            for stmt in expand(step, results):
+                sql = self._sql(stmt.sql)
+                if stmt.many is not None:
+                    if stmt.many:
+                        await conn.executemany(sql, [resolve_refs(row, results) for row in stmt.many])
+                    results.append([])
+                elif stmt.fetch:
+                    results.append(list(await conn.fetch(sql, *resolve_refs(stmt.args, results))))
+                else:
+                    await conn.execute(sql, *resolve_refs(stmt.args, results))
+                    results.append([])
         return results
 
-    async def _run_merged(self, conn: asyncpg.Connection, jobs: list[list[Stmt]]) -> list[list[list[Sequence[Any]]]]:
+    async def _run_merged(self, conn: asyncpg.Connection, jobs: list[Sequence[Stmt | Then]]
+                          ) -> list[list[list[Sequence[Any]]]]:
         """Every job's statements; jobs of one mergeable shape (concurrent acceptances) share one
         `executemany` per statement: a round trip per statement, not per statement and caller."""
         values: list[list[list[Sequence[Any]]] | None] = [None] * len(jobs)
@@ -164,7 +177,7 @@ class PostgresStore(Store):
             if stop:
                 return
 
-    async def _commit_batch(self, batch: list[tuple[list[Stmt], asyncio.Future[Any]]]) -> None:
+    async def _commit_batch(self, batch: list[tuple[Sequence[Stmt | Then], asyncio.Future[Any]]]) -> None:
         """One transaction for the whole batch; if it fails, each caller again on its own.
 
         Savepoints per caller would cost two round trips each on every commit; failures are rare

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,24 @@ class Stmt:
     fetch: bool = False  # return rows (SELECT / RETURNING)
 
 
+@dataclass(frozen=True, slots=True)
+class Then:
+    """Statements decided inside the transaction, from what the statements before returned.
+
+    `build(results)` gets the rows each earlier statement returned (one list per statement) and gives
+    the statements to run next; a `Ref` in them counts from `len(results)`, where they start. Used
+    where a write must depend on an earlier one's outcome atomically (a late result of a lost lease
+    writes nothing). A job holding one is never merged with other callers' jobs.
+    """
+
+    build: Callable[[list[list[Sequence[Any]]]], list[Stmt]]
+
+
+def expand(step: Stmt | Then, results: list[list[Sequence[Any]]]) -> list[Stmt]:
+    """The statements one step of a transaction stands for, given the results so far."""
+    return step.build(results) if isinstance(step, Then) else [step]
+
+
 def resolve_refs(args: Sequence[Any], results: list[list[Sequence[Any]]]) -> list[Any]:
     return [results[a.index][0][0] if isinstance(a, Ref) else a for a in args]
 
@@ -40,13 +58,16 @@ def placeholders(count: int) -> str:
     return ", ".join("?" * count)
 
 
-def is_mergeable(stmts: Sequence[Stmt]) -> bool:
+def is_mergeable(stmts: Sequence[Stmt | Then]) -> bool:
     """Whether a caller's statements can share multi-row statements with other callers' (group commit):
     only multi-row statements without references, and argument-less statements (a NOTIFY) run once."""
-    return all(
-        (s.many is not None and not s.fetch and not any(isinstance(v, Ref) for row in s.many for v in row))
-        or (s.many is None and not s.fetch and not s.args)
-        for s in stmts)
+    return all(isinstance(s, Stmt) and _mergeable(s) for s in stmts)
+
+
+def _mergeable(s: Stmt) -> bool:
+    if s.many is not None:
+        return not s.fetch and not any(isinstance(v, Ref) for row in s.many for v in row)
+    return not s.fetch and not s.args
 
 
 def merge(jobs: Sequence[Sequence[Stmt]]) -> list[Stmt]:
@@ -64,8 +85,9 @@ class Queries(ABC):
     claim_lock_clause = ""  # "FOR UPDATE SKIP LOCKED" on PostgreSQL: claims skip rows another node holds
 
     @abstractmethod
-    async def transact(self, stmts: list[Stmt]) -> list[list[Sequence[Any]]]:
-        """Run the statements in one durable transaction; rows per statement (empty unless fetch)."""
+    async def transact(self, stmts: Sequence[Stmt | Then]) -> list[list[Sequence[Any]]]:
+        """Run the statements in one durable transaction; rows per statement (empty unless fetch),
+        a `Then` counting as the statements it built."""
 
     @abstractmethod
     async def query(self, sql: str, args: Sequence[Any] = ()) -> list[Sequence[Any]]:

@@ -24,7 +24,7 @@ from typing import Any
 from posthouse.server.errors import ConfigurationError, StoreError, StoreFullError
 from posthouse.server.store import migrations
 from posthouse.server.store.base import Stmt, Store, resolve_refs
-from posthouse.server.store.sql import is_mergeable, merge
+from posthouse.server.store.sql import Then, expand, is_mergeable, merge
 
 log = logging.getLogger("posthouse.store")
 _MAX_GROUP = 2000  # callers per commit at most, to bound one transaction's size
@@ -56,7 +56,7 @@ _PLANNER_STATS = (
 
 @dataclass(slots=True)
 class _Job:
-    stmts: list[Stmt]
+    stmts: Sequence[Stmt | Then]
     future: asyncio.Future[list[list[Sequence[Any]]]]
     loop: asyncio.AbstractEventLoop
 
@@ -151,23 +151,24 @@ class SqliteStore(Store):
 
     # -- writes: group commit -----------------------------------------------------------------
 
-    async def transact(self, stmts: list[Stmt]) -> list[list[Sequence[Any]]]:
+    async def transact(self, stmts: Sequence[Stmt | Then]) -> list[list[Sequence[Any]]]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[list[Sequence[Any]]]] = loop.create_future()
         self._jobs.put(_Job(stmts, future, loop))
         return await future
 
-    def _run(self, conn: sqlite3.Connection, stmts: list[Stmt]) -> list[list[Sequence[Any]]]:
+    def _run(self, conn: sqlite3.Connection, steps: Sequence[Stmt | Then]) -> list[list[Sequence[Any]]]:
         results: list[list[Sequence[Any]]] = []
-        for stmt in stmts:
-            if stmt.many is not None:
-                rows = [resolve_refs(row, results) for row in stmt.many]
-                for sql, args in _multirow(stmt.sql, rows):
-                    conn.execute(sql, args)
-                results.append([])
-            else:
-                cursor = conn.execute(stmt.sql, resolve_refs(stmt.args, results))
-                results.append(cursor.fetchall() if stmt.fetch else [])
+        for step in steps:
+            for stmt in expand(step, results):
+                if stmt.many is not None:
+                    rows = [resolve_refs(row, results) for row in stmt.many]
+                    for sql, args in _multirow(stmt.sql, rows):
+                        conn.execute(sql, args)
+                    results.append([])
+                else:
+                    cursor = conn.execute(stmt.sql, resolve_refs(stmt.args, results))
+                    results.append(cursor.fetchall() if stmt.fetch else [])
         return results
 
     def subject_index(self, rows: list[tuple[str, str]]) -> list[Stmt]:
@@ -180,16 +181,17 @@ class SqliteStore(Store):
         return (f"message_id IN (SELECT message_id FROM message_subjects WHERE subject LIKE ?) AND {clause}",
                 [f"%{text}%", *args])
 
-    def finish_deliveries(self, rows: list[tuple[str, int, int, str, int, str]]) -> list[Stmt]:
+    def finish_deliveries(self, rows: list[tuple[str, int, int, str, int, str, int]]) -> list[Stmt]:
         # One statement per chunk of rows (UPDATE … FROM VALUES, SQLite 3.33), for the reason `_multirow` gives.
         stmts = []
         for chunk in _chunks(rows, _MAX_ROWS_PER_STATEMENT):
             stmts.append(Stmt(
                 "UPDATE deliveries SET state = v.column1, next_attempt_at = v.column2, lease_owner = NULL, "
                 "updated_at = v.column3, last_reply = v.column4 FROM (VALUES "
-                + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk))
-                + ") AS v WHERE deliveries.id = v.column5 AND deliveries.lease_owner = v.column6",
-                [value for row in chunk for value in row]))
+                + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+                + ") AS v WHERE deliveries.id = v.column5 AND deliveries.lease_owner = v.column6 "
+                "AND deliveries.attempts = v.column7 RETURNING deliveries.id",
+                [value for row in chunk for value in row], fetch=True))
         return stmts
 
     def _write_loop(self) -> None:
