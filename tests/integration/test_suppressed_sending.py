@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import smtplib
 
+import pytest
+
+from posthouse import wire
 from posthouse.server.config import load_settings
 from posthouse.server.runtime import Runtime
 from posthouse.server.smtp.server import Listener
 from posthouse.server.store.base import Store, Suppression
+from posthouse.server.store.webhooks import WebhookRecord
 
 MESSAGE = {"From": "app@example.com", "Subject": "Hi", "TextBody": "Hello"}
 # postmark-python's pattern for the addresses (POSTMARK-API.md §2.6).
@@ -68,12 +73,22 @@ async def test_a_batch_item_to_a_suppressed_recipient_fails_alone(api) -> None: 
     assert await api.count("messages") == 1
 
 
-async def test_over_smtp_a_suppressed_recipient_gets_an_smtp_api_error_bounce(store: Store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("hooks", [False, True], ids=["smtp-api-error-hooks-off", "smtp-api-error-hooks-on"])
+async def test_over_smtp_a_suppressed_recipient_gets_an_smtp_api_error_bounce(store: Store, tmp_path, hooks: bool  # type: ignore[no-untyped-def]
+                                                                               ) -> None:
+    """…and a Bounce webhook post of it only when the server enables SMTP API error hooks (Postmark's
+    `EnableSmtpApiErrorHooks`)."""
     settings = load_settings({"data_dir": str(tmp_path), "delivery": "sandbox", "smtp_hostname": "localhost",
                               "smtp_auth_requires_tls": False}, environ={})
     runtime = Runtime(settings, store)
     token, _ = await runtime.accounts.bootstrap()  # type: ignore[misc]
     await suppress(store, "gone@example.com")
+    default = await store.get_server_by_name("default")
+    assert default is not None
+    await runtime.accounts.edit_server(default.id, wire.ServerRequest(enable_smtp_api_error_hooks=hooks))
+    await store.create_webhook(WebhookRecord(
+        id=0, server_id=default.id, stream="outbound", url="http://127.0.0.1:9/hook", http_auth_username=None,
+        http_auth_password=None, http_headers=[], triggers={"on_bounce": True}, secret="whsec_x", created_at=1))
     server = runtime.smtp_server()
     ((_, port),) = await server.start([Listener("127.0.0.1", 0)])
 
@@ -98,3 +113,13 @@ async def test_over_smtp_a_suppressed_recipient_gets_an_smtp_api_error_bounce(st
     assert [tuple(b) for b in bounces] == [("gone@example.com", "SMTPApiError", 100007)]
     events = await store.query("SELECT recipient, type FROM events WHERE type = 'Bounced'")
     assert [tuple(e) for e in events] == [("gone@example.com", "Bounced")]
+    posts = await store.query("SELECT record_type, payload, bounce_id FROM webhook_posts")
+    if not hooks:
+        assert posts == []
+        return
+    ((record_type, payload, bounce_id),) = posts
+    (bounce_row,) = await store.query("SELECT id FROM bounces")
+    body = json.loads(payload)
+    assert (record_type, body["Type"], body["TypeCode"], body["Email"]) == (
+        "Bounce", "SMTPApiError", 100007, "gone@example.com")
+    assert bounce_id == bounce_row[0]

@@ -14,12 +14,13 @@ from posthouse.server.domain.messages import ComposedMessage, compose, parse_sen
 from posthouse.server.domain.statuses import BounceType, MessageStatus
 from posthouse.server.domain.submission import compose_submitted
 from posthouse.server.errors import ApiError, NotFoundError
+from posthouse.server.services import notifications
 from posthouse.server.services.accounts import AccountService, Server
 from posthouse.server.services.clock import Clock
 from posthouse.server.services.hints import SuppressionHints
 from posthouse.server.services.idempotency import IdempotencyService
 from posthouse.server.services.wakeup import Wakeup
-from posthouse.server.store.base import BounceRecord, MessageRecord, Stmt, Store
+from posthouse.server.store.base import BounceRecord, MessageRecord, Stmt, Store, WebhookEvent
 from posthouse.server.store.idempotency import IdempotencyKey, finish_stmt
 
 MAX_BATCH = 500
@@ -199,7 +200,10 @@ class SendingService:
             "sent to it.", details=f"{rcpt} is suppressed (a hard bounce, a spam complaint or a manual "
             "suppression).", bounced_at=now, inactive=True, can_activate=False, dump="")
             for rcpt in message.recipients if rcpt.lower() in suppressed.get(message.message_id, set())]
-        await self._store(server, [message], suppressed, bounces)
+        # Postmark posts these to Bounce webhooks only when the server enables SMTP API error hooks.
+        events = [notifications.bounce_event(b, message.metadata) for b in bounces] \
+            if server.settings.get("enable_smtp_api_error_hooks") else []
+        await self._store(server, [message], suppressed, bounces, events)
         return message.message_id
 
     async def _suppressed(self, server: Server, messages: Sequence[ComposedMessage]) -> dict[str, set[str]]:
@@ -220,10 +224,10 @@ class SendingService:
 
     async def _store(self, server: Server, messages: list[ComposedMessage],
                      suppressed: dict[str, set[str]] | None = None, bounces: Sequence[BounceRecord] = (),
-                     extra: Sequence[Stmt] = ()) -> None:
+                     bounce_events: Sequence[WebhookEvent] = (), extra: Sequence[Stmt] = ()) -> None:
         await self.store.insert_messages(server.id, messages, sandboxed=self.sandbox_all or server.is_sandbox,
                                          now=self.clock.micros(), suppressed=suppressed, bounces=bounces,
-                                         extra=extra)
+                                         bounce_events=bounce_events, extra=extra)
         self.wakeup.notify()
 
     @staticmethod

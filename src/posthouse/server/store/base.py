@@ -317,11 +317,13 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
 
     async def insert_messages(self, server_id: int, messages: Sequence[ComposedMessage], *,
                               sandboxed: bool, now: int, suppressed: Mapping[str, set[str]] | None = None,
-                              bounces: Sequence[BounceRecord] = (), extra: Sequence[Stmt] = ()) -> None:
+                              bounces: Sequence[BounceRecord] = (), bounce_events: Sequence[WebhookEvent] = (),
+                              extra: Sequence[Stmt] = ()) -> None:
         """One durable transaction: message rows, per-recipient queue rows, `Queued` events.
 
         `suppressed` (message id → recipients) get a `suppressed` row instead of a queued one, and
-        `bounces` (SMTPApiError records for them, over SMTP) are recorded with their `Bounced` events.
+        `bounces` (SMTPApiError records for them, over SMTP) are recorded with their `Bounced` events
+        and, where given, the Bounce webhook post of each (`bounce_events`, one per bounce).
         `extra` statements join the transaction (an idempotency key's answer).
         """
         message_rows = []
@@ -351,7 +353,7 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
                 delivery_rows.append((m.message_id, rcpt, state.value, 0, due, now, now))
                 event_rows.append((m.message_id, server_id, rcpt, EventType.QUEUED.value, received, "{}"))
         bounce_stmts: list[Stmt] = []
-        for b in bounces:
+        for i, b in enumerate(bounces):
             ref = Ref(len(bounce_stmts))
             bounce_stmts.append(insert_bounce(b))
             bounce_stmts.append(Stmt(
@@ -359,6 +361,9 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (b.message_id, b.server_id, b.email, EventType.BOUNCED.value, b.bounced_at,
                  json.dumps({"Summary": f"{b.description} {b.details}"}), ref)))
+            if bounce_events:
+                bounce_events[i].bounce_id = ref
+                bounce_stmts.extend(webhook_fanout([bounce_events[i]]))
         # Bounces first, so their `Ref`s count from the start of the transaction.
         await self.transact([
             *bounce_stmts,
