@@ -210,6 +210,7 @@ def test_postmarker_reads_and_activates_bounces(server: ServerProcess) -> None:
     assert (found.ID, found.Type, found.TypeCode, found.Content) == (hard.ID, "HardBounce", 1, "")
     assert found.dump == ""
     assert pm.bounces.get_dump(hard.ID) == ""
+    assert pm.bounces.tags == ["welcome"]
     stats = pm.bounces.deliverystats
     assert stats["InactiveMails"] == 1
     assert [(r["Type"], r["Count"]) for r in stats["Bounces"]] == [("All", 2), ("HardBounce", 1), ("SoftBounce", 1)]

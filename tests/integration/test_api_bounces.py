@@ -238,6 +238,7 @@ async def test_bad_queries_are_postmarks_1000(api, params) -> None:  # type: ign
         ("GET", "/deliverystats"),
         ("GET", "/bounces?count=1&offset=0"),
         ("GET", "/bounces/1"),
+        ("GET", "/bounces/tags"),
         ("GET", "/bounces/1/dump"),
         ("PUT", "/bounces/1/activate"),
     ],
@@ -271,7 +272,7 @@ async def test_a_single_bounce_carries_its_content_and_dump(api) -> None:  # typ
     assert await get(api, f"/bounces/{without}/dump") == {"Body": ""}
 
 
-@pytest.mark.parametrize("bounce_id", ["999999", "tags", "-1", "99999999999999999999999"])
+@pytest.mark.parametrize("bounce_id", ["999999", "tag", "-1", "99999999999999999999999"])
 async def test_an_unknown_bounce_is_1001(api, bounce_id: str) -> None:  # type: ignore[no-untyped-def]
     for path in (f"/bounces/{bounce_id}", f"/bounces/{bounce_id}/dump"):
         assert_error(await api.client.get(path, headers=api.server_headers), 422, 1001)
@@ -339,6 +340,22 @@ async def test_a_hard_bounce_cannot_lift_a_spam_complaint(api) -> None:  # type:
     assert [(s["EmailAddress"], s["SuppressionReason"]) for s in suppressions] == [
         ("reader@example.com", "SpamComplaint")
     ]
+
+
+# -- tags (legacy) --------------------------------------------------------------------------------
+
+
+async def test_bounce_tags_are_the_distinct_tags_of_this_servers_bounces_in_order(api) -> None:  # type: ignore[no-untyped-def]
+    assert await get(api, "/bounces/tags") == []
+    for email, tag in (("a@example.com", "welcome"), ("b@example.com", "digest"), ("c@example.com", "welcome"),
+                       ("d@example.com", None), ("e@example.com", "")):
+        await record_bounce(api, email, tag=tag)
+    other = await api.runtime.store.create_server("other", {}, "hash-other", "hint", 1, [])
+    await api.runtime.store.record_bounces([(BounceRecord(
+        server_id=other, message_id=None, stream="outbound", type="HardBounce", type_code=1, email="x@example.com",
+        sender="app@example.com", subject="s", tag="elsewhere", description="d", details="x", bounced_at=1,
+        inactive=False, can_activate=False, dump=""), None, [], None)])
+    assert await get(api, "/bounces/tags") == ["digest", "welcome"]
 
 
 # -- delivery stats -------------------------------------------------------------------------------

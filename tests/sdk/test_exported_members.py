@@ -141,7 +141,7 @@ RESOURCES = {
         ],
         "bulk": ["get", "list", "send"],
         "templates": ["create", "delete", "edit", "get", "list", "validate"],
-        "bounces": ["activate", "delivery_stats", "dump", "get", "list"],
+        "bounces": ["activate", "delivery_stats", "dump", "get", "list", "tags"],
         "suppressions": ["create", "delete", "dump"],
         "webhooks": ["create", "delete", "deliveries", "edit", "get", "list", "redeliver"],
         "streams": ["archive", "create", "edit", "get", "list", "unarchive"],

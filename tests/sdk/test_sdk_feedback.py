@@ -57,6 +57,7 @@ async def test_a_hard_bounce_is_listed_read_counted_and_reactivated(tenant: Tena
         dump = await flavour(client.bounces.dump(bounce.id))
         assert isinstance(dump, str) and dump == one.content
 
+        assert await flavour(client.bounces.tags()) == ["gone"]
         stats = await flavour(client.bounces.delivery_stats())
         assert isinstance(stats, posthouse.DeliveryStats)
         assert stats.inactive_mails == 1

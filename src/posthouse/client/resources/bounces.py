@@ -18,6 +18,7 @@ __all__ = [
     "dump_call",
     "get_call",
     "list_call",
+    "tags_call",
 ]
 
 _STATS = json_decoder(wire.DeliveryStats)
@@ -25,6 +26,8 @@ _LIST = json_decoder(wire.BounceList)
 _BOUNCE = json_decoder(wire.Bounce)
 _DUMP = json_decoder(wire.Dump)
 _ACTIVATION = json_decoder(wire.BounceActivation)
+_Tags = list[str]  # a name the classes can use: their `list` method shadows the builtin
+_TAGS = json_decoder(_Tags)
 
 
 class BounceSearch(TypedDict, total=False):
@@ -65,6 +68,10 @@ def list_call(**search: Unpack[BounceSearch]) -> Call[wire.BounceList]:
     return Call("GET", "/bounces", _LIST, params=params)
 
 
+def tags_call() -> Call[_Tags]:
+    return Call("GET", "/bounces/tags", _TAGS)
+
+
 def get_call(bounce_id: int) -> Call[wire.Bounce]:
     return Call("GET", f"/bounces/{path_segment(bounce_id)}", _BOUNCE)
 
@@ -89,6 +96,10 @@ class AsyncBounces(AsyncResource):
         """One page of bounces, newest first, with the total that match."""
         return await self._http.run(list_call(**search))
 
+    async def tags(self) -> _Tags:
+        """Every tag that some bounce of the server carries, in order."""
+        return await self._http.run(tags_call())
+
     async def get(self, bounce_id: int) -> wire.Bounce:
         """One bounce, with its raw source in `content`."""
         return await self._http.run(get_call(bounce_id))
@@ -112,6 +123,10 @@ class SyncBounces(SyncResource):
     def list(self, **search: Unpack[BounceSearch]) -> wire.BounceList:
         """One page of bounces, newest first, with the total that match."""
         return self._http.run(list_call(**search))
+
+    def tags(self) -> _Tags:
+        """Every tag that some bounce of the server carries, in order."""
+        return self._http.run(tags_call())
 
     def get(self, bounce_id: int) -> wire.Bounce:
         """One bounce, with its raw source in `content`."""

@@ -83,6 +83,10 @@ def _register_bounces(router: Router, server_for: ServerFor, bounces: BounceServ
         )
         return json_response(await bounces.search(server.id, filters, count, offset))
 
+    async def bounce_tags(request: Request) -> Response:
+        server = await server_for(request)
+        return json_response(await bounces.tags(server.id))
+
     async def get_bounce(request: Request, bounce_id: str) -> Response:
         server = await server_for(request)
         return json_response(await bounces.get(server.id, bounce_id))
@@ -97,6 +101,7 @@ def _register_bounces(router: Router, server_for: ServerFor, bounces: BounceServ
 
     router.add("GET", "/deliverystats", delivery_stats)
     router.add("GET", "/bounces", list_bounces)
+    router.add("GET", "/bounces/tags", bounce_tags)  # before /bounces/{bounce_id}, which would take "tags"
     router.add("GET", "/bounces/{bounce_id}", get_bounce)
     router.add("GET", "/bounces/{bounce_id}/dump", bounce_dump)
     router.add("PUT", "/bounces/{bounce_id}/activate", activate_bounce)

@@ -74,6 +74,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/bounces", "Search bounces", wire.BounceList,
               query=("count", "offset", "type", "inactive", "emailFilter", "tag", "messageID", "fromdate", "todate",
                      "messagestream")),
+    Operation("GET", "/bounces/tags", "The tags of the server's bounces (Postmark's legacy endpoint)", list[str]),
     Operation("GET", "/bounces/{bounce_id}", "One bounce", wire.Bounce),
     Operation("GET", "/bounces/{bounce_id}/dump", "A bounce's raw source", wire.Dump),
     Operation("PUT", "/bounces/{bounce_id}/activate", "Reactivate a bounced address", wire.BounceActivation),

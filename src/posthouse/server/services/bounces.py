@@ -112,6 +112,10 @@ class BounceService:
         await self.store.activate_bounce(server_id, record.id, [event])
         return wire.BounceActivation(message="OK", bounce=bounce_wire(await self._record(server_id, bounce_id)))
 
+    async def tags(self, server_id: int) -> list[str]:
+        """Every tag that some bounce of the server carries (Postmark's legacy `/bounces/tags`)."""
+        return await self.store.bounce_tags(server_id)
+
     async def delivery_stats(self, server_id: int) -> wire.DeliveryStats:
         """Inactive addresses, and bounces by type: an "All" row, then a row per type seen, by TypeCode."""
         inactive, counts = await self.store.bounce_counts(server_id)

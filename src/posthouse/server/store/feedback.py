@@ -178,6 +178,12 @@ class FeedbackQueries(Queries):
         rows = await self.query("SELECT type, count(*) FROM bounces WHERE server_id = ? GROUP BY type", (server_id,))
         return int(inactive[0]) if inactive else 0, {r[0]: int(r[1]) for r in rows}
 
+    async def bounce_tags(self, server_id: int) -> list[str]:
+        """The distinct tags of the server's bounces, in order (`/bounces/tags`)."""
+        rows = await self.query("SELECT DISTINCT tag FROM bounces WHERE server_id = ? AND tag IS NOT NULL "
+                                "AND tag <> '' ORDER BY tag", (server_id,))
+        return [r[0] for r in rows]
+
     async def record_bounces(self, bounces: Sequence[tuple[BounceRecord, str | tuple[str, str] | None,
                                                            list[WebhookEvent], Suppression | None]]) -> list[int]:
         """Bounces that arrive on their own (DSNs, complaints, auto-replies): each with its message event
