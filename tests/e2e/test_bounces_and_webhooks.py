@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import smtplib
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import postmark
 import pytest
+from postmarker.core import PostmarkClient
 from standardwebhooks.webhooks import Webhook
 
 from integration.smtp_peers import RecordingSink
@@ -164,6 +166,29 @@ def test_a_spam_complaint_by_header_suppresses_as_spam_complaint(server: ServerP
     suppressions = get(server, "/message-streams/outbound/suppressions/dump")["Suppressions"]
     assert [(s["EmailAddress"], s["SuppressionReason"]) for s in suppressions] == \
         [("reader@example.com", "SpamComplaint")]
+
+
+def test_legacy_hook_urls_set_through_postmarker_receive_bounces_and_deliveries(server: ServerProcess) -> None:
+    """The server-level BounceHookUrl and DeliveryHookUrl, set the way older integrations set them (postmarker's
+    `server.edit`), post like webhooks of the default stream: signed, and with the URL's Basic credentials."""
+    gone = "HardBounce@bounce-testing.postmarkapp.com"
+    with WebhookReceiver() as receiver:
+        base = f"127.0.0.1:{receiver.port}"
+        pm = PostmarkClient(server_token=server.server_token, root_api_url=server.base_url + "/")
+        edited = pm.server.edit(BounceHookUrl=f"http://hooks:s3cret@{base}/bounces",
+                                DeliveryHookUrl=f"http://{base}/deliveries", IncludeBounceContentInHook=True)
+        assert edited["DeliveryHookUrl"] == f"http://{base}/deliveries"
+        assert get(server, "/webhooks") == {"Webhooks": []}
+        bounced = send(server, To=gone)
+        delivered = send(server, To="reader@example.com")
+        (bounce_post,) = receiver.wait(lambda: receiver.of_type("Bounce"))
+        delivery_posts = receiver.wait(lambda: receiver.of_type("Delivery"))
+    assert bounce_post.path == "/bounces"
+    assert bounce_post.headers["authorization"] == "Basic " + base64.b64encode(b"hooks:s3cret").decode()
+    assert {"webhook-id", "webhook-timestamp", "webhook-signature"} <= set(bounce_post.headers)
+    assert (bounce_post.json["MessageID"], bounce_post.json["Type"]) == (bounced, "HardBounce")
+    assert "Content" in bounce_post.json
+    assert [(p.path, p.json["MessageID"]) for p in delivery_posts] == [("/deliveries", delivered)]
 
 
 # -- bounces that come back later, to the VERP return path ---------------------------------------

@@ -87,6 +87,7 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
     store = await _open_store(settings)
     runtime = Runtime(settings, store)
     tokens = await runtime.accounts.bootstrap()
+    await runtime.accounts.adopt_legacy_hooks()
     if tokens is not None:
         announce('Created server "default". These tokens are shown once; only their hashes are stored.')
         announce(f"  Server token:  {tokens[0]}")

@@ -62,7 +62,8 @@ class Runtime:
         self.store = store
         self.clock = clock or Clock()
         self.wakeup = Wakeup()
-        self.accounts = AccountService(store, self.clock)
+        self.webhook_hints = WebhookHints(store)
+        self.accounts = AccountService(store, self.clock, settings.webhook_networks, self.webhook_hints)
         self.history = HistoryService(store, self.clock)
         self.sending = SendingService(store, self.accounts, self.clock, self.wakeup,
                                       sandbox_all=settings.delivery == "sandbox",
@@ -83,7 +84,6 @@ class Runtime:
         self.ready: dict[str, bool] = {role: False for role in settings.role_set}
         self.bounces = BounceService(store, self.clock)
         self.suppressions = SuppressionService(store, self.accounts, self.clock)
-        self.webhook_hints = WebhookHints(store)
         self.webhooks = WebhookService(store, self.accounts, self.clock, settings.webhook_networks,
                                        hints=self.webhook_hints)
         self.templates = TemplateService(store, self.accounts, self.sending, self.clock)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +17,13 @@ from posthouse import wire
 from posthouse.server.domain.statuses import TRACK_LINKS_VALUES
 from posthouse.server.errors import ApiError, AuthenticationError, NotFoundError, StoreError
 from posthouse.server.services.clock import Clock
-from posthouse.server.store.base import ServerRecord, Store, StreamRecord
+from posthouse.server.services.hints import WebhookHints
+from posthouse.server.store.base import ServerRecord, Stmt, Store, StreamRecord
+from posthouse.server.store.webhooks import LegacyHook, legacy_hook_stmts
+from posthouse.server.webhooks.signing import new_secret
+from posthouse.server.webhooks.targets import Network, WebhookUrlError, split_userinfo, validate_webhook_url
+
+log = logging.getLogger(__name__)
 
 COLORS = ("Purple", "Blue", "Turquoise", "Green", "Red", "Yellow", "Grey", "Orange")
 DEFAULT_STREAMS = (
@@ -33,6 +41,18 @@ _DEFAULT_SETTINGS: dict[str, Any] = {
     "click_hook_url": "", "post_first_open_only": False, "inbound_domain": "", "inbound_spam_threshold": 0,
     "track_opens": False, "track_links": "None", "include_bounce_content_in_hook": False,
     "enable_smtp_api_error_hooks": False,
+}
+
+# Postmark's legacy per-server hook URLs (POSTMARK-API.md §8.3): each becomes a webhook of the default
+# stream with these triggers. The bounce hook takes spam complaints too, as Postmark's did before
+# SpamComplaint had a trigger of its own.
+_LEGACY_HOOKS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, bool]]]] = {
+    "bounce_hook_url": ("BounceHookUrl", lambda s: {
+        "on_bounce": True, "bounce_content": bool(s["include_bounce_content_in_hook"]),
+        "on_spam_complaint": True, "spam_complaint_content": bool(s["include_bounce_content_in_hook"])}),
+    "open_hook_url": ("OpenHookUrl", lambda s: {"on_open": True, "open_first_only": bool(s["post_first_open_only"])}),
+    "click_hook_url": ("ClickHookUrl", lambda s: {"on_click": True}),
+    "delivery_hook_url": ("DeliveryHookUrl", lambda s: {"on_delivery": True}),
 }
 
 
@@ -59,9 +79,12 @@ class Server:
 
 
 class AccountService:
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, webhook_networks: Sequence[Network] = (),
+                 webhook_hints: WebhookHints | None = None) -> None:
         self.store = store
         self.clock = clock
+        self.webhook_networks = tuple(webhook_networks)  # legacy hook URLs are checked as webhooks' are
+        self.webhook_hints = webhook_hints
         self._token_cache: dict[str, tuple[float, Any]] = {}
         self._stream_cache: dict[int, tuple[float, dict[str, StreamRecord]]] = {}
 
@@ -160,6 +183,55 @@ class AccountService:
             raise ApiError(611, "InboundSpamThreshold must be between 0 and 30.")
         return {**base, **fields}
 
+    def _legacy_hooks(self, settings: dict[str, Any]) -> dict[str, LegacyHook | None]:
+        """The webhook each legacy hook URL stands for (None: no URL), by setting name; ErrorCode 1354 for
+        a URL a webhook could not have (the same SSRF checks)."""
+        hooks: dict[str, LegacyHook | None] = {}
+        for key, (name, triggers) in _LEGACY_HOOKS.items():
+            url = str(settings.get(key) or "").strip()
+            if not url:
+                hooks[name] = None
+                continue
+            try:
+                url, auth = split_userinfo(url)
+                validate_webhook_url(url, allowed_networks=self.webhook_networks)
+            except WebhookUrlError as exc:
+                raise ApiError(1354, f"Invalid '{name}': {exc}.") from None
+            hooks[name] = LegacyHook(url, auth[0] if auth else None, auth[1] if auth else None, triggers(settings))
+        return hooks
+
+    def _hook_stmts(self, server_id: Any, hooks: dict[str, LegacyHook | None]) -> list[Stmt]:
+        return legacy_hook_stmts(server_id, hooks, new_secret, self.clock.micros())
+
+    def _hooks_changed(self) -> None:
+        if self.webhook_hints is not None:
+            self.webhook_hints.invalidate()
+
+    async def adopt_legacy_hooks(self) -> int:
+        """Give servers whose hook URLs were saved by a version that did not post to them their webhooks.
+        Run at start; a server that has any legacy hook, or no URL, is left alone. How many changed."""
+        have = await self.store.servers_with_legacy_hooks()
+        adopted = offset = 0
+        while True:
+            total, records = await self.store.list_servers(offset, 500, None)
+            for record in records:
+                settings = {**_DEFAULT_SETTINGS, **record.settings}
+                if record.id in have or not any(settings.get(key) for key in _LEGACY_HOOKS):
+                    continue
+                try:
+                    hooks = self._legacy_hooks(settings)
+                except ApiError as exc:
+                    log.warning("server %d: its legacy hooks are not posted to: %s", record.id, exc.message)
+                    continue
+                await self.store.transact(self._hook_stmts(record.id, hooks))
+                adopted += 1
+            offset += len(records)
+            if not records or offset >= total:
+                break
+        if adopted:
+            self._hooks_changed()
+        return adopted
+
     async def create_server(self, request: wire.ServerRequest) -> tuple[ServerRecord, str]:
         name = (request.name or "").strip()
         if not name:
@@ -167,9 +239,12 @@ class AccountService:
         if await self.store.get_server_by_name(name):
             raise ApiError(603, f"A server named '{name}' already exists.")
         settings = self._validated_settings(request, dict(_DEFAULT_SETTINGS), creating=True)
+        hooks = self._legacy_hooks(settings)
         token = new_token()
         server_id = await self.store.create_server(name, settings, hash_token(token), token[-4:],
-                                                   self.clock.micros(), DEFAULT_STREAMS)
+                                                   self.clock.micros(), DEFAULT_STREAMS,
+                                                   hooks=lambda new_id: self._hook_stmts(new_id, hooks))
+        self._hooks_changed()
         record = await self.store.get_server(server_id)
         assert record is not None
         return record, token
@@ -200,14 +275,17 @@ class AccountService:
             if other and other.id != server_id:
                 raise ApiError(603, f"A server named '{name}' already exists.")
         settings = self._validated_settings(request, record.settings, creating=False)
-        await self.store.update_server(server_id, name, settings)
+        hooks = self._legacy_hooks(settings)
+        await self.store.update_server(server_id, name, settings, self._hook_stmts(server_id, hooks))
         self._token_cache.clear()
+        self._hooks_changed()
         return await self.get_server(server_id)
 
     async def delete_server(self, server_id: int) -> None:
         await self.get_server(server_id)
         await self.store.delete_server(server_id)
         self._token_cache.clear()
+        self._hooks_changed()
 
     async def token_hints(self, server_id: int) -> list[str]:
         return [f"********-****-****-****-********{hint}" for hint in await self.store.token_hints(server_id)]

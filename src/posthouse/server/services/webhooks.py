@@ -7,9 +7,7 @@ saved; the poster checks the URL again, with its resolved addresses, before ever
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 from posthouse import wire
 from posthouse.server.errors import ApiError, NotFoundError
@@ -24,6 +22,7 @@ from posthouse.server.webhooks.targets import (
     Network,
     WebhookHeaderError,
     WebhookUrlError,
+    split_userinfo,
     validate_webhook_headers,
     validate_webhook_url,
 )
@@ -40,9 +39,6 @@ _TRIGGERS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("subscription_change", (("enabled", "on_subscription_change"),)),
 )
 _TRIGGER_OFF = {column: False for _, fields in _TRIGGERS for _, column in fields}
-# Checked on the URL as sent, before its userinfo is split off: characters that different URL
-# parsers read differently (the same set `validate_webhook_url` refuses).
-_UNSAFE_URL_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
 
 Auth = tuple[str, str] | None
 
@@ -115,19 +111,10 @@ def _apply_triggers(current: dict[str, bool], requested: wire.WebhookTriggers | 
 
 
 def _split_userinfo(url: str) -> tuple[str, Auth]:
-    """Postmark takes Basic credentials as `https://user:pass@host/` (§7.2); we keep them as HttpAuth,
-    where they are not shown or logged with the URL, and return the URL without them."""
-    if _UNSAFE_URL_CHARS.search(url):
-        raise ApiError(1354, "Invalid 'Url': it must not contain spaces, control characters or backslashes.")
     try:
-        parts = urlsplit(url)
-    except ValueError as exc:
+        return split_userinfo(url)
+    except WebhookUrlError as exc:
         raise ApiError(1354, f"Invalid 'Url': {exc}.") from None
-    if "@" not in parts.netloc:
-        return url, None
-    userinfo, _, host = parts.netloc.rpartition("@")
-    username, _, password = userinfo.partition(":")
-    return urlunsplit(parts._replace(netloc=host)), (unquote(username), unquote(password))
 
 
 def _auth_of(requested: wire.WebhookHttpAuth) -> Auth:

@@ -220,9 +220,10 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
 
     async def create_server(
         self, name: str, settings: dict[str, Any], token_hash: str, token_hint: str, now: int,
-        streams: Iterable[tuple[str, str, str, str]],
+        streams: Iterable[tuple[str, str, str, str]], hooks: Callable[[Any], list[Stmt]] | None = None,
     ) -> int:
-        """Create a server with its first token and default streams (id, name, type, unsubscribe)."""
+        """Create a server with its first token and default streams (id, name, type, unsubscribe), and the
+        statements `hooks(server id)` gives (its legacy hooks), in one transaction."""
         stmts = [
             Stmt("INSERT INTO servers (name, settings, created_at) VALUES (?, ?, ?) RETURNING id",
                  (name, json.dumps(settings, ensure_ascii=False), now), fetch=True),
@@ -234,6 +235,8 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
                  (Ref(0), stream_id, stream_name, stream_type, unsubscribe, now))
             for stream_id, stream_name, stream_type, unsubscribe in streams
         )
+        if hooks is not None:
+            stmts.extend(hooks(Ref(0)))
         results = await self.transact(stmts)
         return int(results[0][0][0])
 
@@ -272,16 +275,23 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
             [*args, count, offset])
         return int(total[0]) if total else 0, [ServerRecord(r[0], r[1], json.loads(r[2]), r[3]) for r in rows]
 
-    async def update_server(self, server_id: int, name: str, settings: dict[str, Any]) -> None:
+    async def update_server(self, server_id: int, name: str, settings: dict[str, Any],
+                            extra: Sequence[Stmt] = ()) -> None:
+        """New name and settings; `extra` statements (its legacy hooks) commit with them."""
         await self.transact([Stmt("UPDATE servers SET name = ?, settings = ? WHERE id = ?",
-                                  (name, json.dumps(settings, ensure_ascii=False), server_id))])
+                                  (name, json.dumps(settings, ensure_ascii=False), server_id)), *extra])
 
     async def delete_server(self, server_id: int) -> None:
-        """Remove a server and its tokens and streams; its undelivered mail is cancelled, not sent."""
+        """Remove a server and its tokens, streams and webhooks; its undelivered mail and webhook posts are
+        cancelled, not sent."""
         await self.transact([
             Stmt(f"UPDATE deliveries SET state = 'cancelled', lease_owner = NULL WHERE state IN {PENDING} "
                  "AND message_id IN (SELECT message_id FROM messages WHERE server_id = ?)", (server_id,)),
             Stmt("DELETE FROM api_tokens WHERE server_id = ?", (server_id,)),
+            Stmt("UPDATE webhook_posts SET state = 'cancelled', lease_owner = NULL WHERE state IN "
+                 "('pending', 'sending') AND webhook_id IN (SELECT id FROM webhooks WHERE server_id = ?)",
+                 (server_id,)),
+            Stmt("DELETE FROM webhooks WHERE server_id = ?", (server_id,)),
             Stmt("DELETE FROM message_streams WHERE server_id = ?", (server_id,)),
             Stmt("DELETE FROM servers WHERE id = ?", (server_id,)),
         ])

@@ -9,7 +9,7 @@ claims due posts with a lease, as the delivery worker claims queue rows.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,6 +161,40 @@ def webhook_fanout(events: Sequence[WebhookEvent], *, condition: tuple[str, list
     return stmts
 
 
+@dataclass(slots=True)
+class LegacyHook:
+    """Where a legacy per-server hook URL posts, and what (POSTMARK-API.md §8.3)."""
+
+    url: str
+    username: str | None
+    password: str | None
+    triggers: dict[str, bool]  # column name → on
+
+
+def legacy_hook_stmts(server_id: Any, hooks: Mapping[str, LegacyHook | None], secret: Callable[[], str],
+                      now: int) -> list[Stmt]:
+    """Make the server's legacy hooks (setting name → hook, or None for no URL) its webhooks of the default
+    stream: each one created or updated in place (its secret kept), or removed with its pending posts.
+    `server_id` may be a `Ref` (a server created in the same transaction)."""
+    stmts = []
+    for name, hook in sorted(hooks.items()):
+        if hook is None:
+            stmts.append(Stmt(
+                f"UPDATE webhook_posts SET state = 'cancelled', lease_owner = NULL, updated_at = ? WHERE state IN "
+                f"{_PENDING_POSTS} AND webhook_id IN (SELECT id FROM webhooks WHERE server_id = ? AND legacy = ?)",
+                (now, server_id, name)))
+            stmts.append(Stmt("DELETE FROM webhooks WHERE server_id = ? AND legacy = ?", (server_id, name)))
+            continue
+        triggers = [int(hook.triggers.get(c, False)) for c in _TRIGGER_COLUMNS]
+        stmts.append(Stmt(
+            f"INSERT INTO webhooks ({_WEBHOOK_COLUMNS.removeprefix('id, ')}, legacy) VALUES ({placeholders(18)}) "
+            "ON CONFLICT (server_id, legacy) WHERE legacy IS NOT NULL DO UPDATE SET url = excluded.url, "
+            "http_auth_username = excluded.http_auth_username, http_auth_password = excluded.http_auth_password, "
+            + ", ".join(f"{c} = excluded.{c}" for c in _TRIGGER_COLUMNS),
+            (server_id, "outbound", hook.url, hook.username, hook.password, "[]", *triggers, secret(), now, name)))
+    return stmts
+
+
 class WebhookQueries(Queries):
     # -- configuration ------------------------------------------------------------------------
 
@@ -189,17 +223,21 @@ class WebhookQueries(Queries):
         ])
 
     async def get_webhook(self, server_id: int, webhook_id: int) -> WebhookRecord | None:
-        row = await self.query_one(f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE id = ? AND server_id = ?",
-                                   (webhook_id, server_id))
+        row = await self.query_one(f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE id = ? AND server_id = ? "
+                                   "AND legacy IS NULL", (webhook_id, server_id))
         return _webhook(row) if row else None
 
     async def list_webhooks(self, server_id: int, stream: str | None) -> list[WebhookRecord]:
         where, args = ("AND stream = ?", [server_id, stream]) if stream else ("", [server_id])
-        rows = await self.query(f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE server_id = ? {where} ORDER BY id",
-                                args)
+        rows = await self.query(f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE server_id = ? AND legacy IS NULL "
+                                f"{where} ORDER BY id", args)
         return [_webhook(r) for r in rows]
 
+    async def servers_with_legacy_hooks(self) -> set[int]:
+        return {int(r[0]) for r in await self.query("SELECT DISTINCT server_id FROM webhooks WHERE legacy IS NOT NULL")}
+
     async def list_all_webhooks(self) -> list[WebhookRecord]:
+        """Every webhook of every server, the legacy hooks' too (for `WebhookHints`)."""
         rows = await self.query(f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks ORDER BY id")
         return [_webhook(r) for r in rows]
 

@@ -26,7 +26,7 @@ import re
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 __all__ = [
     "Network",
@@ -34,6 +34,7 @@ __all__ = [
     "WebhookHeaderError",
     "WebhookUrlError",
     "resolve_and_check",
+    "split_userinfo",
     "system_resolver",
     "validate_webhook_headers",
     "validate_webhook_url",
@@ -143,6 +144,23 @@ def _literal_address(host: str) -> Address | None:
             # meaning we could check, so refuse it rather than guess.
             raise WebhookUrlError(f"webhook URL host {host} is neither a valid address nor a name") from None
     return None
+
+
+def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
+    """(the URL without userinfo, its (username, password) or None). Postmark takes Basic credentials
+    as `https://user:pass@host/` (§7.2); we keep them apart, where they are not shown or logged with
+    the URL. Raises WebhookUrlError for a URL that parsers could read differently."""
+    if _UNSAFE_URL_CHARS.search(url):
+        raise WebhookUrlError("it must not contain spaces, control characters or backslashes")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise WebhookUrlError(str(exc)) from None
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    return urlunsplit(parts._replace(netloc=host)), (unquote(username), unquote(password))
 
 
 def validate_webhook_url(url: str, *, allowed_networks: Sequence[Network] = ()) -> str:
