@@ -9,6 +9,7 @@ from posthouse.server.errors import ApiError
 from posthouse.server.services.clock import Clock
 from posthouse.server.services.idempotency import IdempotencyService, Replay
 from posthouse.server.store.idempotency import IdempotencyKey
+from posthouse.server.workers.housekeeping import Housekeeper
 
 MESSAGE = {"From": "app@example.com", "To": "user@example.com", "Subject": "Once", "TextBody": "Only once"}
 
@@ -130,3 +131,21 @@ async def test_a_request_whose_stale_hold_was_taken_over_cannot_store_its_mail_t
     with pytest.raises(StoreError):
         await api.runtime.sending.send(server, request, idempotency=slow)
     assert await api.count("messages") == 1
+
+
+async def test_housekeeping_deletes_expired_keys_in_batches_and_keeps_live_ones(store) -> None:  # type: ignore[no-untyped-def]
+    clock = Clockwork()
+    service = IdempotencyService(store, clock, lifetime=86400, in_flight_timeout=120)
+    for i in range(7):
+        held = await service.begin(1, f"old-{i}", "POST", "/email", b"{}")
+        assert isinstance(held, IdempotencyKey)
+        await service.finish(held, 200, b"{}")
+    clock.value += 86_000_000_000  # later, two keys taken while the first seven are still live
+    for i in range(2):
+        assert isinstance(await service.begin(1, f"new-{i}", "POST", "/email", b"{}"), IdempotencyKey)
+    housekeeper = Housekeeper(store, clock, batch_size=3)
+    assert await housekeeper.sweep() == 0
+    clock.value += 1_000_000_000  # past the first seven's 24 hours, not the others'
+    assert await housekeeper.sweep() == 7  # in batches of 3, 3 and 1
+    rows = await store.query("SELECT key FROM idempotency_keys ORDER BY key")
+    assert [r[0] for r in rows] == ["new-0", "new-1"]

@@ -37,6 +37,7 @@ from posthouse.server.store.base import Store
 from posthouse.server.webhooks.poster import WebhookPoster
 from posthouse.server.workers.bulk import BulkWorker
 from posthouse.server.workers.delivery import DeliveryWorker
+from posthouse.server.workers.housekeeping import Housekeeper
 from posthouse.server.workers.webhooks import WebhookDispatcher
 
 
@@ -100,6 +101,8 @@ class Runtime:
         self._dispatcher_task: asyncio.Task[None] | None = None
         self.bulk_worker: BulkWorker | None = None
         self._bulk_task: asyncio.Task[None] | None = None
+        self.housekeeper: Housekeeper | None = None
+        self._housekeeping_task: asyncio.Task[None] | None = None
 
     def smtp_server(self) -> Any:
         """The SMTP submission server for this process's settings (not started): TLS from the configured
@@ -143,6 +146,8 @@ class Runtime:
         self.bulk_worker = BulkWorker(self.bulk, self.clock, self.bulk_wakeup, owner=owner,
                                       poll_seconds=s.poll_seconds)
         self._bulk_task = asyncio.create_task(self.bulk_worker.run(), name="bulk-worker")
+        self.housekeeper = Housekeeper(self.store, self.clock)
+        self._housekeeping_task = asyncio.create_task(self.housekeeper.run(), name="housekeeping")
         self.ready["worker"] = True
 
     @property
@@ -154,6 +159,9 @@ class Runtime:
         if self.worker is not None and self._worker_task is not None:
             self.worker.stop()
             await asyncio.gather(self._worker_task, return_exceptions=True)
+        if self.housekeeper is not None and self._housekeeping_task is not None:
+            self.housekeeper.stop()
+            await asyncio.gather(self._housekeeping_task, return_exceptions=True)
         if self.bulk_worker is not None and self._bulk_task is not None:
             self.bulk_worker.stop()
             await asyncio.gather(self._bulk_task, return_exceptions=True)

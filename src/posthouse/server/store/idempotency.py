@@ -74,6 +74,13 @@ class IdempotencyQueries(Queries):
         """Record an answer given without storing mail (a refused request)."""
         await self.transact(finish_stmt(held, status_code, response))
 
+    async def purge_idempotency_keys(self, now: int, limit: int) -> int:
+        """Delete up to `limit` keys expired before `now` (a replay is never answered from them); how many."""
+        rows = (await self.transact([Stmt(
+            "DELETE FROM idempotency_keys WHERE (server_id, key) IN (SELECT server_id, key FROM idempotency_keys "
+            "WHERE expires_at < ? LIMIT ?) RETURNING key", (now, limit), fetch=True)]))[0]
+        return len(rows)
+
     async def release_idempotency_key(self, held: IdempotencyKey) -> None:
         """Let the key go (the request failed inside Posthouse): a retry runs it again."""
         await self.transact([Stmt("DELETE FROM idempotency_keys WHERE server_id = ? AND key = ? AND "
