@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from itertools import groupby
+from typing import Any
 
 from posthouse.server.delivery.base import AttemptResult, Envelope, Transport
 from posthouse.server.delivery.smtp_client import Reply
@@ -20,6 +21,7 @@ from posthouse.server.services.hints import WebhookHints
 from posthouse.server.services.returnpaths import ReturnPaths
 from posthouse.server.services.wakeup import Wakeup
 from posthouse.server.store.base import BounceRecord, ClaimedDelivery, DeliveryUpdate, Store
+from posthouse.server.workers.claiming import claim_loop
 
 log = logging.getLogger("posthouse.worker")
 _DESCRIPTIONS = {
@@ -72,33 +74,21 @@ class DeliveryWorker:
         after the deliveries in flight have finished and been recorded.
         """
         await self.store.listen_for_work(self.wakeup.notify)
-        inflight: set[asyncio.Task[None]] = set()
-        while not self._stopping.is_set():
-            free = self.concurrency - len(inflight)
-            if free <= 0:
-                await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
-                continue
+        # One SMTP transaction per message: rows of a message may come back in any order. With VERP,
+        # one per recipient: each gets the return path that names it (`domain.verp`).
+        per = (lambda d: (d.message_id, d.id)) if self.return_paths is not None else (lambda d: (d.message_id, 0))
+
+        async def claim(limit: int) -> list[ClaimedDelivery]:
             now = self.clock.micros()
-            try:
-                claimed = await self.store.claim_deliveries(self.owner, now, min(self.batch_size, free),
-                                                            now + self.lease_micros)
-            except StoreError as exc:
-                log.error("claiming deliveries failed, retrying: %s", exc)
-                await self.wakeup.wait(self.poll_seconds)
-                continue
-            if not claimed:
-                await self.wakeup.wait(self.poll_seconds)
-                continue
-            # One SMTP transaction per message: rows of a message may come back in any order. With VERP,
-            # one per recipient: each gets the return path that names it (`domain.verp`).
-            per = (lambda d: (d.message_id, d.id)) if self.return_paths is not None else (lambda d: (d.message_id, 0))
+            return await self.store.claim_deliveries(self.owner, now, limit, now + self.lease_micros)
+
+        def work(claimed: list[ClaimedDelivery]) -> Iterator[Coroutine[Any, Any, None]]:
             claimed.sort(key=per)
-            for _, rows in groupby(claimed, key=per):
-                task = asyncio.create_task(self._deliver(list(rows)))
-                inflight.add(task)
-                task.add_done_callback(inflight.discard)
-        if inflight:
-            await asyncio.gather(*inflight, return_exceptions=True)
+            return (self._deliver(list(rows)) for _, rows in groupby(claimed, key=per))
+
+        await claim_loop(stopping=self._stopping, wakeup=self.wakeup, poll_seconds=self.poll_seconds,
+                         concurrency=self.concurrency, batch_size=self.batch_size, claim=claim, work=work,
+                         what="deliveries")
 
     async def _deliver(self, rows: Sequence[ClaimedDelivery]) -> None:
         """Send one message to its claimed recipients in one transaction, then record every outcome."""

@@ -20,6 +20,7 @@ from posthouse.server.store.base import Store
 from posthouse.server.store.webhooks import ClaimedPost, PostAttempt, PostUpdate
 from posthouse.server.webhooks.poster import PostOutcome, PostTarget, WebhookPoster
 from posthouse.server.webhooks.schedule import next_attempt_delay
+from posthouse.server.workers.claiming import claim_loop
 
 log = logging.getLogger("posthouse.webhooks")
 _FINAL_STATES = {PostOutcome.DELIVERED: "delivered", PostOutcome.STOP: "stopped", PostOutcome.REFUSED: "refused"}
@@ -58,29 +59,13 @@ class WebhookDispatcher:
         """Claim as many due posts as there are free slots, post them concurrently, record each; sleep
         until woken or the poll interval passes. Stops when `stop()` is called, after the posts in
         flight have been recorded."""
-        inflight: set[asyncio.Task[None]] = set()
-        while not self._stopping.is_set():
-            free = self.concurrency - len(inflight)
-            if free <= 0:
-                await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
-                continue
+        async def claim(limit: int) -> list[ClaimedPost]:
             now = self.clock.micros()
-            try:
-                claimed = await self.store.claim_webhook_posts(self.owner, now, min(self.batch_size, free),
-                                                               now + self.lease_micros)
-            except StoreError as exc:
-                log.error("claiming webhook posts failed, retrying: %s", exc)
-                await self.wakeup.wait(self.poll_seconds)
-                continue
-            if not claimed:
-                await self.wakeup.wait(self.poll_seconds)
-                continue
-            for post in claimed:
-                task = asyncio.create_task(self._post(post))
-                inflight.add(task)
-                task.add_done_callback(inflight.discard)
-        if inflight:
-            await asyncio.gather(*inflight, return_exceptions=True)
+            return await self.store.claim_webhook_posts(self.owner, now, limit, now + self.lease_micros)
+
+        await claim_loop(stopping=self._stopping, wakeup=self.wakeup, poll_seconds=self.poll_seconds,
+                         concurrency=self.concurrency, batch_size=self.batch_size, claim=claim,
+                         work=lambda posts: (self._post(post) for post in posts), what="webhook posts")
 
     async def _post(self, post: ClaimedPost) -> None:
         webhook = post.webhook
