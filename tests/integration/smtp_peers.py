@@ -83,7 +83,7 @@ class SinkController(Controller):
         return _TrackedSMTP(self.sessions, self.handler, **self.SMTP_kwargs)
 
     def stop(self, no_assert: bool = False) -> None:
-        self._wait_closed(1.0)
+        self._wait_closed(0.25)
         for session in list(self.sessions):
             self.loop.call_soon_threadsafe(session.abort)
         self._wait_closed(2.0)

@@ -279,6 +279,11 @@ async def test_an_unknown_bounce_is_1001(api, bounce_id: str) -> None:  # type: 
     assert_error(await api.client.put(f"/bounces/{bounce_id}/activate", headers=api.server_headers), 422, 1001)
 
 
+async def test_tags_is_no_bounce_id_under_dump_and_activate(api) -> None:  # type: ignore[no-untyped-def]
+    assert_error(await api.client.get("/bounces/tags/dump", headers=api.server_headers), 422, 1001)
+    assert_error(await api.client.put("/bounces/tags/activate", headers=api.server_headers), 422, 1001)
+
+
 # -- activation -----------------------------------------------------------------------------------
 
 

@@ -372,3 +372,28 @@ async def test_bad_delivery_paging_is_refused(api, params: dict[str, Any]) -> No
     hook = await created(api)
     response = await api.client.get(f"/webhooks/{hook['ID']}/deliveries", params=params, headers=api.server_headers)
     assert_error(response, 422, 1361)
+
+
+async def test_a_late_post_result_of_a_lost_lease_changes_and_logs_nothing(api) -> None:  # type: ignore[no-untyped-def]
+    """A dispatcher whose lease ran out (paused mid-post) reports after the post was claimed again, here by
+    itself: only the current claim's result counts, and only it appears in the delivery log."""
+    hook = await created(api, Triggers={"SubscriptionChange": {"Enabled": True}})
+    response = await api.client.post("/message-streams/outbound/suppressions", headers=api.server_headers,
+                                     json={"Suppressions": [{"EmailAddress": "a@example.com"}]})
+    assert response.status_code == 200, response.text
+    store = api.runtime.store
+    now = api.runtime.clock.micros()
+    (first,) = await store.claim_webhook_posts("w1", now + 1, 10, now + 60_000_000)
+    (again,) = await store.claim_webhook_posts("w1", now + 60_000_001, 10, now + 120_000_000)
+    assert (first.id, first.attempts, again.attempts) == (again.id, 1, 2)
+    await store.record_webhook_posts([PostUpdate(first, "w1", "delivered", now, PostAttempt(now, "delivered", 200,
+                                                                                           "late", 1.0, None))])
+    (post,) = (await api.client.get(f"/webhooks/{hook['ID']}/deliveries", headers=api.server_headers)).json()[
+        "Deliveries"]
+    assert (post["State"], post["History"]) == ("sending", [])
+    await store.record_webhook_posts([PostUpdate(again, "w1", "delivered", now, PostAttempt(now, "delivered", 200,
+                                                                                           "current", 1.0, None))])
+    (post,) = (await api.client.get(f"/webhooks/{hook['ID']}/deliveries", headers=api.server_headers)).json()[
+        "Deliveries"]
+    assert post["State"] == "delivered"
+    assert [a["ResponseExcerpt"] for a in post["History"]] == ["current"]

@@ -104,6 +104,23 @@ async def test_a_hook_url_a_webhook_could_not_have_is_refused_and_nothing_change
     assert await legacy_rows(api) == {}
 
 
+async def test_a_saved_url_that_is_no_longer_allowed_does_not_block_other_edits(api) -> None:  # type: ignore[no-untyped-def]
+    """A URL saved when it was allowed (or by an older version) but refused now gets no hook, and a warning;
+    an edit that does not send it still succeeds."""
+    store = api.runtime.store
+    sid = await server_id(api)
+    record = await store.get_server(sid)
+    await store.update_server(sid, record.name, {**record.settings, "bounce_hook_url": "http://10.0.0.5/hook",
+                                                 "delivery_hook_url": DELIVERY_URL})
+    assert await api.runtime.accounts.adopt_legacy_hooks() == 1
+    assert set(await legacy_rows(api)) == {"DeliveryHookUrl"}
+    answer = await put_server(api, Color="Red")
+    assert answer.status_code == 200, answer.text
+    assert set(await legacy_rows(api)) == {"DeliveryHookUrl"}
+    refused = await put_server(api, BounceHookUrl="http://10.0.0.6/hook")
+    assert refused.status_code == 422 and refused.json()["ErrorCode"] == 1354
+
+
 async def test_servers_created_with_hook_urls_get_them_and_lose_them_when_deleted(api) -> None:  # type: ignore[no-untyped-def]
     created = await api.client.post("/servers", headers=api.account_headers,
                                      json={"Name": "hooked", "DeliveryHookUrl": DELIVERY_URL})

@@ -183,27 +183,33 @@ class AccountService:
             raise ApiError(611, "InboundSpamThreshold must be between 0 and 30.")
         return {**base, **fields}
 
-    def _legacy_hooks(self, settings: dict[str, Any]) -> dict[str, LegacyHook | None]:
-        """The webhook each legacy hook URL stands for (None: no URL), by setting name; ErrorCode 1354 for
-        a URL a webhook could not have (the same SSRF checks)."""
+    def _legacy_hooks(self, server_id: int | None, settings: dict[str, Any], sent: set[str]
+                      ) -> dict[str, LegacyHook | None]:
+        """The webhook each legacy hook URL stands for (None: no URL), by setting name. A URL a webhook could
+        not have (the same SSRF checks) is ErrorCode 1354 if this request sent it (`sent`: setting keys);
+        one saved earlier (before `webhook_allowed_networks` narrowed, say) gets no hook and a warning, so
+        it cannot block edits of other settings."""
         hooks: dict[str, LegacyHook | None] = {}
         for key, (name, triggers) in _LEGACY_HOOKS.items():
             url = str(settings.get(key) or "").strip()
+            hooks[name] = None
             if not url:
-                hooks[name] = None
                 continue
             try:
                 url, auth = split_userinfo(url)
                 validate_webhook_url(url, allowed_networks=self.webhook_networks)
             except WebhookUrlError as exc:
-                raise ApiError(1354, f"Invalid '{name}': {exc}.") from None
+                if key in sent:
+                    raise ApiError(1354, f"Invalid '{name}': {exc}.") from None
+                log.warning("server %s: its %s is not posted to: %s", server_id, name, exc)
+                continue
             hooks[name] = LegacyHook(url, auth[0] if auth else None, auth[1] if auth else None, triggers(settings))
         return hooks
 
     def _hook_stmts(self, server_id: Any, hooks: dict[str, LegacyHook | None]) -> list[Stmt]:
         return legacy_hook_stmts(server_id, hooks, new_secret, self.clock.micros())
 
-    def _hooks_changed(self) -> None:
+    def _invalidate_hooks(self) -> None:
         if self.webhook_hints is not None:
             self.webhook_hints.invalidate()
 
@@ -218,18 +224,15 @@ class AccountService:
                 settings = {**_DEFAULT_SETTINGS, **record.settings}
                 if record.id in have or not any(settings.get(key) for key in _LEGACY_HOOKS):
                     continue
-                try:
-                    hooks = self._legacy_hooks(settings)
-                except ApiError as exc:
-                    log.warning("server %d: its legacy hooks are not posted to: %s", record.id, exc.message)
-                    continue
-                await self.store.transact(self._hook_stmts(record.id, hooks))
-                adopted += 1
+                hooks = self._legacy_hooks(record.id, settings, set())
+                if any(hooks.values()):
+                    await self.store.transact(self._hook_stmts(record.id, hooks))
+                    adopted += 1
             offset += len(records)
             if not records or offset >= total:
                 break
         if adopted:
-            self._hooks_changed()
+            self._invalidate_hooks()
         return adopted
 
     async def create_server(self, request: wire.ServerRequest) -> tuple[ServerRecord, str]:
@@ -239,12 +242,12 @@ class AccountService:
         if await self.store.get_server_by_name(name):
             raise ApiError(603, f"A server named '{name}' already exists.")
         settings = self._validated_settings(request, dict(_DEFAULT_SETTINGS), creating=True)
-        hooks = self._legacy_hooks(settings)
+        hooks = self._legacy_hooks(None, settings, set(_LEGACY_HOOKS))
         token = new_token()
         server_id = await self.store.create_server(name, settings, hash_token(token), token[-4:],
                                                    self.clock.micros(), DEFAULT_STREAMS,
                                                    hooks=lambda new_id: self._hook_stmts(new_id, hooks))
-        self._hooks_changed()
+        self._invalidate_hooks()
         record = await self.store.get_server(server_id)
         assert record is not None
         return record, token
@@ -275,17 +278,18 @@ class AccountService:
             if other and other.id != server_id:
                 raise ApiError(603, f"A server named '{name}' already exists.")
         settings = self._validated_settings(request, record.settings, creating=False)
-        hooks = self._legacy_hooks(settings)
+        sent = {key for key in _LEGACY_HOOKS if getattr(request, key) is not None}
+        hooks = self._legacy_hooks(server_id, settings, sent)
         await self.store.update_server(server_id, name, settings, self._hook_stmts(server_id, hooks))
         self._token_cache.clear()
-        self._hooks_changed()
+        self._invalidate_hooks()
         return await self.get_server(server_id)
 
     async def delete_server(self, server_id: int) -> None:
         await self.get_server(server_id)
         await self.store.delete_server(server_id)
         self._token_cache.clear()
-        self._hooks_changed()
+        self._invalidate_hooks()
 
     async def token_hints(self, server_id: int) -> list[str]:
         return [f"********-****-****-****-********{hint}" for hint in await self.store.token_hints(server_id)]

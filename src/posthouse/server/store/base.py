@@ -363,7 +363,8 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
                 delivery_rows.append((m.message_id, rcpt, state.value, 0, due, now, now))
                 event_rows.append((m.message_id, server_id, rcpt, EventType.QUEUED.value, received, "{}"))
         bounce_stmts: list[Stmt] = []
-        for i, b in enumerate(bounces):
+        events: Sequence[WebhookEvent | None] = bounce_events or [None] * len(bounces)
+        for b, event in zip(bounces, events, strict=True):
             ref = Ref(len(bounce_stmts))
             bounce_stmts.append(insert_bounce(b))
             bounce_stmts.append(Stmt(
@@ -371,9 +372,9 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (b.message_id, b.server_id, b.email, EventType.BOUNCED.value, b.bounced_at,
                  json.dumps({"Summary": f"{b.description} {b.details}"}), ref)))
-            if bounce_events:
-                bounce_events[i].bounce_id = ref
-                bounce_stmts.extend(webhook_fanout([bounce_events[i]]))
+            if event is not None:
+                event.bounce_id = ref
+                bounce_stmts.extend(webhook_fanout([event]))
         # Bounces first, so their `Ref`s count from the start of the transaction.
         await self.transact([
             *bounce_stmts,
@@ -446,18 +447,19 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
         finish = self.finish_deliveries([
             (u.state.value, u.next_attempt_at, u.occurred_at, u.reply, u.delivery.id, u.lease_owner,
              u.delivery.attempts) for u in updates])
-        late: list[int] = []
+        held: list[list[DeliveryUpdate]] = []
 
         def consequences(results: list[list[Sequence[Any]]]) -> list[Stmt]:
-            held = {int(r[0]) for rows in results[-len(finish):] for r in rows}
-            current = [u for u in updates if u.delivery.id in held]
-            late.append(len(updates) - len(current))
-            return self._attempt_consequences(current, base=len(results))
+            ids = {int(r[0]) for rows in results[-len(finish):] for r in rows}
+            held.append([u for u in updates if u.delivery.id in ids])
+            return self._attempt_consequences(held[-1], base=len(results))
 
         await self.transact([*finish, Then(consequences)])
-        if late and late[-1]:  # the last build is the one committed (a failed group is run again alone)
-            log.warning("%d late delivery results ignored: their lease had passed to another attempt", late[-1])
-        if any(u.suppression is not None for u in updates):
+        current = held[-1] if held else []  # the last build is the one committed (a failed group runs again alone)
+        if len(current) < len(updates):
+            log.warning("%d delivery results not recorded: their claim no longer held (the lease ran out and the "
+                        "row was claimed again, or the result was already recorded)", len(updates) - len(current))
+        if any(u.suppression is not None for u in current):
             self.suppressions_changed()
 
     @staticmethod

@@ -181,8 +181,8 @@ class FeedbackQueries(Queries):
     async def bounce_tags(self, server_id: int) -> list[str]:
         """The distinct tags of the server's bounces, in order (`/bounces/tags`)."""
         rows = await self.query("SELECT DISTINCT tag FROM bounces WHERE server_id = ? AND tag IS NOT NULL "
-                                "AND tag <> '' ORDER BY tag", (server_id,))
-        return [r[0] for r in rows]
+                                "AND tag <> ''", (server_id,))
+        return sorted(r[0] for r in rows)  # by code point on both databases (PostgreSQL's collation may differ)
 
     async def record_bounces(self, bounces: Sequence[tuple[BounceRecord, str | tuple[str, str] | None,
                                                            list[WebhookEvent], Suppression | None]]) -> list[int]:

@@ -13,7 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 
@@ -104,7 +104,7 @@ class PostgresStore(Store):
 
     def finish_deliveries(self, rows: list[tuple[str, int, int, str, int, str, int]]) -> list[Stmt]:
         # One statement for the whole batch: the rows as arrays, unnested into a join (one round trip).
-        columns = list(zip(*rows, strict=True)) if rows else [[] for _ in range(7)]
+        columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [() for _ in range(7)]
         return [Stmt(
             "UPDATE deliveries SET state = v.state, next_attempt_at = v.next_attempt_at, lease_owner = NULL, "
             "updated_at = v.updated_at, last_reply = v.last_reply FROM unnest(?::text[], ?::bigint[], ?::bigint[], "
@@ -150,7 +150,7 @@ class PostgresStore(Store):
             else:
                 values[index] = await self._run(conn, stmts)
         for texts, members in groups.items():
-            await self._run(conn, merge([jobs[i] for i in members]))
+            await self._run(conn, merge([cast(Sequence[Stmt], jobs[i]) for i in members]))  # all mergeable
             for i in members:
                 values[i] = [[] for _ in texts]
         return [v if v is not None else [] for v in values]
@@ -202,6 +202,14 @@ class PostgresStore(Store):
             log.error("postgresql commit failed: %s", exc)
             for _, future in batch:
                 self._settle(future, None, _store_error(exc))
+            return
+        except Exception as exc:  # a bug in a caller's statements (a `Then` builder): it fails, the committer lives
+            if len(batch) > 1:
+                for item in batch:
+                    await self._commit_batch([item])
+                return
+            log.exception("a write could not be run (its caller fails, the committer goes on)")
+            self._settle(batch[0][1], None, StoreError(f"database error: the write failed unexpectedly: {exc!r}"))
             return
         for (_, future), value in zip(batch, values, strict=True):
             self._settle(future, value, None)

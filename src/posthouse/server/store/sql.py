@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,7 @@ def placeholders(count: int) -> str:
     return ", ".join("?" * count)
 
 
-def is_mergeable(stmts: Sequence[Stmt | Then]) -> bool:
+def is_mergeable(stmts: Sequence[Stmt | Then]) -> TypeGuard[Sequence[Stmt]]:
     """Whether a caller's statements can share multi-row statements with other callers' (group commit):
     only multi-row statements without references, and argument-less statements (a NOTIFY) run once."""
     return all(isinstance(s, Stmt) and _mergeable(s) for s in stmts)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from posthouse.server.errors import ConfigurationError, StoreError, StoreFullError
 from posthouse.server.store import migrations
@@ -285,7 +285,7 @@ class SqliteStore(Store):
             else:
                 outcomes.append((job, self._run(conn, job.stmts), None))
         for texts, jobs in groups.items():
-            self._run(conn, merge([job.stmts for job in jobs]))
+            self._run(conn, merge([cast(Sequence[Stmt], job.stmts) for job in jobs]))  # all mergeable
             outcomes.extend((job, [[] for _ in texts], None) for job in jobs)
         return outcomes
 

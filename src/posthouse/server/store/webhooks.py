@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from posthouse.server.store.sql import Queries, Stmt, placeholders
+from posthouse.server.store.sql import Queries, Stmt, Then, placeholders
 
 # The trigger columns of `webhooks`, by the event that fires them, and the column that asks for the
 # event's Content (bounce dump, abuse report) where Postmark offers one.
@@ -210,7 +210,7 @@ class WebhookQueries(Queries):
     async def update_webhook(self, record: WebhookRecord) -> None:
         await self.transact([Stmt(
             "UPDATE webhooks SET url = ?, http_auth_username = ?, http_auth_password = ?, http_headers = ?, "
-            + ", ".join(f"{c} = ?" for c in _TRIGGER_COLUMNS) + " WHERE id = ? AND server_id = ?",
+            + ", ".join(f"{c} = ?" for c in _TRIGGER_COLUMNS) + " WHERE id = ? AND server_id = ? AND legacy IS NULL",
             (record.url, record.http_auth_username, record.http_auth_password, json.dumps(record.http_headers),
              *(int(record.triggers.get(c, False)) for c in _TRIGGER_COLUMNS), record.id, record.server_id))])
 
@@ -219,7 +219,7 @@ class WebhookQueries(Queries):
         await self.transact([
             Stmt(f"UPDATE webhook_posts SET state = 'cancelled', lease_owner = NULL, updated_at = ? "
                  f"WHERE webhook_id = ? AND state IN {_PENDING_POSTS}", (now, webhook_id)),
-            Stmt("DELETE FROM webhooks WHERE id = ? AND server_id = ?", (webhook_id, server_id)),
+            Stmt("DELETE FROM webhooks WHERE id = ? AND server_id = ? AND legacy IS NULL", (webhook_id, server_id)),
         ])
 
     async def get_webhook(self, server_id: int, webhook_id: int) -> WebhookRecord | None:
@@ -244,7 +244,13 @@ class WebhookQueries(Queries):
     # -- the outbox ---------------------------------------------------------------------------
 
     async def claim_webhook_posts(self, owner: str, now: int, limit: int, lease_until: int) -> list[ClaimedPost]:
-        """Lease due posts (an expired lease is due again), with their webhook's current settings."""
+        """Lease due posts (an expired lease is due again), with their webhook's current settings.
+
+        A read first: most polls find nothing due, and a read costs no write transaction (SQLite has one writer).
+        """
+        if not await self.query_one(f"SELECT 1 FROM webhook_posts WHERE state IN {_PENDING_POSTS} "
+                                    "AND next_attempt_at <= ? LIMIT 1", (now,)):
+            return []
         rows = (await self.transact([Stmt(
             "UPDATE webhook_posts SET state = 'sending', lease_owner = ?, attempts = attempts + 1, "
             "next_attempt_at = ?, updated_at = ? WHERE id IN (SELECT id FROM webhook_posts "
@@ -260,17 +266,22 @@ class WebhookQueries(Queries):
         return [ClaimedPost(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], hooks.get(r[1])) for r in rows]
 
     async def record_webhook_posts(self, updates: Sequence[PostUpdate]) -> None:
-        """Each attempt's result and log line; a stale owner's result changes no state."""
-        await self.transact([
-            Stmt("UPDATE webhook_posts SET state = ?, next_attempt_at = ?, lease_owner = NULL, updated_at = ? "
-                 "WHERE id = ? AND lease_owner = ?",
-                 many=[(u.state, u.next_attempt_at, u.attempt.attempted_at, u.post.id, u.lease_owner)
-                       for u in updates]),
-            Stmt("INSERT INTO webhook_attempts (post_id, attempted_at, outcome, status_code, response_excerpt, "
-                 "duration_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                 many=[(u.post.id, u.attempt.attempted_at, u.attempt.outcome, u.attempt.status_code,
-                        u.attempt.response_excerpt, u.attempt.duration_ms, u.attempt.error) for u in updates]),
-        ])
+        """Each attempt's result and log line, for the posts whose claim still holds (leased to that owner,
+        for that attempt): a late result of a lost lease changes nothing and logs nothing."""
+        finish = [Stmt("UPDATE webhook_posts SET state = ?, next_attempt_at = ?, lease_owner = NULL, updated_at = ? "
+                       "WHERE id = ? AND lease_owner = ? AND attempts = ? RETURNING id",
+                       (u.state, u.next_attempt_at, u.attempt.attempted_at, u.post.id, u.lease_owner, u.post.attempts),
+                       fetch=True) for u in updates]
+
+        def log_lines(results: list[list[Sequence[Any]]]) -> list[Stmt]:
+            held = {int(r[0]) for rows in results[-len(finish):] for r in rows}
+            rows = [(u.post.id, u.attempt.attempted_at, u.attempt.outcome, u.attempt.status_code,
+                     u.attempt.response_excerpt, u.attempt.duration_ms, u.attempt.error)
+                    for u in updates if u.post.id in held]
+            return [Stmt("INSERT INTO webhook_attempts (post_id, attempted_at, outcome, status_code, response_excerpt, "
+                         "duration_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?)", many=rows)] if rows else []
+
+        await self.transact([*finish, Then(log_lines)])
 
     async def list_webhook_posts(self, webhook_id: int, offset: int, count: int) -> tuple[int, list[PostRecord]]:
         """The delivery log of one webhook, newest first, with every attempt of each post."""

@@ -56,7 +56,7 @@ class DeliveryWorker:
         self.lease_micros = int(lease_seconds * 1_000_000)
         self.poll_seconds = poll_seconds
         self.return_paths = return_paths
-        self.on_recorded = on_recorded  # results recorded: their webhook posts are due
+        self.on_recorded = on_recorded  # results that queued webhook posts were recorded: the posts are due
         self.webhook_hints = webhook_hints
         self._stopping = asyncio.Event()
         self._results: list[DeliveryUpdate] = []
@@ -155,7 +155,9 @@ class DeliveryWorker:
                 for attempt in range(3):
                     try:
                         await self.store.record_attempts(batch)
-                        if self.on_recorded is not None:
+                        # Only results with events can have queued posts; waking the dispatcher for the
+                        # others would cost it an empty claim (a write transaction) per flush.
+                        if self.on_recorded is not None and any(u.webhook_events or u.suppression for u in batch):
                             self.on_recorded()
                         break
                     except StoreError as exc:

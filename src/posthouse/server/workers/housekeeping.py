@@ -36,6 +36,8 @@ class Housekeeper:
                 await self.sweep()
             except PosthouseError as exc:
                 log.error("housekeeping failed, retrying at the next interval: %s", exc)
+            except Exception:  # a bug here must not end housekeeping for the life of the process
+                log.exception("housekeeping failed unexpectedly, retrying at the next interval")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.interval_seconds)
 
