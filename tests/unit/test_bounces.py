@@ -741,3 +741,20 @@ def mutated_bounces(draw: st.DrawFn) -> bytes:
 def test_mutated_bounces_never_raise(raw: bytes, no_safety_net: pytest.LogCaptureFixture) -> None:
     assert_well_formed(parse_report(raw))
     assert_no_safety_net(no_safety_net)
+
+
+@pytest.mark.parametrize("charset", [b"utf\x00-8", b"no-such-charset"])
+def test_8bit_text_under_a_charset_python_refuses_is_read_without_the_safety_net(
+    charset: bytes, no_safety_net: pytest.LogCaptureFixture
+) -> None:
+    # Found by test_mutated_bounces_never_raise: the email package decodes 8-bit text with the charset
+    # parameter, and a NUL in its name raises ValueError from a plain get_payload().
+    raw = (b"From: MAILER-DAEMON@example.net\r\nTo: app@example.com\r\nSubject: Undelivered Mail\r\n"
+           b'MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+           b'--b\r\nContent-Type: text/plain; charset="' + charset + b'"\r\n\r\ncaf\xc3\xa9: could not deliver\r\n'
+           b"--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n"
+           b"Final-Recipient: rfc822; gone@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--b--\r\n")
+    report = parse_report(raw)
+    assert_well_formed(report)
+    assert_no_safety_net(no_safety_net)
+    assert [r.recipient for r in report.recipients] == ["gone@example.net"]

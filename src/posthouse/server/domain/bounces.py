@@ -17,6 +17,7 @@ from email.message import Message
 from email.parser import HeaderParser
 from email.utils import getaddresses, parseaddr
 from enum import StrEnum
+from typing import Any
 
 from posthouse.server.domain.replies import bounce_type_for
 from posthouse.server.domain.statuses import BounceType
@@ -333,13 +334,23 @@ class _Node:
         return self.part.get_content_type()
 
 
+def _payload(part: Message) -> Any:
+    """`part.get_payload()`, which decodes 8-bit text with the part's charset parameter and raises on some
+    (a NUL in the name: ValueError); such text is read as UTF-8 with replacement characters instead."""
+    try:
+        return part.get_payload()
+    except (LookupError, ValueError):
+        raw = part.get_payload(decode=True)
+        return raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else ""
+
+
 def _walk(part: Message, parent: Message | None = None, depth: int = 0, in_original: bool = False) -> Iterator[_Node]:
     yield _Node(part, parent, in_original)
     content_type = part.get_content_type()
     # compat32 parses report fields into pseudo-messages; they are fields, not parts.
     if depth >= _MAX_DEPTH or content_type in _OPAQUE_TYPES:
         return
-    payload = part.get_payload()
+    payload = _payload(part)
     if not isinstance(payload, list):
         return
     inside = in_original or content_type in ("message/rfc822", "message/global")
@@ -370,7 +381,7 @@ def _text_of(part: Message) -> str:
     """The decoded text of a leaf part; unknown or lying charsets degrade to replacement characters."""
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
-        payload_text = part.get_payload()
+        payload_text = _payload(part)
         return payload_text[:_MAX_TEXT] if isinstance(payload_text, str) else ""
     charset = part.get_content_charset() or "utf-8"
     try:
@@ -462,7 +473,7 @@ def _original_headers(original: Message | None) -> dict[str, str]:
 
 def _original_from_node(node: _Node) -> Message | None:
     if node.content_type in ("message/rfc822", "message/global"):
-        payload = node.part.get_payload()
+        payload = _payload(node.part)
         if isinstance(payload, list) and payload and isinstance(payload[0], Message):
             return payload[0]
         return None
@@ -498,7 +509,7 @@ def _message_id(headers: dict[str, str]) -> str | None:
 
 def _field_blocks(part: Message) -> list[dict[str, list[str]]]:
     """The field groups of a report part (RFC 3464 §2.1: blocks separated by blank lines), names lower-cased."""
-    payload = part.get_payload()
+    payload = _payload(part)
     blocks: list[dict[str, list[str]]] = []
     if isinstance(payload, list):
         pseudo = [sub for sub in payload if isinstance(sub, Message)]
