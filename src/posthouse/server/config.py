@@ -131,11 +131,11 @@ class Settings:
     sqlite_synchronous: str = _setting(
         "FULL", "SQLite synchronous pragma: FULL fsyncs every commit; NORMAL can lose the last ones on power loss"
     )
-    worker_concurrency: int = _setting(128, "messages a worker process delivers at the same time")
+    worker_concurrency: int = _setting(64, "messages a worker process delivers at the same time")
     claim_batch_size: int = _setting(256, "delivery rows a worker claims in one query")
     lease_time: str = _setting("5m", "how long a claimed delivery stays leased before another worker may take it")
     poll_interval: str = _setting("1s", "fallback poll for due work when no wake-up arrives")
-    relay_max_connections: int = _setting(32, "open SMTP connections to the relay at most")
+    relay_max_connections: int = _setting(16, "open SMTP connections to the relay at most")
     relay_messages_per_connection: int = _setting(1000, "messages sent over one relay connection before it is renewed")
     relay_tls_verify: bool = _setting(True, "verify the relay's TLS certificate")
     relay_ca_file: str = _setting("", "extra CA bundle (PEM) trusted for the relay's certificate")

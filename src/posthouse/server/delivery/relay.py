@@ -21,7 +21,7 @@ class RelayTransport:
 
     name = "relay"
 
-    def __init__(self, target: RelayTarget, *, max_connections: int = 32, messages_per_connection: int = 1000,
+    def __init__(self, target: RelayTarget, *, max_connections: int = 16, messages_per_connection: int = 1000,
                  ssl_context: ssl.SSLContext | None = None, timeout: float = 60.0) -> None:
         self.target = target
         self.messages_per_connection = messages_per_connection
