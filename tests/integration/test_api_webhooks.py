@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -397,3 +398,15 @@ async def test_a_late_post_result_of_a_lost_lease_changes_and_logs_nothing(api) 
         "Deliveries"]
     assert post["State"] == "delivered"
     assert [a["ResponseExcerpt"] for a in post["History"]] == ["current"]
+
+
+async def test_a_stream_takes_at_most_ten_webhooks(api) -> None:  # type: ignore[no-untyped-def]
+    # A legacy hook of the server does not count against its default stream's ten.
+    edited = await api.client.put("/server", json={"DeliveryHookUrl": URL}, headers=api.server_headers)
+    assert edited.status_code == 200, edited.text
+    answers = await asyncio.gather(*(create(api, Url=f"{URL}/{i}") for i in range(12)))
+    assert sorted(a.status_code for a in answers) == [200] * 10 + [422] * 2
+    for refused in (a for a in answers if a.status_code == 422):
+        assert_error(refused, 422, 1359)
+    assert len((await api.client.get("/webhooks", headers=api.server_headers)).json()["Webhooks"]) == 10
+    assert (await create(api, MessageStream="broadcast")).status_code == 200  # another stream has its own ten

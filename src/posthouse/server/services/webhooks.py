@@ -28,6 +28,7 @@ from posthouse.server.webhooks.targets import (
 )
 
 DEFAULT_STREAM = "outbound"
+MAX_WEBHOOKS_PER_STREAM = 10  # Postmark's limit is unpublished; a third-party guide says 10 (POSTMARK-API.md §1.3)
 MAX_DELIVERIES_PAGE = 500
 # Postmark's Triggers object → the store's trigger columns: (trigger, ((sub-field, column), …)).
 _TRIGGERS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
@@ -212,7 +213,11 @@ class WebhookService:
             secret=new_secret(),
             created_at=self.clock.micros(),
         )
-        record.id = await self.store.create_webhook(record)
+        created = await self.store.create_webhook(record, limit=MAX_WEBHOOKS_PER_STREAM)
+        if created is None:
+            raise ApiError(1359, f"The stream '{stream_id}' already has the maximum of {MAX_WEBHOOKS_PER_STREAM} "
+                                 "webhooks.")
+        record.id = created
         if self.hints is not None:
             self.hints.invalidate()
         return webhook_wire(record)

@@ -198,14 +198,26 @@ def legacy_hook_stmts(server_id: Any, hooks: Mapping[str, LegacyHook | None], se
 class WebhookQueries(Queries):
     # -- configuration ------------------------------------------------------------------------
 
-    async def create_webhook(self, record: WebhookRecord) -> int:
-        rows = await self.transact([Stmt(
-            f"INSERT INTO webhooks ({_WEBHOOK_COLUMNS.removeprefix('id, ')}) VALUES ({placeholders(17)}) "
-            "RETURNING id",
-            (record.server_id, record.stream, record.url, record.http_auth_username, record.http_auth_password,
-             json.dumps(record.http_headers), *(int(record.triggers.get(c, False)) for c in _TRIGGER_COLUMNS),
-             record.secret, record.created_at), fetch=True)])
-        return int(rows[0][0][0])
+    async def create_webhook(self, record: WebhookRecord, limit: int | None = None) -> int | None:
+        """The new webhook's id; None if its stream already has `limit` webhooks (legacy hooks not counted).
+
+        The server's row is updated first as a lock, so concurrent creates on PostgreSQL count each other.
+        """
+        values = (record.server_id, record.stream, record.url, record.http_auth_username, record.http_auth_password,
+                  json.dumps(record.http_headers), *(int(record.triggers.get(c, False)) for c in _TRIGGER_COLUMNS),
+                  record.secret, record.created_at)
+        if limit is None:
+            rows = await self.transact([Stmt(
+                f"INSERT INTO webhooks ({_WEBHOOK_COLUMNS.removeprefix('id, ')}) VALUES ({placeholders(17)}) "
+                "RETURNING id", values, fetch=True)])
+            return int(rows[0][0][0])
+        rows = await self.transact([
+            Stmt("UPDATE servers SET name = name WHERE id = ?", (record.server_id,)),
+            Stmt(f"INSERT INTO webhooks ({_WEBHOOK_COLUMNS.removeprefix('id, ')}) SELECT {placeholders(17)} "
+                 "WHERE (SELECT count(*) FROM webhooks WHERE server_id = ? AND stream = ? AND legacy IS NULL) < ? "
+                 "RETURNING id", (*values, record.server_id, record.stream, limit), fetch=True),
+        ])
+        return int(rows[1][0][0]) if rows[1] else None
 
     async def update_webhook(self, record: WebhookRecord) -> None:
         await self.transact([Stmt(
