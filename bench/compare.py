@@ -1,0 +1,86 @@
+"""Two builds of Posthouse side by side: the HTTP batch and single-message paths, rounds interleaved.
+
+This machine's speed drifts by tens of percent over minutes, so a change is judged against its base in
+the same run: each round runs the base, then the change, on fresh data dirs, and the medians and their
+ratio are printed. The base is a git revision (checked out in a temporary worktree and put first on
+PYTHONPATH); the change is the working tree, optionally with extra settings.
+
+    .venv/bin/python bench/compare.py --base HEAD~1 --rounds 3
+    .venv/bin/python bench/compare.py --base HEAD --env POSTHOUSE_WORKER_CONCURRENCY=128 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import relay_throughput
+from harness import Posthouse, machine
+from postfix_peer import SmtpSink
+
+REPO = Path(__file__).resolve().parent.parent
+FIGURES = ("accepted_per_s", "delivered_per_s", "requests_per_s", "p50_ms", "p99_ms")
+
+
+def one_round(pythonpath: str | None, env: dict[str, str], messages: int, single_seconds: int) -> dict[str, float]:
+    saved = os.environ.get("PYTHONPATH")
+    if pythonpath is not None:
+        os.environ["PYTHONPATH"] = pythonpath
+    try:
+        with SmtpSink() as sink:
+            server = Posthouse(sink.port, None, env)
+            try:
+                figures = asyncio.run(relay_throughput.batch_round(server, sink, messages))
+                figures.update(relay_throughput.single_round(server, sink, single_seconds))
+                return figures
+            finally:
+                server.stop()
+    finally:
+        if pythonpath is not None:
+            if saved is None:
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = saved
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", required=True, help="git revision to compare against")
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the change's server")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--messages", type=int, default=40_000)
+    parser.add_argument("--single-seconds", type=int, default=10)
+    args = parser.parse_args()
+    env = dict(item.split("=", 1) for item in args.env)
+    with tempfile.TemporaryDirectory(prefix="posthouse-base-") as worktree:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", worktree, args.base], check=True,
+                       capture_output=True)
+        try:
+            results: dict[str, dict[str, list[float]]] = {"base": {}, "change": {}}
+            for n in range(args.rounds):
+                for name, pythonpath, extra in (("base", f"{worktree}/src", {}), ("change", None, env)):
+                    figures = one_round(pythonpath, extra, args.messages, args.single_seconds)
+                    for key in FIGURES:
+                        results[name].setdefault(key, []).append(figures[key])
+                    print(f"  round {n + 1} {name}: " + ", ".join(f"{k}={figures[k]:,.1f}" for k in FIGURES),
+                          flush=True)
+        finally:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", worktree], check=False,
+                           capture_output=True)
+    print(f"\n{args.base} (base) against the working tree{' with ' + ' '.join(args.env) if args.env else ''}, "
+          f"medians of {args.rounds} interleaved rounds, {machine()}\n")
+    print("| figure | base | change | change / base |\n|---|---:|---:|---:|")
+    for key in FIGURES:
+        base, change = statistics.median(results["base"][key]), statistics.median(results["change"][key])
+        print(f"| {key} | {base:,.1f} | {change:,.1f} | {change / base:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
