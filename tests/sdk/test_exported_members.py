@@ -136,12 +136,12 @@ def test_the_error_tree() -> None:
 RESOURCES = {
     "ServerClient": {
         "outbound": [
-            "cancel", "dump", "get", "list", "reschedule", "send", "send_batch", "send_batch_with_templates",
+            "cancel", "dump", "get", "iterate", "list", "reschedule", "send", "send_batch", "send_batch_with_templates",
             "send_with_template",
         ],
         "bulk": ["get", "list", "send"],
         "templates": ["create", "delete", "edit", "get", "list", "validate"],
-        "bounces": ["activate", "delivery_stats", "dump", "get", "list", "tags"],
+        "bounces": ["activate", "delivery_stats", "dump", "get", "iterate", "list", "tags"],
         "suppressions": ["create", "delete", "dump"],
         "webhooks": ["create", "delete", "deliveries", "edit", "get", "list", "redeliver"],
         "streams": ["archive", "create", "edit", "get", "list", "unarchive"],

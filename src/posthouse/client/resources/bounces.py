@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from datetime import date, datetime
-from typing import TypedDict, Unpack
+from typing import TypedDict, Unpack, cast
 
 from posthouse import wire
 from posthouse.client.protocol import Call, format_instant, json_decoder, path_segment
-from posthouse.client.resources.base import AsyncResource, SyncResource
+from posthouse.client.resources.base import MAX_PAGE_SIZE, AsyncResource, SyncResource, pages, pages_async
 
 __all__ = [
     "AsyncBounces",
@@ -26,7 +27,8 @@ _LIST = json_decoder(wire.BounceList)
 _BOUNCE = json_decoder(wire.Bounce)
 _DUMP = json_decoder(wire.Dump)
 _ACTIVATION = json_decoder(wire.BounceActivation)
-_Tags = list[str]  # a name the classes can use: their `list` method shadows the builtin
+_Tags = list[str]  # names the classes can use: their `list` method shadows the builtin
+_Bounces = list[wire.Bounce]
 _TAGS = json_decoder(_Tags)
 
 
@@ -96,6 +98,17 @@ class AsyncBounces(AsyncResource):
         """One page of bounces, newest first, with the total that match."""
         return await self._http.run(list_call(**search))
 
+    async def iterate(self, *, page_size: int = MAX_PAGE_SIZE, **search: Unpack[BounceSearch]
+                      ) -> AsyncIterator[wire.Bounce]:
+        """Every bounce matching `search` (its `count` is ignored), newest first, `page_size` a request.
+        Stops at the search window (10,000 from the first): narrow `from_date`/`to_date` to reach further."""
+        async def fetch(count: int, offset: int) -> tuple[int, _Bounces]:
+            page = await self.list(**cast(BounceSearch, {**search, "count": count, "offset": offset}))
+            return page.total_count, page.bounces
+
+        async for bounce in pages_async(fetch, lambda b: b.id, offset=search.get("offset", 0), page_size=page_size):
+            yield bounce
+
     async def tags(self) -> _Tags:
         """Every tag that some bounce of the server carries, in order."""
         return await self._http.run(tags_call())
@@ -123,6 +136,15 @@ class SyncBounces(SyncResource):
     def list(self, **search: Unpack[BounceSearch]) -> wire.BounceList:
         """One page of bounces, newest first, with the total that match."""
         return self._http.run(list_call(**search))
+
+    def iterate(self, *, page_size: int = MAX_PAGE_SIZE, **search: Unpack[BounceSearch]) -> Iterator[wire.Bounce]:
+        """Every bounce matching `search` (its `count` is ignored), newest first, `page_size` a request.
+        Stops at the search window (10,000 from the first): narrow `from_date`/`to_date` to reach further."""
+        def fetch(count: int, offset: int) -> tuple[int, _Bounces]:
+            page = self.list(**cast(BounceSearch, {**search, "count": count, "offset": offset}))
+            return page.total_count, page.bounces
+
+        return pages(fetch, lambda b: b.id, offset=search.get("offset", 0), page_size=page_size)
 
     def tags(self) -> _Tags:
         """Every tag that some bounce of the server carries, in order."""

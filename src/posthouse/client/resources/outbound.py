@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import builtins
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import date, datetime
-from typing import TypedDict, Unpack
+from typing import TypedDict, Unpack, cast
 
 from posthouse import wire
 from posthouse.client.protocol import Call, format_instant, json_decoder, path_segment, scheduled
-from posthouse.client.resources.base import AsyncResource, SyncResource
+from posthouse.client.resources.base import MAX_PAGE_SIZE, AsyncResource, SyncResource, pages, pages_async
 
 __all__ = [
     "AsyncOutbound",
@@ -187,6 +187,18 @@ class AsyncOutbound(AsyncResource):
         """One page of sent messages, newest first, with the total that match."""
         return await self._http.run(list_call(**search))
 
+    async def iterate(self, *, page_size: int = MAX_PAGE_SIZE, **search: Unpack[OutboundSearch]
+                      ) -> AsyncIterator[wire.OutboundMessage]:
+        """Every message matching `search` (its `count` is ignored), newest first, `page_size` a request.
+        Stops at the search window (10,000 from the first): narrow `from_date`/`to_date` to reach further."""
+        async def fetch(count: int, offset: int) -> tuple[int, builtins.list[wire.OutboundMessage]]:
+            page = await self.list(**cast(OutboundSearch, {**search, "count": count, "offset": offset}))
+            return page.total_count, page.messages
+
+        async for message in pages_async(fetch, lambda m: m.message_id, offset=search.get("offset", 0),
+                                         page_size=page_size):
+            yield message
+
     async def get(self, message_id: str) -> wire.OutboundMessageDetails:
         """A message with its bodies and what happened to it (`message_events`)."""
         return await self._http.run(details_call(message_id))
@@ -251,6 +263,16 @@ class SyncOutbound(SyncResource):
     def list(self, **search: Unpack[OutboundSearch]) -> wire.OutboundMessageList:
         """One page of sent messages, newest first, with the total that match."""
         return self._http.run(list_call(**search))
+
+    def iterate(self, *, page_size: int = MAX_PAGE_SIZE, **search: Unpack[OutboundSearch]
+                ) -> Iterator[wire.OutboundMessage]:
+        """Every message matching `search` (its `count` is ignored), newest first, `page_size` a request.
+        Stops at the search window (10,000 from the first): narrow `from_date`/`to_date` to reach further."""
+        def fetch(count: int, offset: int) -> tuple[int, builtins.list[wire.OutboundMessage]]:
+            page = self.list(**cast(OutboundSearch, {**search, "count": count, "offset": offset}))
+            return page.total_count, page.messages
+
+        return pages(fetch, lambda m: m.message_id, offset=search.get("offset", 0), page_size=page_size)
 
     def get(self, message_id: str) -> wire.OutboundMessageDetails:
         """A message with its bodies and what happened to it (`message_events`)."""
