@@ -73,6 +73,7 @@ class SinkController(Controller):
     def __init__(self, handler: Any, **options: Any) -> None:
         super().__init__(handler, **options)
         self.sessions: set[_TrackedSMTP] = set()  # sessions whose connection is not yet lost
+        self.connections = 0  # connections accepted, ever
 
     def _trigger_server(self) -> None:
         assert self.server is not None
@@ -80,7 +81,7 @@ class SinkController(Controller):
         super()._trigger_server()
 
     def factory(self) -> SMTP:
-        return _TrackedSMTP(self.sessions, self.handler, **self.SMTP_kwargs)
+        return _TrackedSMTP(self, self.handler, **self.SMTP_kwargs)
 
     def stop(self, no_assert: bool = False) -> None:
         self._wait_closed(0.25)
@@ -98,16 +99,19 @@ class SinkController(Controller):
 class _TrackedSMTP(SMTP):
     """aiosmtpd's session, in its controller's `sessions` while its connection is open."""
 
-    def __init__(self, sessions: set[_TrackedSMTP], handler: Any, **options: Any) -> None:
+    def __init__(self, controller: SinkController, handler: Any, **options: Any) -> None:
         super().__init__(handler, **options)
-        self._sessions = sessions
+        self._controller = controller
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self._original_transport is None and self.transport is None  # not the STARTTLS re-entry
         super().connection_made(transport)
-        self._sessions.add(self)
+        if first:
+            self._controller.connections += 1
+        self._controller.sessions.add(self)
 
     def connection_lost(self, error: Exception | None) -> None:
-        self._sessions.discard(self)
+        self._controller.sessions.discard(self)
         super().connection_lost(error)
 
     def abort(self) -> None:
@@ -170,6 +174,7 @@ class RecordingSink:
         auth_mechanisms: Sequence[str] = ("PLAIN", "LOGIN"),
         auth_require_tls: bool = True,
         require_auth: bool = False,
+        idle_timeout: float | None = None,
     ) -> None:
         if (require_starttls or implicit_tls) and tls_context is None:
             raise ValueError("require_starttls and implicit_tls need a tls_context")
@@ -185,6 +190,8 @@ class RecordingSink:
         self.logins: list[tuple[str, str]] = []  # (mechanism, user) for each successful AUTH
         self._auth = auth
         options: dict[str, Any] = {}
+        if idle_timeout is not None:
+            options["timeout"] = idle_timeout  # aiosmtpd answers 421 and hangs up on a connection idle that long
         if implicit_tls:
             options["ssl_context"] = tls_context
         elif tls_context is not None:
@@ -207,8 +214,14 @@ class RecordingSink:
                 return AuthResult(success=True)
         return AuthResult(success=False, handled=False)
 
+    @property
+    def connections(self) -> int:
+        """Connections accepted since start (not counting aiosmtpd's own check that the server is up)."""
+        return self._controller.connections - self._started_with
+
     def start(self) -> RecordingSink:
         self._controller.start()
+        self._started_with = self._controller.connections
         self.port = self._controller.port
         return self
 

@@ -3,6 +3,8 @@ an aiosmtpd sink that records what arrived (X-PM headers, MIME structure, envelo
 
 from __future__ import annotations
 
+import asyncio
+import time
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -251,3 +253,41 @@ async def test_a_wrong_token_is_refused_at_login(tenant: Tenant) -> None:
             posthouse.Email(sender="a@example.com", to="b@example.com", text_body="t")
         )
     assert refused.value.smtp_code == 535
+
+
+def note(subject: str) -> posthouse.Email:
+    return posthouse.Email(sender="app@example.com", to="ann@example.com", subject=subject, text_body="x")
+
+
+def test_each_send_has_its_own_connection_by_default() -> None:
+    with RecordingSink() as sink:
+        transport = posthouse.SMTPTransport(f"smtp://{sink.host}:{sink.port}")
+        for i in range(3):
+            transport.send(note(str(i)))
+        assert (len(sink.messages), sink.connections) == (3, 3)
+
+
+def test_keep_alive_reuses_one_connection_and_survives_the_server_dropping_it() -> None:
+    with RecordingSink(idle_timeout=0.5) as sink, \
+            posthouse.SMTPTransport(f"smtp://{sink.host}:{sink.port}?keepalive=1") as transport:
+        assert transport.keep_alive
+        for i in range(5):
+            transport.send(note(str(i)))
+        assert (len(sink.messages), sink.connections) == (5, 1)
+        time.sleep(1.0)  # the sink hangs up on the idle connection (421)
+        transport.send(note("after"))
+        assert [parse(m.data)["Subject"] for m in sink.messages][-1] == "after"
+        assert (len(sink.messages), sink.connections) == (6, 2)
+
+
+async def test_keep_alive_with_concurrent_async_sends_keeps_a_few_connections() -> None:
+    with RecordingSink() as sink:
+        transport = posthouse.SMTPTransport(f"smtp://{sink.host}:{sink.port}", keep_alive=True)
+        try:
+            for _ in range(3):
+                await asyncio.gather(*(transport.send_async(posthouse.Email(
+                    sender="app@example.com", to=f"r{i}@example.com", subject="c", text_body="x")) for i in range(8)))
+        finally:
+            await transport.aclose()
+        assert len(sink.messages) == 24
+        assert sink.connections < 24

@@ -4,10 +4,15 @@
     SMTPTransport("smtps://user:pass@host:465")           TLS from the first byte (RFC 8314)
     SMTPTransport("smtp://host:25")                       no TLS
 
-Query parameters: `cafile=PATH` trusts that CA (Posthouse's self-signed certificate, for one), `timeout=SECONDS`.
-Each send is one connection; the async `send_async` runs it in a worker thread. Recipients are sent all or
-nothing: if the server refuses any of them, the transaction is reset before DATA and `SMTPRefusedError` lists
-them. smtplib's exceptions become the SDK's in one place, `map_smtplib_exceptions`.
+Query parameters: `cafile=PATH` trusts that CA (Posthouse's self-signed certificate, for one), `timeout=SECONDS`,
+`keepalive=1` (as the `keep_alive` argument).
+
+By default each send is one connection. With `keep_alive`, up to 4 idle connections are kept for the next
+sends (close the transport when done); a kept connection the server has dropped meanwhile is noticed at MAIL,
+before anything of the message was sent, and the message goes over a fresh one. The async `send_async` runs a
+send in a worker thread. Recipients are sent all or nothing: if the server refuses any of them, the transaction
+is reset before DATA and `SMTPRefusedError` lists them. smtplib's exceptions become the SDK's in one place,
+`map_smtplib_exceptions`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import re
 import smtplib
 import socket
 import ssl
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -34,6 +40,7 @@ from posthouse.client.mime import build_message, envelope_of
 __all__ = ["SMTPTransport", "map_smtplib_exceptions"]
 
 _DEFAULT_PORTS = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
+_MAX_IDLE = 4  # connections kept with keep_alive
 _QUEUED_AS = re.compile(r"queued as <?([^\s>]+)", re.I)  # Posthouse: "2.0.0 Ok: queued as <MessageID>"
 
 
@@ -76,6 +83,7 @@ class SMTPTransport:
         ssl_context: ssl.SSLContext | None = None,
         timeout: float | None = None,
         local_hostname: str | None = None,
+        keep_alive: bool | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
@@ -95,6 +103,9 @@ class SMTPTransport:
         if self._ssl_context is None and self.security != "none":
             self._ssl_context = ssl.create_default_context(cafile=cafile)
         self.local_hostname = local_hostname
+        self.keep_alive = keep_alive if keep_alive is not None else query.get("keepalive", ["0"])[0] in ("1", "true")
+        self._idle: list[smtplib.SMTP] = []
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         user = f"{self.username}:***@" if self.username else ""
@@ -109,8 +120,8 @@ class SMTPTransport:
         message = build_message(email)
         sender, recipients = envelope_of(email)
         data = message.as_bytes()
-        with map_smtplib_exceptions(), self._connect() as smtp:
-            reply = self._submit(smtp, sender, recipients, data)
+        with map_smtplib_exceptions():
+            reply = self._deliver(sender, recipients, data)
         queued = _QUEUED_AS.search(reply)
         message_id = queued.group(1) if queued else str(message["Message-ID"]).strip("<> ")
         return wire.SendResponse(
@@ -126,10 +137,50 @@ class SMTPTransport:
         return await asyncio.to_thread(self.send, email)
 
     def close(self) -> None:
-        """Nothing to release: each send has its own connection."""
+        """QUIT the connections kept for reuse (none without `keep_alive`)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for smtp in idle:
+            _quit(smtp)
 
     async def aclose(self) -> None:
-        """Nothing to release: each send has its own connection."""
+        await asyncio.to_thread(self.close)
+
+    def __enter__(self) -> SMTPTransport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _deliver(self, sender: str, recipients: list[str], data: bytes) -> str:
+        """Submit over a kept connection if there is one that still works, else over a new one."""
+        while True:
+            with self._lock:
+                smtp = self._idle.pop() if self._idle else None
+            if smtp is None:
+                break
+            try:
+                return self._finish(smtp, self._submit(smtp, sender, recipients, data, reused=True))
+            except _Dropped:
+                smtp.close()  # the server let it go while it was idle; nothing of this message was sent
+            except BaseException:
+                smtp.close()
+                raise
+        smtp = self._connect()
+        try:
+            return self._finish(smtp, self._submit(smtp, sender, recipients, data))
+        except BaseException:
+            smtp.close()
+            raise
+
+    def _finish(self, smtp: smtplib.SMTP, reply: str) -> str:
+        """Keep the connection for the next send, or end it."""
+        with self._lock:
+            if self.keep_alive and len(self._idle) < _MAX_IDLE:
+                self._idle.append(smtp)
+                return reply
+        _quit(smtp)
+        return reply
 
     def _connect(self) -> smtplib.SMTP:
         smtp: smtplib.SMTP
@@ -157,11 +208,19 @@ class SMTPTransport:
         return smtp
 
     @staticmethod
-    def _submit(smtp: smtplib.SMTP, sender: str, recipients: list[str], data: bytes) -> str:
-        """MAIL, every RCPT, then DATA only when all were accepted; the DATA reply's text."""
+    def _submit(smtp: smtplib.SMTP, sender: str, recipients: list[str], data: bytes, *, reused: bool = False) -> str:
+        """MAIL, every RCPT, then DATA only when all were accepted; the DATA reply's text. On a `reused`
+        connection, one that is gone at MAIL (closed, or 421) raises `_Dropped`: nothing was sent yet."""
         utf8 = not (sender.isascii() and all(r.isascii() for r in recipients))
         options = ["SMTPUTF8"] if utf8 and smtp.has_extn("smtputf8") else []
-        code, reply = smtp.mail(sender, options)
+        try:
+            code, reply = smtp.mail(sender, options)
+        except (smtplib.SMTPServerDisconnected, OSError):
+            if reused:
+                raise _Dropped from None
+            raise
+        if reused and code == 421:
+            raise _Dropped
         if code != 250:
             smtp.rset()
             raise SMTPRefusedError(code, reply.decode("utf-8", "replace"))
@@ -178,6 +237,17 @@ class SMTPTransport:
         if code != 250:
             raise SMTPRefusedError(code, reply.decode("utf-8", "replace"))
         return reply.decode("utf-8", "replace")
+
+
+class _Dropped(Exception):
+    """A kept connection turned out closed at MAIL, before anything of the message was sent."""
+
+
+def _quit(smtp: smtplib.SMTP) -> None:
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        smtp.close()
 
 
 def _redacted(url: str) -> str:
