@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import httpx
+
 sys.path.insert(0, str(Path(__file__).parent))
 import relay_throughput
 from harness import Posthouse, machine
@@ -29,7 +31,8 @@ REPO = Path(__file__).resolve().parent.parent
 FIGURES = ("accepted_per_s", "delivered_per_s", "requests_per_s", "p50_ms", "p99_ms")
 
 
-def one_round(pythonpath: str | None, env: dict[str, str], messages: int, single_seconds: int) -> dict[str, float]:
+def one_round(pythonpath: str | None, env: dict[str, str], messages: int, single_seconds: int,
+              suppress: list[str]) -> dict[str, float]:
     saved = os.environ.get("PYTHONPATH")
     if pythonpath is not None:
         os.environ["PYTHONPATH"] = pythonpath
@@ -37,6 +40,11 @@ def one_round(pythonpath: str | None, env: dict[str, str], messages: int, single
         with SmtpSink() as sink:
             server = Posthouse(sink.port, None, env)
             try:
+                if suppress:  # a stream with suppressions: every send must be checked against them
+                    answer = httpx.post(server.base_url + "/message-streams/outbound/suppressions",
+                                        headers={"X-Postmark-Server-Token": server.token},
+                                        json={"Suppressions": [{"EmailAddress": e} for e in suppress]}, timeout=30)
+                    answer.raise_for_status()
                 figures = asyncio.run(relay_throughput.batch_round(server, sink, messages))
                 figures.update(relay_throughput.single_round(server, sink, single_seconds))
                 return figures
@@ -57,6 +65,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--messages", type=int, default=40_000)
     parser.add_argument("--single-seconds", type=int, default=10)
+    parser.add_argument("--suppress", action="append", default=[], help="an address to suppress before the load")
     args = parser.parse_args()
     env = dict(item.split("=", 1) for item in args.env)
     with tempfile.TemporaryDirectory(prefix="posthouse-base-") as worktree:
@@ -66,7 +75,7 @@ def main() -> None:
             results: dict[str, dict[str, list[float]]] = {"base": {}, "change": {}}
             for n in range(args.rounds):
                 for name, pythonpath, extra in (("base", f"{worktree}/src", {}), ("change", None, env)):
-                    figures = one_round(pythonpath, extra, args.messages, args.single_seconds)
+                    figures = one_round(pythonpath, extra, args.messages, args.single_seconds, args.suppress)
                     for key in FIGURES:
                         results[name].setdefault(key, []).append(figures[key])
                     print(f"  round {n + 1} {name}: " + ", ".join(f"{k}={figures[k]:,.1f}" for k in FIGURES),
