@@ -12,9 +12,8 @@ import pytest
 from posthouse import wire
 from posthouse.server.config import load_settings
 from posthouse.server.runtime import Runtime
-from posthouse.server.services.hints import BloomFilter, suppression_key
 from posthouse.server.smtp.server import Listener
-from posthouse.server.store.base import Stmt, Store, Suppression
+from posthouse.server.store.base import Store, Suppression
 from posthouse.server.store.webhooks import WebhookRecord
 
 MESSAGE = {"From": "app@example.com", "Subject": "Hi", "TextBody": "Hello"}
@@ -124,68 +123,3 @@ async def test_over_smtp_a_suppressed_recipient_gets_an_smtp_api_error_bounce(st
     assert (record_type, body["Type"], body["TypeCode"], body["Email"]) == (
         "Bounce", "SMTPApiError", 100007, "gone@example.com")
     assert bounce_id == bounce_row[0]
-
-
-# -- the per-process filter that spares most sends the suppression lookup ---------------------------------------
-
-
-async def test_a_send_to_addresses_the_filter_never_saw_makes_no_suppression_lookup(api, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    await suppress(api.runtime.store, "gone@example.com")
-    lookups: list[list[str]] = []
-    real = api.runtime.store.suppressed_in_any_stream
-
-    async def counted(server_id: int, emails: list[str]) -> set[tuple[str, str]]:
-        lookups.append(list(emails))
-        return await real(server_id, emails)
-
-    monkeypatch.setattr(api.runtime.store, "suppressed_in_any_stream", counted)
-    for i in range(20):
-        body = {**MESSAGE, "To": f"r{i}@example.com"}
-        answer = await api.client.post("/email", headers=api.server_headers, json=body)
-        assert answer.status_code == 200, answer.text
-    assert lookups == []  # the stream has a suppression, but not of these
-    refused = await api.client.post("/email", headers=api.server_headers,
-                                    json={**MESSAGE, "To": "Gone@Example.com", "Cc": "here@example.com"})
-    assert refused.json()["Message"].startswith("Message OK, but will not deliver")
-    assert lookups == [["gone@example.com"]]  # only the candidate is looked up
-
-
-async def test_a_suppression_written_by_another_process_applies_within_the_ttl(api) -> None:  # type: ignore[no-untyped-def]
-    hints = api.runtime.sending.hints
-    hints.ttl = 0.2
-    assert (await api.client.post("/email", headers=api.server_headers, json={**MESSAGE, "To": "a@example.com"})
-            ).status_code == 200
-    store = api.runtime.store
-    server = await store.get_server_by_name("default")
-    now = api.runtime.clock.micros()
-    # As another node writes them: no epoch change here; one of them from a node whose clock is 3 s behind.
-    await store.transact([Stmt(
-        "INSERT INTO suppressions (server_id, stream, email, reason, origin, bounce_id, created_at) "
-        "VALUES (?, 'outbound', ?, 'HardBounce', 'Recipient', NULL, ?)", many=[
-            (server.id, "b@example.com", now), (server.id, "c@example.com", now - 3_000_000)])])
-    await asyncio.sleep(0.3)
-    for email in ("b@example.com", "c@example.com"):
-        answer = await api.client.post("/email", headers=api.server_headers, json={**MESSAGE, "To": email})
-        assert (answer.status_code, answer.json()["ErrorCode"]) == (422, 406), email
-
-
-async def test_a_reactivated_address_in_the_filter_is_looked_up_and_sent_to(api) -> None:  # type: ignore[no-untyped-def]
-    await suppress(api.runtime.store, "back@example.com")
-    refused = await api.client.post("/email", headers=api.server_headers, json={**MESSAGE, "To": "back@example.com"})
-    assert refused.json()["ErrorCode"] == 406
-    deleted = await api.client.post("/message-streams/outbound/suppressions/delete", headers=api.server_headers,
-                                    json={"Suppressions": [{"EmailAddress": "back@example.com"}]})
-    assert deleted.status_code == 200, deleted.text
-    answer = await api.client.post("/email", headers=api.server_headers, json={**MESSAGE, "To": "back@example.com"})
-    assert (answer.status_code, answer.json()["ErrorCode"]) == (200, 0)
-
-
-def test_the_bloom_filter_has_no_false_negatives_and_few_false_positives() -> None:
-    bloom = BloomFilter(10_000)
-    members = [suppression_key(1, "outbound", f"user{i}@example.com") for i in range(10_000)]
-    for key in members:
-        bloom.add(key)
-    assert all(key in bloom for key in members)
-    strangers = [suppression_key(1, "outbound", f"other{i}@example.com") for i in range(20_000)]
-    assert sum(key in bloom for key in strangers) / len(strangers) < 0.03  # about 1% at capacity
-    assert suppression_key(1, "outbound", "A@Example.com") == suppression_key(1, "outbound", "a@example.com")

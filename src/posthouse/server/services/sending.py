@@ -207,16 +207,12 @@ class SendingService:
         return message.message_id
 
     async def _suppressed(self, server: Server, messages: Sequence[ComposedMessage]) -> dict[str, set[str]]:
-        """Recipients each message's stream suppresses (lower-cased), by message id: one read per call for
-        the recipients that may be suppressed, none when the `hints` filter has seen none of them."""
-        emails = [r.lower() for m in messages for r in m.recipients]
-        if self.hints is not None:
-            maybe = await self.hints.candidates(server.id, ((m.stream, r.lower()) for m in messages
-                                                            for r in m.recipients))
-            if not maybe:
-                return {}
-            emails = sorted(maybe)
-        pairs = await self.store.suppressed_in_any_stream(server.id, emails)
+        """Recipients each message's stream suppresses (lower-cased), by message id: one read per call,
+        none when no stream of these messages has any suppression (`hints`)."""
+        if self.hints is not None and not await self.hints.may_suppress(server.id, {m.stream for m in messages}):
+            return {}
+        pairs = await self.store.suppressed_in_any_stream(
+            server.id, [r.lower() for m in messages for r in m.recipients])
         if not pairs:
             return {}
         found: dict[str, set[str]] = {}

@@ -133,15 +133,11 @@ class FeedbackQueries(Queries):
     def suppressions_changed(self) -> None:
         self.suppression_epoch += 1
 
-    async def suppressions_since(self, since: int | None) -> list[tuple[int, str, str, int]]:
-        """(server, stream, email, created_at) of every suppression, or of those created or taken over
-        (a spam complaint) at `since` or later."""
-        if since is None:
-            rows = await self.query("SELECT server_id, stream, email, created_at FROM suppressions")
-        else:
-            rows = await self.query("SELECT server_id, stream, email, created_at FROM suppressions "
-                                    "WHERE created_at >= ?", (since,))
-        return [(int(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows]
+    async def streams_with_suppressions(self) -> set[tuple[int, str]]:
+        """(server, stream) pairs with at least one suppression: one index probe per stream."""
+        rows = await self.query("SELECT m.server_id, m.id FROM message_streams m WHERE EXISTS "
+                                "(SELECT 1 FROM suppressions s WHERE s.server_id = m.server_id AND s.stream = m.id)")
+        return {(int(r[0]), str(r[1])) for r in rows}
 
     # -- bounces ------------------------------------------------------------------------------
 
