@@ -168,3 +168,31 @@ async def test_group_commit_keeps_failures_separate(store: Store) -> None:
     assert isinstance(results[1], StoreError)
     assert len(results[0]) == 3  # type: ignore[arg-type]
     assert await states(store) == {"queued": 3}
+
+
+async def test_recording_results_can_claim_the_next_rows_in_the_same_transaction(store: Store) -> None:
+    server_id = await make_server(store)
+    await enqueue(store, server_id, 5)
+    first = await store.claim_deliveries("w1", T0, 2, T0 + LEASE)
+    done = [DeliveryUpdate(d, "w1", DeliveryState.DELIVERED, T0, "250 ok", EventType.DELIVERED, {}, T0) for d in first]
+    nxt = await store.record_attempts(done, claim=("w1", T0, 2, T0 + LEASE))
+    assert len(nxt) == 2 and not {d.id for d in nxt} & {d.id for d in first}
+    assert all(d.attempts == 1 and d.content.startswith(b"From: ") for d in nxt)
+    assert await states(store) == {"delivered": 2, "sending": 2, "queued": 1}
+    assert await store.record_attempts([]) == []  # without a claim, nothing is claimed
+
+
+async def test_claims_a_stopping_worker_never_started_are_given_back_uncounted(store: Store) -> None:
+    server_id = await make_server(store)
+    await enqueue(store, server_id, 3)
+    once = await store.claim_deliveries("w1", T0, 1, T0 + LEASE)
+    await store.record_attempts([DeliveryUpdate(once[0], "w1", DeliveryState.DEFERRED, T0, "451 later",
+                                                EventType.TRANSIENT, {}, T0)])
+    claimed = await store.claim_deliveries("w1", T0 + 1, 3, T0 + LEASE)
+    assert sorted(d.attempts for d in claimed) == [1, 1, 2]
+    await store.release_claims("w2", [d.id for d in claimed], T0 + 2)  # not w2's: nothing changes
+    assert await states(store) == {"sending": 3}
+    await store.release_claims("w1", [d.id for d in claimed], T0 + 2)
+    assert await states(store) == {"queued": 2, "deferred": 1}
+    again = await store.claim_deliveries("w2", T0 + 2, 10, T0 + LEASE)  # due at once, attempts as before
+    assert sorted(d.attempts for d in again) == [1, 1, 2]

@@ -410,12 +410,28 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
         While leased, `next_attempt_at` holds the lease expiry, so one partial index serves both
         due work and expired leases. Claiming counts as an attempt; rows are never deleted here.
         """
-        rows = (await self.transact([Stmt(
+        return await self._claimed((await self.transact([self._claim_stmt(owner, now, limit, lease_until)]))[0])
+
+    def _claim_stmt(self, owner: str, now: int, limit: int, lease_until: int) -> Stmt:
+        return Stmt(
             "UPDATE deliveries SET state = 'sending', lease_owner = ?, attempts = attempts + 1, "
             "next_attempt_at = ?, updated_at = ? WHERE id IN (SELECT id FROM deliveries "
             f"WHERE state IN {PENDING} AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ? "
             f"{self.claim_lock_clause}) RETURNING id, message_id, recipient, attempts",
-            (owner, lease_until, now, now, limit), fetch=True)]))[0]
+            (owner, lease_until, now, now, limit), fetch=True)
+
+    async def release_claims(self, owner: str, ids: Sequence[int], now: int) -> None:
+        """Give back rows claimed but never attempted (a stopping worker's prefetched claims): due at once,
+        the claim's attempt not counted."""
+        if ids:
+            await self.transact([Stmt(
+                "UPDATE deliveries SET state = CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END, "
+                "attempts = attempts - 1, lease_owner = NULL, next_attempt_at = ?, updated_at = ? "
+                f"WHERE id IN ({placeholders(len(ids))}) AND lease_owner = ? AND state = 'sending'",
+                (now, now, *ids, owner))])
+
+    async def _claimed(self, rows: Sequence[Sequence[Any]]) -> list[ClaimedDelivery]:
+        """The claimed rows (id, message_id, recipient, attempts) with what delivery needs of their messages."""
         if not rows:
             return []
         ids = sorted({r[1] for r in rows})
@@ -435,8 +451,11 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
                 metadata=json.loads(m[10]) if m[10] != "{}" else {}, send_at=m[11]))
         return claimed
 
-    async def record_attempts(self, updates: Sequence[DeliveryUpdate]) -> None:
-        """Finish one attempt per row in one transaction: state, event, bounce, message status.
+    async def record_attempts(self, updates: Sequence[DeliveryUpdate],
+                              claim: tuple[str, int, int, int] | None = None) -> list[ClaimedDelivery]:
+        """Finish one attempt per row in one transaction: state, event, bounce, message status; with
+        `claim` (owner, now, limit, lease_until), also claim the next rows in that transaction and return
+        them (one commit for both, where two would each wait for their own fsync).
 
         A result counts only if its claim still holds: the row is still leased to that owner for that
         attempt (the claim's token). The lease check and the writes that follow from it (event, bounce,
@@ -454,13 +473,15 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
             held.append([u for u in updates if u.delivery.id in ids])
             return self._attempt_consequences(held[-1], base=len(results))
 
-        await self.transact([*finish, Then(consequences)])
+        results = await self.transact([*finish, Then(consequences),
+                                       *([self._claim_stmt(*claim)] if claim is not None else [])])
         current = held[-1] if held else []  # the last build is the one committed (a failed group runs again alone)
         if len(current) < len(updates):
             log.warning("%d delivery results not recorded: their claim no longer held (the lease ran out and the "
                         "row was claimed again, or the result was already recorded)", len(updates) - len(current))
         if any(u.suppression is not None for u in current):
             self.suppressions_changed()
+        return await self._claimed(results[-1]) if claim is not None else []
 
     @staticmethod
     def _attempt_consequences(updates: Sequence[DeliveryUpdate], base: int) -> list[Stmt]:

@@ -60,6 +60,8 @@ class DeliveryWorker:
         self.webhook_hints = webhook_hints
         self._stopping = asyncio.Event()
         self._results: list[DeliveryUpdate] = []
+        # Rows claimed in the transaction that recorded earlier results, waiting for a free slot.
+        self._prefetched: list[ClaimedDelivery] = []
         self._results_done: asyncio.Future[None] | None = None
         self._flushing = False
 
@@ -79,6 +81,9 @@ class DeliveryWorker:
         per = (lambda d: (d.message_id, d.id)) if self.return_paths is not None else (lambda d: (d.message_id, 0))
 
         async def claim(limit: int) -> list[ClaimedDelivery]:
+            if self._prefetched:
+                taken, self._prefetched = self._prefetched[:limit], self._prefetched[limit:]
+                return taken
             now = self.clock.micros()
             return await self.store.claim_deliveries(self.owner, now, limit, now + self.lease_micros)
 
@@ -89,6 +94,12 @@ class DeliveryWorker:
         await claim_loop(stopping=self._stopping, wakeup=self.wakeup, poll_seconds=self.poll_seconds,
                          concurrency=self.concurrency, batch_size=self.batch_size, claim=claim, work=work,
                          what="deliveries")
+        if self._prefetched:  # claimed while stopping began: give them back, due now, for the next worker
+            rows, self._prefetched = self._prefetched, []
+            try:
+                await self.store.release_claims(self.owner, [r.id for r in rows], self.clock.micros())
+            except StoreError as exc:
+                log.warning("%d claimed deliveries wait for their lease to expire: %s", len(rows), exc)
 
     async def _deliver(self, rows: Sequence[ClaimedDelivery]) -> None:
         """Send one message to its claimed recipients in one transaction, then record every outcome."""
@@ -154,7 +165,16 @@ class DeliveryWorker:
                 assert done is not None
                 for attempt in range(3):
                     try:
-                        await self.store.record_attempts(batch)
+                        # The results' slots are about to free up: claim as many rows for them in the same
+                        # transaction (one commit, not two), unless the worker is stopping.
+                        now = self.clock.micros()
+                        wanted = None if self._stopping.is_set() else \
+                            (self.owner, now, min(self.batch_size, len(batch)), now + self.lease_micros)
+                        claimed = await self.store.record_attempts(batch, claim=wanted)
+                        # Only now read `_prefetched`: the claim loop replaces the list while this awaits.
+                        self._prefetched.extend(claimed)
+                        if wanted is not None:
+                            self.wakeup.notify()
                         # Only results with events can have queued posts; waking the dispatcher for the
                         # others would cost it an empty claim (a write transaction) per flush.
                         if self.on_recorded is not None and any(u.webhook_events or u.suppression for u in batch):
