@@ -84,10 +84,16 @@ class SinkController(Controller):
         return _TrackedSMTP(self, self.handler, **self.SMTP_kwargs)
 
     def stop(self, no_assert: bool = False) -> None:
+        if self.server is not None:  # first stop accepting: a client reconnecting meanwhile must not slip in
+            self.loop.call_soon_threadsafe(self.server.close)
         self._wait_closed(0.25)
-        for session in list(self.sessions):
-            self.loop.call_soon_threadsafe(session.abort)
-        self._wait_closed(2.0)
+        # Close (a reply already written still goes out first), then cut what will not close.
+        for cut in (False, True, True):
+            if not self.sessions:
+                break
+            for session in list(self.sessions):
+                self.loop.call_soon_threadsafe(session.abort if cut else session.close)
+            self._wait_closed(2.0)
         super().stop(no_assert)
 
     def _wait_closed(self, timeout: float) -> None:
@@ -113,6 +119,10 @@ class _TrackedSMTP(SMTP):
     def connection_lost(self, error: Exception | None) -> None:
         self._controller.sessions.discard(self)
         super().connection_lost(error)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
     def abort(self) -> None:
         for transport in (self.transport, self._original_transport):
