@@ -521,12 +521,11 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
                 f"AND d.state IN {PENDING})", finished))
         return stmts
 
+    @abstractmethod
     def finish_deliveries(self, rows: list[tuple[str, int, int, str, int, str, int]]) -> list[Stmt]:
         """Set (state, next_attempt_at, updated_at, last_reply) of rows (…, id, lease_owner, attempts)
-        whose claim still holds, returning their ids: a late result of a lost lease changes nothing."""
-        return [Stmt("UPDATE deliveries SET state = ?, next_attempt_at = ?, lease_owner = NULL, updated_at = ?, "
-                     "last_reply = ? WHERE id = ? AND lease_owner = ? AND attempts = ? RETURNING id", row, fetch=True)
-                for row in rows]
+        whose claim still holds, returning their ids: a late result of a lost lease changes nothing.
+        Each dialect writes it as one statement per batch (`UPDATE … FROM` a list of rows)."""
 
     async def next_due_time(self) -> int | None:
         row = await self.query_one(f"SELECT min(next_attempt_at) FROM deliveries WHERE state IN {PENDING}")

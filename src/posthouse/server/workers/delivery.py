@@ -167,9 +167,11 @@ class DeliveryWorker:
                     try:
                         # The results' slots are about to free up: claim as many rows for them in the same
                         # transaction (one commit, not two), unless the worker is stopping.
+                        # Rows already claimed ahead count against it, so claims ahead never pile up.
                         now = self.clock.micros()
-                        wanted = None if self._stopping.is_set() else \
-                            (self.owner, now, min(self.batch_size, len(batch)), now + self.lease_micros)
+                        room = min(self.batch_size, len(batch)) - len(self._prefetched)
+                        wanted = None if self._stopping.is_set() or room <= 0 else \
+                            (self.owner, now, room, now + self.lease_micros)
                         claimed = await self.store.record_attempts(batch, claim=wanted)
                         # Only now read `_prefetched`: the claim loop replaces the list while this awaits.
                         self._prefetched.extend(claimed)
