@@ -39,7 +39,7 @@ from posthouse.client.protocol import error_from_result
 
 __all__ = ["BATCH_SIZE", "EmailBackend", "email_from_django"]
 
-BATCH_SIZE = 500  # Postmark's limit per /email/batch (POSTMARK-API.md §2.2)
+BATCH_SIZE = 500  # Postmark's limit per /email/batch (docs/postmark-api.md §2.2)
 logger = logging.getLogger("posthouse.django")
 
 

@@ -1,6 +1,6 @@
 """Postmark's JSON shapes as msgspec Structs: PascalCase lives here and nowhere else.
 
-Requests are lenient the way the official clients need (POSTMARK-API.md §1.4): every optional field
+Requests are lenient the way the official clients need (docs/postmark-api.md §1.4): every optional field
 accepts `null`, unknown keys are ignored. Responses are the supersets the clients require (§11.3).
 The SDK (`posthouse.client`) and the server's API share these types.
 """
@@ -28,7 +28,7 @@ class Attachment(Struct, rename="pascal", omit_defaults=True):
 
 
 class EmailRequest(Struct, rename="pascal", omit_defaults=True):
-    """`POST /email` and each item of `POST /email/batch` (POSTMARK-API.md §2.1)."""
+    """`POST /email` and each item of `POST /email/batch` (docs/postmark-api.md §2.1)."""
 
     sender: str | None = field(default=None, name="From")
     to: str | None = None
@@ -45,12 +45,12 @@ class EmailRequest(Struct, rename="pascal", omit_defaults=True):
     metadata: dict[str, Any] | None = None
     attachments: list[Attachment] | None = None
     message_stream: str | None = None
-    # Posthouse extension (DESIGN §7): deliver at this ISO 8601 time; a string so the server validates it.
+    # Posthouse extension (docs/architecture.md §7): deliver at this ISO 8601 time; a string so the server validates it.
     send_at: str | None = None
 
 
 class ServerRequest(Struct, rename="pascal", omit_defaults=True):
-    """`POST /servers`, `PUT /servers/{id}` and `PUT /server` (POSTMARK-API.md §8.3)."""
+    """`POST /servers`, `PUT /servers/{id}` and `PUT /server` (docs/postmark-api.md §8.3)."""
 
     name: str | None = None
     color: str | None = None
@@ -76,7 +76,7 @@ class SubscriptionManagementConfiguration(Struct, rename="pascal"):
 
 
 class MessageStreamRequest(Struct, rename="pascal", omit_defaults=True):
-    """`POST /message-streams` and `PATCH /message-streams/{id}` (POSTMARK-API.md §8.1)."""
+    """`POST /message-streams` and `PATCH /message-streams/{id}` (docs/postmark-api.md §8.1)."""
 
     id: str | None = field(default=None, name="ID")
     name: str | None = None
@@ -116,7 +116,7 @@ class MessageEvent(Struct, rename="pascal"):
 
 
 class OutboundMessage(Struct, rename="pascal"):
-    """An item of `GET /messages/outbound` (POSTMARK-API.md §4.3)."""
+    """An item of `GET /messages/outbound` (docs/postmark-api.md §4.3)."""
 
     tag: str | None
     message_id: str = field(name="MessageID")
@@ -153,7 +153,7 @@ class Dump(Struct, rename="pascal"):
 
 
 class Server(Struct, rename="pascal"):
-    """`GET /server`, `/servers/{id}` (POSTMARK-API.md §8.3; postmark-python requires nearly all)."""
+    """`GET /server`, `/servers/{id}` (docs/postmark-api.md §8.3; postmark-python requires nearly all)."""
 
     id: int = field(name="ID")
     name: str
@@ -211,7 +211,7 @@ class ArchivedStream(Struct, rename="pascal"):
 encoder = msgspec.json.Encoder()
 
 
-# -- templates (POSTMARK-API.md §3, §2.3, §2.4) -----------------------------------------------
+# -- templates (docs/postmark-api.md §3, §2.3, §2.4) -----------------------------------------------
 
 
 class TemplateRequest(Struct, rename="pascal", omit_defaults=True):
@@ -325,7 +325,7 @@ class TemplatePushResponse(Struct, rename="pascal"):
     templates: list[PushedTemplate]
 
 
-# -- bounces (POSTMARK-API.md §5) -------------------------------------------------------------
+# -- bounces (docs/postmark-api.md §5) -------------------------------------------------------------
 
 
 class Bounce(Struct, rename="pascal"):
@@ -376,7 +376,7 @@ class DeliveryStats(Struct, rename="pascal"):
     bounces: list[BounceTypeCount]
 
 
-# -- suppressions (POSTMARK-API.md §8.2) ------------------------------------------------------
+# -- suppressions (docs/postmark-api.md §8.2) ------------------------------------------------------
 
 
 class SuppressionAddress(Struct, rename="pascal", omit_defaults=True):
@@ -410,7 +410,7 @@ class SuppressionResults(Struct, rename="pascal"):
     suppressions: list[SuppressionResult]
 
 
-# -- webhooks (POSTMARK-API.md §7.1) ----------------------------------------------------------
+# -- webhooks (docs/postmark-api.md §7.1) ----------------------------------------------------------
 # The trigger Structs serve requests (every field optional: PUT changes only what is sent) and
 # responses (every field filled: postmark-python requires all six triggers with all sub-fields).
 
@@ -520,7 +520,7 @@ class ScheduleChange(Struct, rename="pascal"):
     message: str = "OK"
 
 
-# -- bulk sending (POSTMARK-API.md §2.5) ------------------------------------------------------
+# -- bulk sending (docs/postmark-api.md §2.5) ------------------------------------------------------
 
 
 class BulkMessage(Struct, rename="pascal", omit_defaults=True):

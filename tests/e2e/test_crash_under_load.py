@@ -1,6 +1,6 @@
 """Crash safety under load: kill -9 while HTTP and SMTP clients send, a flapping and refusing relay, a full disk.
 
-What every test here holds the server to (DESIGN §2, §3): a message acknowledged (HTTP 200 with a
+What every test here holds the server to (docs/architecture.md §2, §3): a message acknowledged (HTTP 200 with a
 MessageID, SMTP 250 "queued as") is in the store and reaches the relay at least once; a refusal
 (5xx, 4xx) acknowledges nothing; a failed attempt is a `Transient` event, never a lost message.
 """
@@ -349,7 +349,7 @@ def test_relay_flapping_and_refusing_still_delivers_everything(tmp_path, databas
 
 
 def test_a_retried_message_keeps_its_recipients_in_one_transaction(tmp_path, database_url, sink) -> None:  # type: ignore[no-untyped-def]
-    """README "Delivery" (DESIGN §3): without VERP the rows of one message are sent in one SMTP
+    """README "Delivery" (docs/architecture.md §3): without VERP the rows of one message are sent in one SMTP
     transaction, so after a 451 the retry still carries every recipient of the message in one
     MAIL/RCPT.../DATA. (With VERP, the default, each recipient has its own return path and transaction.)"""
     sink.script.extend([TRY_LATER] * 20)  # the first attempt of each message is refused

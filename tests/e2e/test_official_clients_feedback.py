@@ -1,6 +1,6 @@
 """The official Postmark clients read bounces, manage suppressions and webhooks on the real server process.
 
-Bounces come from the sandbox's bounce testing (POSTMARK-API.md §2.7): mail to
+Bounces come from the sandbox's bounce testing (docs/postmark-api.md §2.7): mail to
 `<Type>@bounce-testing.postmarkapp.com` bounces with that type, recorded by the running worker.
 """
 

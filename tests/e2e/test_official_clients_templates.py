@@ -1,5 +1,5 @@
 """The official Postmark clients manage templates on the real server process and send with them; the mail
-arrives, rendered, at a real sink (POSTMARK-API.md §2.3, §2.4, §3, §11.3)."""
+arrives, rendered, at a real sink (docs/postmark-api.md §2.3, §2.4, §3, §11.3)."""
 
 from __future__ import annotations
 

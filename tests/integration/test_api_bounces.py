@@ -1,4 +1,4 @@
-"""/bounces and /deliverystats through the real ASGI app and a real database (POSTMARK-API.md §5).
+"""/bounces and /deliverystats through the real ASGI app and a real database (docs/postmark-api.md §5).
 
 Bounces are written with the store's `record_bounces`, as the delivery worker and the bounce receiver
 write them, with the webhook events and suppression `notifications` builds for them.
@@ -17,7 +17,7 @@ from posthouse.server.services import notifications
 from posthouse.server.services.clock import to_micros
 from posthouse.server.store.base import BounceRecord
 
-# POSTMARK-API.md §5 (a superset of what §11.3 says postmark-python requires).
+# docs/postmark-api.md §5 (a superset of what §11.3 says postmark-python requires).
 BOUNCE_KEYS = {
     "RecordType",
     "ID",
@@ -384,5 +384,5 @@ async def test_delivery_stats_count_every_type_and_the_inactive_addresses(api) -
             {"Type": "SpamComplaint", "TypeCode": 100001, "Name": "Spam complaint", "Count": 1},
         ],
     }
-    # postmarker and postmark.js spell the path differently (POSTMARK-API.md §1.4).
+    # postmarker and postmark.js spell the path differently (docs/postmark-api.md §1.4).
     assert await get(api, "/deliveryStats") == stats

@@ -1,4 +1,5 @@
-"""GET /messages/outbound, its details and dump through the real ASGI app and a real database (POSTMARK-API.md §4)."""
+"""GET /messages/outbound, its details and dump through the real ASGI app and a real database
+(docs/postmark-api.md §4)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from posthouse.server.services.clock import Clock, to_micros
 from support import async_wait_for
 
 MINIMAL = {"From": "sender@example.com", "To": "receiver@example.com", "Subject": "Hi", "TextBody": "Hello"}
-# POSTMARK-API.md §4.3: every key of an outbound message in a list.
+# docs/postmark-api.md §4.3: every key of an outbound message in a list.
 MESSAGE_KEYS = {
     "Tag", "MessageID", "MessageStream", "To", "Cc", "Bcc", "Recipients", "ReceivedAt", "From", "Subject",
     "Attachments", "Status", "TrackOpens", "TrackLinks", "Metadata", "Sandboxed",
@@ -51,7 +52,7 @@ async def details(api, message_id: str, headers: dict[str, str] | None = None) -
     return await api.client.get(f"/messages/outbound/{message_id}/details", headers=headers or api.server_headers)
 
 
-# -- paging (POSTMARK-API.md §1.5, §4.2) ----------------------------------------------------------
+# -- paging (docs/postmark-api.md §1.5, §4.2) ----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -99,7 +100,7 @@ async def test_empty_server_lists_nothing(api) -> None:  # type: ignore[no-untyp
     assert await listing(api) == {"TotalCount": 0, "Messages": []}
 
 
-# -- filters (POSTMARK-API.md §4.2) -----------------------------------------------------------------
+# -- filters (docs/postmark-api.md §4.2) -----------------------------------------------------------------
 
 
 async def test_recipient_matches_to_cc_and_bcc_case_insensitively(api) -> None:  # type: ignore[no-untyped-def]
@@ -379,7 +380,7 @@ async def test_ordering_is_by_received_time_not_by_insertion(clocked) -> None:  
     assert await found(clocked) == (4, [by_offset[9], by_offset[5], by_offset[3], by_offset[1]])
 
 
-# -- the message object (POSTMARK-API.md §4.3, §11.3) --------------------------------------------------
+# -- the message object (docs/postmark-api.md §4.3, §11.3) --------------------------------------------------
 
 
 FULL = {
@@ -438,7 +439,7 @@ async def test_list_item_defaults_for_a_minimal_message(api) -> None:  # type: i
     }
 
 
-# -- details and dump (POSTMARK-API.md §4.1, §4.4) ---------------------------------------------------
+# -- details and dump (docs/postmark-api.md §4.1, §4.4) ---------------------------------------------------
 
 
 def parse(raw: str):  # type: ignore[no-untyped-def]

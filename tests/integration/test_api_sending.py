@@ -140,7 +140,7 @@ async def test_non_json_content_type_is_415(api) -> None:  # type: ignore[no-unt
 
 async def test_lenient_like_the_official_clients_need(api) -> None:  # type: ignore[no-untyped-def]
     """Nulls for every optional field, empty Headers/Metadata, unknown attachment keys, any path case,
-    a trailing slash, no Content-Type header at all (POSTMARK-API.md §1.4, §12)."""
+    a trailing slash, no Content-Type header at all (docs/postmark-api.md §1.4, §12)."""
     body = {
         **MINIMAL,
         "Cc": None,

@@ -1,4 +1,4 @@
-"""/message-streams, /server and /servers through the real ASGI app and a real database (POSTMARK-API.md §8)."""
+"""/message-streams, /server and /servers through the real ASGI app and a real database (docs/postmark-api.md §8)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ STREAM_KEYS = {
     "ID", "ServerID", "Name", "Description", "MessageStreamType", "CreatedAt", "UpdatedAt", "ArchivedAt",
     "ExpectedPurgeDate", "SubscriptionManagementConfiguration",
 }
-# POSTMARK-API.md §8.3 (a superset of what §11.3 says postmark-python requires).
+# docs/postmark-api.md §8.3 (a superset of what §11.3 says postmark-python requires).
 SERVER_KEYS = {
     "ID", "Name", "ApiTokens", "Color", "SmtpApiActivated", "RawEmailEnabled", "DeliveryType", "ServerLink",
     "InboundAddress", "InboundHookUrl", "BounceHookUrl", "OpenHookUrl", "DeliveryHookUrl", "ClickHookUrl",
@@ -66,7 +66,7 @@ def recent(value: str, expected: datetime, slack: timedelta = timedelta(seconds=
     return moment.utcoffset() == timedelta(0) and abs(moment - expected) < slack
 
 
-# -- message streams: listing and reading (POSTMARK-API.md §8.1) ------------------------------------
+# -- message streams: listing and reading (docs/postmark-api.md §8.1) ------------------------------------
 
 
 async def test_every_server_has_outbound_inbound_and_broadcast(api) -> None:  # type: ignore[no-untyped-def]
@@ -325,7 +325,7 @@ async def test_patch_refusals_change_nothing(api, body, code) -> None:  # type: 
 async def test_archive_then_unarchive(api) -> None:  # type: ignore[no-untyped-def]
     server_id = await this_server_id(api)
     assert (await send_to(api, "broadcast")).status_code == 200
-    # postmark-python posts archive/unarchive with no body and no Content-Type (POSTMARK-API.md §8.1).
+    # postmark-python posts archive/unarchive with no body and no Content-Type (docs/postmark-api.md §8.1).
     response = await api.client.post("/message-streams/broadcast/archive", headers={
         "X-Postmark-Server-Token": api.server_token})
     assert response.status_code == 200, response.text
@@ -382,7 +382,7 @@ async def test_unarchive_a_stream_that_is_not_archived_is_1232(api) -> None:  # 
     assert_error(response, 422, 1232)
 
 
-# -- this server (POSTMARK-API.md §8.3) -------------------------------------------------------------
+# -- this server (docs/postmark-api.md §8.3) -------------------------------------------------------------
 
 
 async def test_get_this_server_has_every_key(api) -> None:  # type: ignore[no-untyped-def]
@@ -458,7 +458,7 @@ async def test_this_server_needs_a_server_token(api) -> None:  # type: ignore[no
         assert_error(await api.client.put("/server", json={"Name": "x"}, headers=headers), 401, 10)
 
 
-# -- servers, account token (POSTMARK-API.md §8.4) ---------------------------------------------------
+# -- servers, account token (docs/postmark-api.md §8.4) ---------------------------------------------------
 
 
 async def create_server(api, **body: object) -> dict[str, Any]:  # type: ignore[no-untyped-def]

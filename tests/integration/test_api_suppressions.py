@@ -1,4 +1,4 @@
-"""/message-streams/{stream}/suppressions through the real ASGI app and a real database (POSTMARK-API.md §8.2)."""
+"""/message-streams/{stream}/suppressions through the real ASGI app and a real database (docs/postmark-api.md §8.2)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Templates through the real ASGI app and a real database: management, layouts, validate, push, and sending
-with templates (POSTMARK-API.md §2.3, §2.4, §3)."""
+with templates (docs/postmark-api.md §2.3, §2.4, §3)."""
 
 from __future__ import annotations
 

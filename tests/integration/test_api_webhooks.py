@@ -1,4 +1,5 @@
-"""/webhooks and its delivery-log extensions through the real ASGI app and a real database (POSTMARK-API.md §7.1)."""
+"""/webhooks and its delivery-log extensions through the real ASGI app and a real database
+(docs/postmark-api.md §7.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bulk sending (POSTMARK-API.md §2.5): accepted whole, expanded in chunks, progress, never twice."""
+"""Bulk sending (docs/postmark-api.md §2.5): accepted whole, expanded in chunks, progress, never twice."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Postmark's legacy per-server hook URLs (BounceHookUrl, OpenHookUrl, ClickHookUrl, DeliveryHookUrl; POSTMARK-API.md
+"""Postmark's legacy per-server hook URLs (BounceHookUrl, OpenHookUrl, ClickHookUrl, DeliveryHookUrl;
+docs/postmark-api.md
 §8.3): set through /server and /servers, they post like webhooks of the default stream, and /webhooks does not
 show them. Through the real ASGI app and a real database (SQLite and PostgreSQL)."""
 

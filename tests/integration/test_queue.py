@@ -1,4 +1,5 @@
-"""The queue on a real database (SQLite and PostgreSQL): claims, leases, retries, completion (DESIGN §3)."""
+"""The queue on a real database (SQLite and PostgreSQL): claims, leases, retries, completion
+(docs/architecture.md §3)."""
 
 from __future__ import annotations
 

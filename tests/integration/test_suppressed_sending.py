@@ -17,7 +17,7 @@ from posthouse.server.store.base import Store, Suppression
 from posthouse.server.store.webhooks import WebhookRecord
 
 MESSAGE = {"From": "app@example.com", "Subject": "Hi", "TextBody": "Hello"}
-# postmark-python's pattern for the addresses (POSTMARK-API.md §2.6).
+# postmark-python's pattern for the addresses (docs/postmark-api.md §2.6).
 SDK_PATTERN = re.compile(r"Found inactive addresses:\s*(.+?)\.(?:\s|$)")
 
 

@@ -494,6 +494,6 @@ async def _uvloop_scenarios() -> None:
 
 
 def test_on_uvloop() -> None:
-    """Production runs uvloop (DESIGN.md §6a): the main scenarios once more on it."""
+    """Production runs uvloop (docs/architecture.md §6a): the main scenarios once more on it."""
     uvloop = pytest.importorskip("uvloop")
     uvloop.run(_uvloop_scenarios())

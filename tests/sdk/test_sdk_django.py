@@ -65,7 +65,7 @@ def test_multi_alternatives_with_attachments_headers_and_extras(configured: Tena
     assert message.send() == 1
 
     found = find(configured, "Your report")
-    assert found["From"] == '"Reports" <reports@example.com>'  # Postmark's form (POSTMARK-API.md §4.3)
+    assert found["From"] == '"Reports" <reports@example.com>'  # Postmark's form (docs/postmark-api.md §4.3)
     assert [t["Email"] for t in found["To"]] == ["ann@example.com", "bob@example.com"]
     assert [t["Email"] for t in found["Cc"]] == ["cc@example.com"]
     assert [t["Email"] for t in found["Bcc"]] == ["audit@example.com"]

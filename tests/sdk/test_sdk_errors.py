@@ -26,7 +26,7 @@ INACTIVE = (
     ("message", "addresses"),
     [
         (INACTIVE, ["a@x.com", "b@y.com"]),
-        # the batch item text (POSTMARK-API.md §2.6), with its trailing space
+        # the batch item text (docs/postmark-api.md §2.6), with its trailing space
         (
             "You tried to send to a recipient that has been marked as inactive. Found inactive addresses: x@y.com. "
             "Inactive recipients are ones that have generated a hard bounce, a spam complaint, "

@@ -35,7 +35,7 @@ def positions(source: str) -> list[tuple[int, int]]:
     return [(error.line, error.character) for error in caught.value.errors]
 
 
-# -- Postmark's documented examples (POSTMARK-API.md §3.3, the "Template syntax" support article) -------------------
+# -- Postmark's documented examples (docs/postmark-api.md §3.3, the "Template syntax" support article) ------------
 
 EMPLOYEES = {"company_name": "ACME Rockets, Inc.", "employees": [{"name": "Wile E. Coyote"}, {"name": "Road Runner"}]}
 

@@ -1,4 +1,4 @@
-"""Webhook payloads: exactly Postmark's keys and types (POSTMARK-API.md §7.3), checked by table and by
+"""Webhook payloads: exactly Postmark's keys and types (docs/postmark-api.md §7.3), checked by table and by
 postmark-python's own models where it has them (Bounce, OpenEvent, ClickEvent)."""
 
 from __future__ import annotations

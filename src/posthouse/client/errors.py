@@ -70,11 +70,11 @@ class InvalidTokenError(APIError):
 
 
 class InvalidRequestError(APIError):
-    """The request was refused as it is (422 and other 4xx); `.error_code` says why (POSTMARK-API.md §1.3)."""
+    """The request was refused as it is (422 and other 4xx); `.error_code` says why (docs/postmark-api.md §1.3)."""
 
 
 class InactiveRecipientsError(InvalidRequestError):
-    """ErrorCode 406: every recipient is suppressed; `.inactive_recipients` lists them (POSTMARK-API.md §2.6)."""
+    """ErrorCode 406: every recipient is suppressed; `.inactive_recipients` lists them (docs/postmark-api.md §2.6)."""
 
     def __init__(
         self,

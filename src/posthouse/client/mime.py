@@ -1,6 +1,6 @@
 """An `Email` as an RFC 5322 message and its SMTP envelope, with the stdlib `email` package and no I/O.
 
-Postmark's fields without a MIME equivalent become Postmark's SMTP headers (POSTMARK-API.md §9), which
+Postmark's fields without a MIME equivalent become Postmark's SMTP headers (docs/postmark-api.md §9), which
 Posthouse and Postmark read and remove before delivery: `X-PM-Tag`, `X-PM-Metadata-<key>`,
 `X-PM-Message-Stream`, `X-PM-TrackOpens`, `X-PM-TrackLinks`.
 """

@@ -14,7 +14,7 @@ __all__ = ["Email", "TemplateEmail", "encode_attachment"]
 class Email(wire.EmailRequest):
     """One message: what `client.outbound.send`, `SMTPTransport.send` and `MemoryTransport.send` take.
 
-    The fields are Postmark's `POST /email` fields in snake_case (POSTMARK-API.md §2.1); `sender` is
+    The fields are Postmark's `POST /email` fields in snake_case (docs/postmark-api.md §2.1); `sender` is
     `From`. Addresses are strings; several are separated by commas (`to="a@x.com, B <b@y.com>"`).
     Attachments carry base64 content: build them with `encode_attachment`. `send_at` (ISO 8601) asks
     Posthouse to deliver later.
@@ -26,7 +26,7 @@ class Email(wire.EmailRequest):
 
 class TemplateEmail(wire.TemplateEmailRequest):
     """One message rendered from a stored template: what `client.outbound.send_with_template` and
-    `send_batch_with_templates` take (POSTMARK-API.md §2.3).
+    `send_batch_with_templates` take (docs/postmark-api.md §2.3).
 
     The fields of `Email` without `subject`, `html_body` and `text_body` (the template has them), plus
     `template_id` or `template_alias`, the `template_model` its placeholders are filled from, and

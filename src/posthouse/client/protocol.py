@@ -45,7 +45,7 @@ T = TypeVar("T")
 S = TypeVar("S", bound=msgspec.Struct)
 
 _ERROR = msgspec.json.Decoder(wire.ErrorResponse)
-# Postmark's texts (POSTMARK-API.md §2.6): "... Found inactive addresses: a@x.com, b@y.com. Inactive recipients
+# Postmark's texts (docs/postmark-api.md §2.6): "... Found inactive addresses: a@x.com, b@y.com. Inactive recipients
 # are ..." for a refusal, "Message OK, but will not deliver to these inactive addresses: a@x.com." for a partial one.
 _INACTIVE = re.compile(r"(?:Found inactive addresses|these inactive addresses):\s*(.+?)\.?(?=\s+Inactive|\s*$)", re.S)
 

@@ -24,7 +24,7 @@ log = logging.getLogger("posthouse")
 
 
 def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
-    """Run on uvloop when available (DESIGN §6a); every PosthouseError is one line, no traceback."""
+    """Run on uvloop when available (docs/architecture.md §6a); every PosthouseError is one line, no traceback."""
     try:
         try:
             import uvloop

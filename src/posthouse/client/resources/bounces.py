@@ -1,4 +1,4 @@
-"""Bounces of a server: delivery stats, search, one bounce, its raw source, reactivation (POSTMARK-API.md §5)."""
+"""Bounces of a server: delivery stats, search, one bounce, its raw source, reactivation (docs/postmark-api.md §5)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ _TAGS = json_decoder(_Tags)
 
 
 class BounceSearch(TypedDict, total=False):
-    """The filters of `bounces.list` (POSTMARK-API.md §5), all optional."""
+    """The filters of `bounces.list` (docs/postmark-api.md §5), all optional."""
 
     count: int  # page size, at most 500; 100 when not given
     offset: int  # count + offset at most 10 000; 0 when not given

@@ -1,5 +1,5 @@
 """Bulk sending: one request for many recipients, expanded by the server in the background, and its
-progress (POSTMARK-API.md §2.5).
+progress (docs/postmark-api.md §2.5).
 
 A bulk send is replayable as the other sends are: one `Idempotency-Key` on every attempt.
 """

@@ -1,5 +1,5 @@
 """Outbound mail: send one or a batch, with or without templates, search, details and raw source
-(POSTMARK-API.md §2.1-§2.4, §4), and cancel or reschedule a scheduled message (Posthouse extensions).
+(docs/postmark-api.md §2.1-§2.4, §4), and cancel or reschedule a scheduled message (Posthouse extensions).
 
 Sends are replayable: each carries one `Idempotency-Key` (a uuid4 unless the caller gives one) on every
 attempt, so a retry after a lost answer cannot send the message twice.
@@ -41,7 +41,7 @@ _CHANGE = json_decoder(wire.ScheduleChange)
 
 
 class OutboundSearch(TypedDict, total=False):
-    """The filters of `outbound.list` (POSTMARK-API.md §4.2), all optional."""
+    """The filters of `outbound.list` (docs/postmark-api.md §4.2), all optional."""
 
     count: int  # page size, at most 500; 100 when not given
     offset: int  # count + offset at most 10 000; 0 when not given

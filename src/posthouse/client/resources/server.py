@@ -1,4 +1,4 @@
-"""The server a server token belongs to: read and edit its settings (POSTMARK-API.md §8.3)."""
+"""The server a server token belongs to: read and edit its settings (docs/postmark-api.md §8.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The servers of an account (account token): list, get, create, edit, delete (POSTMARK-API.md §8.4)."""
+"""The servers of an account (account token): list, get, create, edit, delete (docs/postmark-api.md §8.4)."""
 
 from __future__ import annotations
 

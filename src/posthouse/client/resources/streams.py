@@ -1,4 +1,4 @@
-"""Message streams of a server: list, get, create, edit, archive, unarchive (POSTMARK-API.md §8.1)."""
+"""Message streams of a server: list, get, create, edit, archive, unarchive (docs/postmark-api.md §8.1)."""
 
 from __future__ import annotations
 

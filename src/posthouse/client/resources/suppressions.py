@@ -1,4 +1,4 @@
-"""The suppression list of a message stream: dump, suppress, lift (POSTMARK-API.md §8.2)."""
+"""The suppression list of a message stream: dump, suppress, lift (docs/postmark-api.md §8.2)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ _RESULTS = json_decoder(wire.SuppressionResults)
 
 
 class SuppressionSearch(TypedDict, total=False):
-    """The filters of `suppressions.dump` (POSTMARK-API.md §8.2), all optional."""
+    """The filters of `suppressions.dump` (docs/postmark-api.md §8.2), all optional."""
 
     suppression_reason: str  # HardBounce, SpamComplaint or ManualSuppression
     origin: str  # Recipient, Customer or Admin

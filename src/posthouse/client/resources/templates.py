@@ -1,4 +1,4 @@
-"""Templates of a server: list, get, create, edit, delete, validate (POSTMARK-API.md §3.1), and pushing
+"""Templates of a server: list, get, create, edit, delete, validate (docs/postmark-api.md §3.1), and pushing
 templates from one server to another with the account token (§3.2).
 
 Sending with a template is `outbound.send_with_template` and `outbound.send_batch_with_templates`.

@@ -1,4 +1,4 @@
-"""Webhooks of a server: list, get, create, edit, delete (POSTMARK-API.md §7.1), and, as Posthouse extensions,
+"""Webhooks of a server: list, get, create, edit, delete (docs/postmark-api.md §7.1), and, as Posthouse extensions,
 each webhook's delivery log and redelivery of one post."""
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ class ApiState:
 
 
 def _translate(exc: Exception) -> Response:
-    """The one translator from exceptions to Postmark's error envelope (POSTMARK-API.md §1.2)."""
+    """The one translator from exceptions to Postmark's error envelope (docs/postmark-api.md §1.2)."""
     if isinstance(exc, ApiError):
         return error_response(exc.http_status, exc.error_code, exc.message)
     if isinstance(exc, StoreFullError):

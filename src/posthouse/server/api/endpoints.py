@@ -26,7 +26,7 @@ from posthouse.server.store.idempotency import IdempotencyKey
 if TYPE_CHECKING:
     from posthouse.server.api.app import ApiState
 
-MAX_SINGLE = 10 * 1024 * 1024  # POSTMARK-API.md §1.2: 10 MB for /email
+MAX_SINGLE = 10 * 1024 * 1024  # docs/postmark-api.md §1.2: 10 MB for /email
 MAX_BATCH = 50 * 1024 * 1024  # and 50 MB for a batch
 MAX_OTHER = 1024 * 1024
 PURGE_AFTER = timedelta(days=45)
@@ -102,7 +102,7 @@ def register(router: Router, state: ApiState) -> None:
     def base_url(request: Request) -> str:
         return str(request.base_url).rstrip("/")
 
-    # -- sending (POSTMARK-API.md §2) ---------------------------------------------------------
+    # -- sending (docs/postmark-api.md §2) ---------------------------------------------------------
 
     async def send_email(request: Request) -> Response:
         token = _server_token(request)
@@ -127,7 +127,7 @@ def register(router: Router, state: ApiState) -> None:
     router.add("POST", "/email", send_email)
     router.add("POST", "/email/batch", send_batch)
 
-    # -- bulk (POSTMARK-API.md §2.5) -----------------------------------------------------------
+    # -- bulk (docs/postmark-api.md §2.5) -----------------------------------------------------------
 
     bulk = state.bulk
 
@@ -159,7 +159,7 @@ def register(router: Router, state: ApiState) -> None:
         router.add("GET", "/email/bulk", list_bulk)
         router.add("GET", "/email/bulk/{bulk_id}", get_bulk)
 
-    # -- messages (POSTMARK-API.md §4) --------------------------------------------------------
+    # -- messages (docs/postmark-api.md §4) --------------------------------------------------------
 
     async def list_outbound(request: Request) -> Response:
         server = await server_for(request)
@@ -207,7 +207,7 @@ def register(router: Router, state: ApiState) -> None:
     router.add("PUT", "/messages/outbound/{message_id}/cancel", cancel_outbound)
     router.add("PUT", "/messages/outbound/{message_id}/schedule", schedule_outbound)
 
-    # -- this server (POSTMARK-API.md §8.3) ---------------------------------------------------
+    # -- this server (docs/postmark-api.md §8.3) ---------------------------------------------------
 
     async def server_response(record: ServerRecord, request: Request, tokens: list[str] | None = None) -> Response:
         hints = tokens if tokens is not None else await accounts.token_hints(record.id)
@@ -225,7 +225,7 @@ def register(router: Router, state: ApiState) -> None:
     router.add("GET", "/server", get_this_server)
     router.add("PUT", "/server", edit_this_server)
 
-    # -- servers, account token (POSTMARK-API.md §8.4) ----------------------------------------
+    # -- servers, account token (docs/postmark-api.md §8.4) ----------------------------------------
 
     async def account(request: Request) -> None:
         await accounts.authenticate_account(request.headers.get("x-postmark-account-token"))
@@ -253,7 +253,7 @@ def register(router: Router, state: ApiState) -> None:
         await account(request)
         payload = decode(await read_body(request, MAX_OTHER), wire.ServerRequest, request)
         record, token = await accounts.create_server(payload)
-        # The new token is shown once, here; only its hash is kept (POSTMARK-API.md §8.4).
+        # The new token is shown once, here; only its hash is kept (docs/postmark-api.md §8.4).
         return await server_response(record, request, [token])
 
     async def edit_server(request: Request, server_id: str) -> Response:
@@ -273,7 +273,7 @@ def register(router: Router, state: ApiState) -> None:
     router.add("PUT", "/servers/{server_id}", edit_server)
     router.add("DELETE", "/servers/{server_id}", delete_server)
 
-    # -- message streams (POSTMARK-API.md §8.1) -----------------------------------------------
+    # -- message streams (docs/postmark-api.md §8.1) -----------------------------------------------
 
     async def list_streams(request: Request) -> Response:
         server = await server_for(request)

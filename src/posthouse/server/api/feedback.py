@@ -1,4 +1,4 @@
-"""The API's feedback routes: bounces (POSTMARK-API.md §5), suppressions (§8.2) and webhooks (§7.1)."""
+"""The API's feedback routes: bounces (docs/postmark-api.md §5), suppressions (§8.2) and webhooks (§7.1)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def register(router: Router, state: ApiState) -> None:
 
 
 def _register_bounces(router: Router, server_for: ServerFor, bounces: BounceService) -> None:
-    """POSTMARK-API.md §5."""
+    """docs/postmark-api.md §5."""
 
     async def delivery_stats(request: Request) -> Response:
         server = await server_for(request)
@@ -108,7 +108,7 @@ def _register_bounces(router: Router, server_for: ServerFor, bounces: BounceServ
 
 
 def _register_suppressions(router: Router, server_for: ServerFor, suppressions: SuppressionService) -> None:
-    """POSTMARK-API.md §8.2."""
+    """docs/postmark-api.md §8.2."""
 
     async def dump_suppressions(request: Request, stream_id: str) -> Response:
         server = await server_for(request)
@@ -145,7 +145,7 @@ def _register_suppressions(router: Router, server_for: ServerFor, suppressions: 
 
 
 def _register_webhooks(router: Router, server_for: ServerFor, webhooks: WebhookService) -> None:
-    """POSTMARK-API.md §7.1, and each webhook's delivery log and redelivery (extensions)."""
+    """docs/postmark-api.md §7.1, and each webhook's delivery log and redelivery (extensions)."""
 
     async def webhook_request(request: Request) -> wire.WebhookRequest:
         body = await _body(request, 1355, "send the webhook as JSON")

@@ -39,7 +39,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/healthz", "Readiness: 200 once every role of this process runs", None, auth=NONE,
               extension=True),
     Operation("GET", "/openapi.json", "This document", None, auth=NONE, extension=True),
-    # sending (POSTMARK-API.md §2)
+    # sending (docs/postmark-api.md §2)
     Operation("POST", "/email", "Send one message", wire.SendResponse, wire.EmailRequest, idempotent=True,
               description="`SendAt` (ISO 8601 with an offset, at most `max_schedule_ahead` ahead, 30 days by "
                           "default) is a Posthouse extension: the message is Scheduled until then."),

@@ -27,7 +27,7 @@ def error_response(status: int, code: int, message: str) -> Response:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 once it passes `limit` bytes (POSTMARK-API.md §1.2)."""
+    """The request body, refused with 413 once it passes `limit` bytes (docs/postmark-api.md §1.2)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise ApiError(300, f"The request is larger than the {limit // (1024 * 1024)} MB limit.", 413)
@@ -48,7 +48,7 @@ def decode(body: bytes, kind: type[T], request: Request | None = None) -> T:
     """JSON → a wire Struct; syntax or type errors are Postmark's 402 Invalid JSON."""
     if request is not None:
         content_type = request.headers.get("content-type", "")
-        # Only a body needs a JSON type; an absent type is tolerated (POSTMARK-API.md §1.1).
+        # Only a body needs a JSON type; an absent type is tolerated (docs/postmark-api.md §1.1).
         if content_type and "json" not in content_type.lower():
             raise ApiError(415, f"Unsupported Content-Type '{content_type}': send application/json.", 415)
     if not body.strip():

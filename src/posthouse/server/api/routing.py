@@ -1,5 +1,5 @@
 """Routing the way Postmark's clients need it: paths match case-insensitively, a trailing slash is
-optional, query parameter names are case-insensitive and ignore `_` (POSTMARK-API.md §1.4)."""
+optional, query parameter names are case-insensitive and ignore `_` (docs/postmark-api.md §1.4)."""
 
 from __future__ import annotations
 

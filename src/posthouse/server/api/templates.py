@@ -1,4 +1,4 @@
-"""The API's template routes: `/templates*` and sending with templates (POSTMARK-API.md §2.3, §2.4, §3)."""
+"""The API's template routes: `/templates*` and sending with templates (docs/postmark-api.md §2.3, §2.4, §3)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def register(router: Router, state: ApiState) -> None:
         token = request.headers.get("x-postmark-server-token")
         return None if token == TEST_TOKEN else await accounts.authenticate_server(token)
 
-    # -- templates (POSTMARK-API.md §3.1) -----------------------------------------------------
+    # -- templates (docs/postmark-api.md §3.1) -----------------------------------------------------
 
     async def list_templates(request: Request) -> Response:
         server = await server_for(request)
@@ -93,7 +93,7 @@ def register(router: Router, state: ApiState) -> None:
     router.add("PUT", "/templates/{id_or_alias}", edit_template)
     router.add("DELETE", "/templates/{id_or_alias}", delete_template)
 
-    # -- sending with templates (POSTMARK-API.md §2.3, §2.4) ----------------------------------
+    # -- sending with templates (docs/postmark-api.md §2.3, §2.4) ----------------------------------
 
     async def send_with_template(request: Request) -> Response:
         server = await sender_for(request)

@@ -1,6 +1,6 @@
 """The sandbox transport: accept every recipient and deliver nowhere; the stored message is the copy to view.
 
-Bounce testing, as on Postmark (POSTMARK-API.md §2.7): a recipient `<Type>@<bounce testing domain>`,
+Bounce testing, as on Postmark (docs/postmark-api.md §2.7): a recipient `<Type>@<bounce testing domain>`,
 or the header `X-PM-Bounce-Type: <Type>`, makes the attempt bounce with that type, so an application
 can see the events, suppression and webhooks of a bounce without a real receiver.
 """

@@ -40,7 +40,7 @@ def normalize_email(text: str) -> str:
     """Validate one addr-spec (syntax only, no DNS) and return its normalized form.
 
     Special-use domains (`.test`, `localhost`, …) are refused, as the official SDKs refuse them in
-    responses (POSTMARK-API.md §11.3), so nothing we accept can later break a client's list call.
+    responses (docs/postmark-api.md §11.3), so nothing we accept can later break a client's list call.
     """
     if has_line_break(text) or not text or len(text) > 320:
         raise AddressError(text)

@@ -1,6 +1,6 @@
 """Outbound messages: validating a Postmark send request and composing what the store keeps and delivers.
 
-Validation mirrors Postmark's (POSTMARK-API.md §2.1): every refusal is an ApiError with Postmark's
+Validation mirrors Postmark's (docs/postmark-api.md §2.1): every refusal is an ApiError with Postmark's
 ErrorCode, raised before anything is stored. Header injection (a CR or LF in any header name, value
 or address) is refused with ErrorCode 300 rather than repaired.
 """
@@ -36,7 +36,7 @@ MAX_BODY = 5 * 1024 * 1024
 MAX_METADATA_KEYS = 10
 MAX_METADATA_KEY = 20
 MAX_METADATA_VALUE = 80
-# Postmark refuses these attachment extensions with ErrorCode 411 (POSTMARK-API.md §2.1).
+# Postmark refuses these attachment extensions with ErrorCode 411 (docs/postmark-api.md §2.1).
 FORBIDDEN_EXTENSIONS = frozenset((
     "vbs", "exe", "bin", "bat", "chm", "com", "cpl", "crt", "hlp", "hta", "inf", "ins", "isp", "jse", "lnk", "mdb",
     "pcd", "pif", "reg", "scr", "sct", "shs", "vbe", "vba", "wsf", "wsh", "wsl", "msc", "msi", "msp", "mst",
@@ -109,7 +109,7 @@ def _check_text(label: str, value: str | None, limit: int) -> str | None:
 
 
 def metadata_from(raw: dict[str, object] | None) -> dict[str, str]:
-    """Postmark's metadata rules (POSTMARK-API.md §2.1): ≤ 10 keys of ≤ 20 chars, values ≤ 80, keys unique."""
+    """Postmark's metadata rules (docs/postmark-api.md §2.1): ≤ 10 keys of ≤ 20 chars, values ≤ 80, keys unique."""
     if not raw:
         return {}
     if len(raw) > MAX_METADATA_KEYS:
@@ -225,7 +225,7 @@ def compose(request: wire.EmailRequest, *, now: datetime, default_stream: str = 
     stream = (request.message_stream or "").strip() or default_stream
 
     message_id = new_message_id()
-    # A custom Message-ID header is honoured (POSTMARK-API.md §2.1); it must look like one.
+    # A custom Message-ID header is honoured (docs/postmark-api.md §2.1); it must look like one.
     if custom_message_id:
         if not (custom_message_id.startswith("<") and custom_message_id.endswith(">")):
             custom_message_id = f"<{custom_message_id.strip('<>')}>"

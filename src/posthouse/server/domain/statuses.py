@@ -6,7 +6,7 @@ from enum import Enum, StrEnum
 
 
 class DeliveryState(StrEnum):
-    """The state of one (message, recipient) row in the queue (DESIGN §3)."""
+    """The state of one (message, recipient) row in the queue (docs/architecture.md §3)."""
 
     QUEUED = "queued"
     SCHEDULED = "scheduled"
@@ -47,7 +47,7 @@ class MessageStatus(StrEnum):
 
 
 class BounceType(Enum):
-    """Postmark's bounce types: (Type, TypeCode, Name) — POSTMARK-API.md §5."""
+    """Postmark's bounce types: (Type, TypeCode, Name) — docs/postmark-api.md §5."""
 
     HARD_BOUNCE = ("HardBounce", 1, "Hard bounce")
     TRANSIENT = ("Transient", 2, "Message delayed")
@@ -93,7 +93,7 @@ class BounceType(Enum):
 
     @property
     def deactivates(self) -> bool:
-        """Hard bounces and spam complaints make the address inactive (POSTMARK-API.md §2.7)."""
+        """Hard bounces and spam complaints make the address inactive (docs/postmark-api.md §2.7)."""
         return self in (BounceType.HARD_BOUNCE, BounceType.SPAM_COMPLAINT)
 
 

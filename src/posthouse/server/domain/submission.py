@@ -1,6 +1,6 @@
 """Messages submitted as raw MIME (SMTP): Postmark's `X-PM-*` headers read and removed, our headers set.
 
-POSTMARK-API.md §9: `X-PM-Message-Stream`, `X-PM-Tag`, `X-PM-Metadata-<key>`, `X-PM-TrackOpens`,
+docs/postmark-api.md §9: `X-PM-Message-Stream`, `X-PM-Tag`, `X-PM-Metadata-<key>`, `X-PM-TrackOpens`,
 `X-PM-TrackLinks` and `X-PM-KeepID` are honoured and then stripped before delivery; the Message-ID
 is replaced by ours unless `X-PM-KeepID: true`. Recipients come from the envelope, so Bcc works;
 a `Bcc` header, if a client left one, is removed so it never reaches a recipient. The body is
@@ -108,7 +108,7 @@ def compose_submitted(data: bytes, *, mail_from: str, recipients: Sequence[str],
         name, value = parsed
         if name.startswith("x-pm-metadata-"):
             key = field[len("x-pm-metadata-"):field.index(b":")].decode("ascii").strip()
-            # Postmark gives repeated keys an incrementing suffix on SMTP (POSTMARK-API.md §9).
+            # Postmark gives repeated keys an incrementing suffix on SMTP (docs/postmark-api.md §9).
             unique, n = key, 1
             while unique in metadata:
                 n += 1

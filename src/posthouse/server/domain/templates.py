@@ -37,7 +37,7 @@ Values print as Mustachio prints them: strings as they are, integers in decimal,
 data only: values are read with `dict.get` and never called, converted with `str()`, or looked up as attributes.
 
 Escaping (`escape_html`): Mustachio escapes `{{ }}` by default and has a switch (`DisableContentSafety`) that
-Postmark's engine documents for "text bodies and subjects in emails". POSTMARK-API.md §3.3 says only that all three
+Postmark's engine documents for "text bodies and subjects in emails". docs/postmark-api.md §3.3 says only that all three
 fields are rendered, so the choice is the caller's: `escape_html=True` (the default) for HtmlBody, `False` for
 Subject and TextBody.
 """

@@ -43,7 +43,7 @@ _DEFAULT_SETTINGS: dict[str, Any] = {
     "enable_smtp_api_error_hooks": False,
 }
 
-# Postmark's legacy per-server hook URLs (POSTMARK-API.md §8.3): each becomes a webhook of the default
+# Postmark's legacy per-server hook URLs (docs/postmark-api.md §8.3): each becomes a webhook of the default
 # stream with these triggers. The bounce hook takes spam complaints too, as Postmark's did before
 # SpamComplaint had a trigger of its own.
 _LEGACY_HOOKS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, bool]]]] = {
@@ -175,7 +175,7 @@ class AccountService:
             raise ApiError(612, f"Invalid TrackLinks value: '{fields['track_links']}'.")
         if "delivery_type" in fields:
             if not creating:
-                fields.pop("delivery_type")  # DeliveryType is set at creation only (POSTMARK-API.md §8.3)
+                fields.pop("delivery_type")  # DeliveryType is set at creation only (docs/postmark-api.md §8.3)
             elif fields["delivery_type"] not in ("Live", "Sandbox"):
                 raise ApiError(613, f"Invalid DeliveryType: '{fields['delivery_type']}'. Use Live or Sandbox.")
         threshold = fields.get("inbound_spam_threshold")

@@ -1,4 +1,4 @@
-"""Bounces: searching and reading them, reactivating an address, and the delivery stats (POSTMARK-API.md §5)."""
+"""Bounces: searching and reading them, reactivating an address, and the delivery stats (docs/postmark-api.md §5)."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ class BounceService:
         if not record.can_activate:
             raise ApiError(1003, f"{_CANNOT_ACTIVATE}: a {record.type} bounce cannot be.")
         # The address may be suppressed for another reason than this bounce (a later spam complaint);
-        # reactivating would lift that suppression too, which no user may do (POSTMARK-API.md §8.2).
+        # reactivating would lift that suppression too, which no user may do (docs/postmark-api.md §8.2).
         held = await self.store.list_suppressions(server_id, record.stream, email=record.email)
         if any(s.reason == SuppressionReason.SPAM_COMPLAINT.value for s in held):
             raise ApiError(1003, f"{_CANNOT_ACTIVATE}: {record.email} is suppressed after a spam complaint.")
@@ -120,7 +120,7 @@ class BounceService:
         """Inactive addresses, and bounces by type: an "All" row, then a row per type seen, by TypeCode."""
         inactive, counts = await self.store.bounce_counts(server_id)
         # "All" has no Type or TypeCode at Postmark; postmark-python requires both on every row,
-        # so it gets the invented Type "All" and TypeCode 0 (POSTMARK-API.md §5 compat note).
+        # so it gets the invented Type "All" and TypeCode 0 (docs/postmark-api.md §5 compat note).
         rows = [wire.BounceTypeCount(type="All", type_code=0, name="All", count=sum(counts.values()))]
         rows.extend(
             wire.BounceTypeCount(type=t.type_name, type_code=t.code, name=t.display_name, count=counts[t.type_name])

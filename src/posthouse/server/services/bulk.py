@@ -1,4 +1,4 @@
-"""Bulk sending (POSTMARK-API.md §2.5): up to 50,000 recipients accepted in one call, expanded later.
+"""Bulk sending (docs/postmark-api.md §2.5): up to 50,000 recipients accepted in one call, expanded later.
 
 `accept` checks the request as a whole (any invalid field refuses it all, as Postmark does), stores it
 and answers at once. `expand` (run by the bulk worker) turns it into messages a chunk at a time through

@@ -23,7 +23,7 @@ def from_micros(value: int) -> datetime:
 
 
 def iso(value: int | None) -> str | None:
-    """Microseconds → ISO 8601 with an explicit offset (POSTMARK-API.md §1.4 item 8)."""
+    """Microseconds → ISO 8601 with an explicit offset (docs/postmark-api.md §1.4 item 8)."""
     if value is None:
         return None
     return from_micros(value).isoformat(timespec="microseconds")

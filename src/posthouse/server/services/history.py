@@ -1,4 +1,4 @@
-"""Message history: searching sent mail, its details and events, and its raw source (POSTMARK-API.md §4)."""
+"""Message history: searching sent mail, its details and events, and its raw source (docs/postmark-api.md §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Webhook events from what happened: the store queues them with the change that caused them (DESIGN §5).
+"""Webhook events from what happened: the store queues them with the change that caused them (docs/architecture.md §5).
 
 Each function turns facts into a `WebhookEvent` (Postmark's payload, `webhooks.payloads`). A bounce's
 payload is built before its row has an id: the id is written into `ID` when the post is sent.
@@ -69,7 +69,7 @@ def suppression_reason_for(bounce_type: BounceType) -> SuppressionReason:
 
 
 def suppression_for(bounce: BounceRecord, tag: str | None, metadata: dict[str, str]) -> Suppression | None:
-    """A hard bounce or spam complaint suppresses its address in its stream (POSTMARK-API.md §2.7),
+    """A hard bounce or spam complaint suppresses its address in its stream (docs/postmark-api.md §2.7),
     announced by a SubscriptionChange webhook and message event if the address was not suppressed yet."""
     bounce_type = BounceType.from_type_name(bounce.type)
     if not bounce_type.deactivates:

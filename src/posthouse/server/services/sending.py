@@ -1,4 +1,4 @@
-"""Accepting mail: `SendingService.accept` is the one entry point for every message (DESIGN §1, §2).
+"""Accepting mail: `SendingService.accept` is the one entry point for every message (docs/architecture.md §1, §2).
 
 Validation happens first, so a bad request gets its ErrorCode and nothing is stored. Then every
 valid message of the call is inserted in one durable transaction (which the store group-commits with
@@ -24,12 +24,12 @@ from posthouse.server.store.base import BounceRecord, MessageRecord, Stmt, Store
 from posthouse.server.store.idempotency import IdempotencyKey, finish_stmt
 
 MAX_BATCH = 500
-TEST_TOKEN = "POSTMARK_API_TEST"  # noqa: S105 — a public, documented name, not a secret; validate and answer, store and deliver nothing (POSTMARK-API.md §1.1)
+TEST_TOKEN = "POSTMARK_API_TEST"  # noqa: S105 — a public, documented name, not a secret; validate and answer, store and deliver nothing (docs/postmark-api.md §1.1)
 NIL_MESSAGE_ID = "00000000-0000-0000-0000-000000000000"
 
 
 def inactive_message(addresses: Sequence[str], *, batch: bool) -> str:
-    """Postmark's ErrorCode 406 text: the SDKs pull the addresses out of it (POSTMARK-API.md §2.6)."""
+    """Postmark's ErrorCode 406 text: the SDKs pull the addresses out of it (docs/postmark-api.md §2.6)."""
     found = ", ".join(addresses)
     explanation = ("Inactive recipients are ones that have generated a hard bounce, a spam complaint, or a manual "
                    "suppression.")
@@ -121,7 +121,7 @@ class SendingService:
             if skipped and len(skipped) == len(message.recipients):
                 raise ApiError(406, inactive_message(sorted(skipped), batch=False))
             if skipped:
-                # Postmark's words for a partly suppressed message (POSTMARK-API.md §2.6).
+                # Postmark's words for a partly suppressed message (docs/postmark-api.md §2.6).
                 listed = ", ".join(sorted(skipped))
                 response.message = f"Message OK, but will not deliver to these inactive addresses: {listed}."
             await self._store(server, [message], suppressed, extra=self._answer(idempotency, response))
@@ -171,7 +171,7 @@ class SendingService:
         return out
 
     def _failed(self, request: wire.EmailRequest, error_code: int, message: str) -> wire.SendResponse:
-        # Failed items carry every key postmark-python requires (POSTMARK-API.md §2.2 compat).
+        # Failed items carry every key postmark-python requires (docs/postmark-api.md §2.2 compat).
         return wire.SendResponse(to=request.to or "", submitted_at=self.clock.now().isoformat(),
                                  message_id=NIL_MESSAGE_ID, error_code=error_code, message=message)
 

@@ -2,7 +2,7 @@
 
 This is the `smtp.handler.SubmissionHandler` the SMTP server calls; acceptance itself is
 `SendingService.send_submitted`, the same path as the API, so SMTP mail is stored, delivered,
-retried and listed exactly like API mail (DESIGN §1).
+retried and listed exactly like API mail (docs/architecture.md §1).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class SubmissionService:
         return None
 
     async def authenticate(self, peer: Peer, mechanism: str, username: str, password: str) -> object | None:
-        """Postmark's convention (POSTMARK-API.md §9): the server token is both user name and password."""
+        """Postmark's convention (docs/postmark-api.md §9): the server token is both user name and password."""
         if not password or username.strip() != password.strip():
             return None
         try:

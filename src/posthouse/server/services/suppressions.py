@@ -1,4 +1,5 @@
-"""Suppressions: the addresses a stream no longer sends to, listed, added and lifted by hand (POSTMARK-API.md §8.2)."""
+"""Suppressions: the addresses a stream no longer sends to, listed, added and lifted by hand
+(docs/postmark-api.md §8.2)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from posthouse.server.services.clock import Clock, iso
 from posthouse.server.store.base import Store, Suppression, WebhookEvent
 from posthouse.server.webhooks.payloads import SuppressionOrigin, SuppressionReason
 
-MAX_CHANGES = 50  # per request (POSTMARK-API.md §8.2, ErrorCode 1410)
+MAX_CHANGES = 50  # per request (docs/postmark-api.md §8.2, ErrorCode 1410)
 SUPPRESSED = "Suppressed"
 DELETED = "Deleted"
 FAILED = "Failed"

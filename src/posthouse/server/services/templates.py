@@ -3,9 +3,9 @@
 Sending with a template renders Subject, HtmlBody and TextBody from the stored template (inside its layout, if it
 names one), inlines CSS after rendering, and hands an ordinary `EmailRequest` to `SendingService`, the one entry
 point for mail. In a batch each message is rendered on its own: one that cannot be rendered becomes that item's
-error result, and the others are sent (POSTMARK-API.md §2.4).
+error result, and the others are sent (docs/postmark-api.md §2.4).
 
-Error codes are Postmark's template codes (POSTMARK-API.md §1.3). Where the reference names a code but not the
+Error codes are Postmark's template codes (docs/postmark-api.md §1.3). Where the reference names a code but not the
 exact case, the choice is written next to the check.
 """
 
@@ -41,7 +41,7 @@ from posthouse.server.store.templates import TemplateRecord
 
 STANDARD: Final = "Standard"
 LAYOUT: Final = "Layout"
-MAX_TEMPLATES: Final = 100  # per server (POSTMARK-API.md §3.2, ErrorCode 1105)
+MAX_TEMPLATES: Final = 100  # per server (docs/postmark-api.md §3.2, ErrorCode 1105)
 MAX_PUSH: Final = 100  # templates per push (Postmark's templates FAQ, ErrorCode 1124)
 # Postmark publishes no length limits for these two; generous ones keep rows bounded (ErrorCode 1121).
 MAX_NAME: Final = 255
@@ -252,7 +252,7 @@ class TemplateService:
         if other is not None and other.id != own_id:
             raise ApiError(1122, f"The alias '{alias}' is already used by template {other.id} on this server.")
 
-    # -- management (POSTMARK-API.md §3.1) ----------------------------------------------------
+    # -- management (docs/postmark-api.md §3.1) ----------------------------------------------------
 
     async def list_templates(
         self, server_id: int, count: int | None, offset: int | None, template_type: str | None, layout: str | None
@@ -268,7 +268,7 @@ class TemplateService:
         return wire.TemplateList(total_count=total, templates=[_summary(r) for r in records])
 
     async def get(self, server_id: int, id_or_alias: str) -> wire.Template:
-        # A deleted template still reads back by id, with Active false (POSTMARK-API.md §3.1).
+        # A deleted template still reads back by id, with Active false (docs/postmark-api.md §3.1).
         return _details(await self._find(server_id, id_or_alias, deleted=True))
 
     async def create(self, server_id: int, request: wire.TemplateRequest | None) -> wire.TemplateSummary:
@@ -314,7 +314,7 @@ class TemplateService:
             raise ApiError(1109, "The request contains no template data.")
         record = await self._find(server_id, id_or_alias)
         if request.template_type and _template_type(request.template_type) != record.template_type:
-            # TemplateType is set at creation only (POSTMARK-API.md §3.2), so a layout is never turned Standard.
+            # TemplateType is set at creation only (docs/postmark-api.md §3.2), so a layout is never turned Standard.
             raise ApiError(1123, "'TemplateType' cannot be changed after a template is created.")
         previous_alias = record.alias
         if request.name is not None:
@@ -338,7 +338,7 @@ class TemplateService:
             if not record.subject:
                 raise ApiError(1120, "The 'Subject' field is required.")
             if request.layout_template is not None:
-                # `""` removes the layout (POSTMARK-API.md §3.2).
+                # `""` removes the layout (docs/postmark-api.md §3.2).
                 layout = request.layout_template.strip()
                 record.layout_template = (await self._layout(server_id, layout)).alias if layout else None
         if not record.html_body and not record.text_body:
@@ -373,7 +373,7 @@ class TemplateService:
         await self.store.deactivate_template(server_id, record.id, self.clock.micros())
         return wire.ErrorResponse(error_code=0, message=f"Template {record.id} removed.")
 
-    # -- test-rendering (POSTMARK-API.md §3.2, validate) --------------------------------------
+    # -- test-rendering (docs/postmark-api.md §3.2, validate) --------------------------------------
 
     async def validate(
         self, server_id: int, request: wire.TemplateValidationRequest | None
@@ -478,7 +478,7 @@ class TemplateService:
             content_is_valid=True, validation_errors=[], rendered_content=inline_css(rendered) if inline else rendered
         )
 
-    # -- push between servers (POSTMARK-API.md §3.2, push) ------------------------------------
+    # -- push between servers (docs/postmark-api.md §3.2, push) ------------------------------------
 
     async def _push_server(self, value: int | str | None, role: str) -> int:
         number = value if isinstance(value, int) else int(value) if value and _TEMPLATE_ID.fullmatch(value) else None
@@ -498,7 +498,7 @@ class TemplateService:
         destination_id = await self._push_server(request.destination_server_id, "destination")
         source = [t for t in await self.store.active_templates(source_id) if t.alias]
         if not source:
-            # Templates without an alias are never pushed (POSTMARK-API.md §3.2).
+            # Templates without an alias are never pushed (docs/postmark-api.md §3.2).
             raise ApiError(1124, f"Server {source_id} has no templates with an alias: there is nothing to push.")
         if len(source) > MAX_PUSH:
             raise ApiError(
@@ -565,7 +565,7 @@ class TemplateService:
             )
         return wire.TemplatePushResponse(total_count=len(answer), templates=answer)
 
-    # -- sending (POSTMARK-API.md §2.3, §2.4) -------------------------------------------------
+    # -- sending (docs/postmark-api.md §2.3, §2.4) -------------------------------------------------
 
     async def send(self, server: Server | None, request: wire.TemplateEmailRequest, *,
                    idempotency: IdempotencyKey | None = None) -> wire.SendResponse:
@@ -666,7 +666,8 @@ class TemplateService:
                 1122, f"Template {template.id} could not be rendered with this 'TemplateModel': {exc.message}"
             ) from None
         if email.html_body is not None and request.inline_css is not False:
-            # After rendering, never before (DESIGN §6a): InlineCss defaults to true (POSTMARK-API.md §2.3).
+            # After rendering, never before (docs/architecture.md §6a);
+            # InlineCss defaults to true (docs/postmark-api.md §2.3).
             email.html_body = inline_css(email.html_body)
         return email
 

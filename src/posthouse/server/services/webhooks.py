@@ -1,4 +1,4 @@
-"""Webhook configuration (POSTMARK-API.md §7.1) and, as extensions, each webhook's delivery log and redelivery.
+"""Webhook configuration (docs/postmark-api.md §7.1) and, as extensions, each webhook's delivery log and redelivery.
 
 A webhook's URL is where the server posts from inside the operator's network, so every URL and
 custom header is checked here against SSRF and header injection (`webhooks.targets`) before it is
@@ -28,7 +28,7 @@ from posthouse.server.webhooks.targets import (
 )
 
 DEFAULT_STREAM = "outbound"
-MAX_WEBHOOKS_PER_STREAM = 10  # Postmark's limit is unpublished; a third-party guide says 10 (POSTMARK-API.md §1.3)
+MAX_WEBHOOKS_PER_STREAM = 10  # Postmark's limit is unpublished; a third-party guide says 10 (docs/postmark-api.md §1.3)
 MAX_DELIVERIES_PAGE = 500
 # Postmark's Triggers object → the store's trigger columns: (trigger, ((sub-field, column), …)).
 _TRIGGERS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (

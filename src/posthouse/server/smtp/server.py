@@ -562,7 +562,7 @@ class _Connection(asyncio.Protocol):
             if not isinstance(reply, SmtpReply) or reply.code // 100 not in (2, 4, 5):
                 raise TypeError(f"deliver() must return an SmtpReply with a 2xx, 4xx or 5xx code, not {reply!r}")
         except Exception:
-            # Never a 250 for what may not be stored (DESIGN §2): the client retries after a 451.
+            # Never a 250 for what may not be stored (docs/architecture.md §2): the client retries after a 451.
             log.exception("SMTP: deliver() failed for a message from %s; answered 451", self._peer.host)
             output = session.call_failed()
         else:

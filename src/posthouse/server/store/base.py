@@ -3,7 +3,7 @@
 A write is a list of statements (`Stmt`) run in one transaction; a later statement may use a value
 returned by an earlier one through `Ref`, and statements may be decided inside the transaction from
 what earlier ones returned (`Then`). The SQLite executor runs such transactions on one writer
-thread and commits whatever is pending together (group commit, DESIGN §6); the PostgreSQL executor
+thread and commits whatever is pending together (group commit, docs/architecture.md §6); the PostgreSQL executor
 runs them on a connection pool. SQL uses `?` placeholders; the PostgreSQL executor numbers them.
 """
 
@@ -323,7 +323,7 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
             (record.name, record.description, record.unsubscribe_handling, record.updated_at,
              record.archived_at, record.server_id, record.id))])
 
-    # -- acceptance (DESIGN §2) ---------------------------------------------------------------
+    # -- acceptance (docs/architecture.md §2) ---------------------------------------------------------------
 
     async def insert_messages(self, server_id: int, messages: Sequence[ComposedMessage], *,
                               sandboxed: bool, now: int, suppressed: Mapping[str, set[str]] | None = None,
@@ -402,7 +402,7 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
         """A WHERE clause for messages whose subject contains `text`, case-insensitively."""
         return f"lower(subject) LIKE ? {LIKE_ESCAPE}", [like_contains(text.lower())]
 
-    # -- the queue (DESIGN §3) ----------------------------------------------------------------
+    # -- the queue (docs/architecture.md §3) ----------------------------------------------------------------
 
     async def claim_deliveries(self, owner: str, now: int, limit: int, lease_until: int) -> list[ClaimedDelivery]:
         """Lease up to `limit` due rows. An expired lease (`sending` past its time) is due again.
@@ -498,7 +498,7 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
                 continue
             ref = Ref(base + len(stmts))
             stmts.append(insert_bounce(u.bounce))
-            # The Bounced event names its bounce record (POSTMARK-API.md §4.4 `BounceID`).
+            # The Bounced event names its bounce record (docs/postmark-api.md §4.4 `BounceID`).
             stmts.append(Stmt(
                 "INSERT INTO events (message_id, server_id, recipient, type, occurred_at, details, bounce_id) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -278,7 +278,7 @@ class FeedbackQueries(Queries):
             stmts.extend(webhook_fanout([event], condition=existed))
             stmts.append(Stmt("UPDATE bounces SET inactive = 0 WHERE server_id = ? AND stream = ? AND lower(email) = ? "
                               f"AND {existed[0]}", (server_id, stream, email, *existed[1])))
-            # Spam complaints are never deleted (POSTMARK-API.md §8.2), even if one arrived a moment ago.
+            # Spam complaints are never deleted (docs/postmark-api.md §8.2), even if one arrived a moment ago.
             stmts.append(Stmt("DELETE FROM suppressions WHERE server_id = ? AND stream = ? AND email = ? "
                               "AND reason <> 'SpamComplaint'", (server_id, stream, email)))
         await self.transact(stmts)

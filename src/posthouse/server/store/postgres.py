@@ -2,7 +2,7 @@
 
 Writes are queued and taken by a few committer tasks; each takes everything pending and runs it in
 one transaction, each caller inside its own savepoint, so concurrent requests share one commit as
-on SQLite (DESIGN §2). Several committers keep the pool busy while one waits for its fsync.
+on SQLite (docs/architecture.md §2). Several committers keep the pool busy while one waits for its fsync.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class PostgresStore(Store):
         return [Stmt(f"SELECT pg_notify('{WORK_CHANNEL}', '')")]
 
     async def listen_for_work(self, callback: Callable[[], None]) -> None:
-        """LISTEN on a dedicated connection (DESIGN §3: wake-ups across nodes)."""
+        """LISTEN on a dedicated connection (docs/architecture.md §3: wake-ups across nodes)."""
         try:
             self._listener = await asyncpg.connect(self.url, timeout=10)
             await self._listener.add_listener(WORK_CHANNEL, lambda *_: callback())

@@ -1,4 +1,4 @@
-"""The SQLite store: one writer thread with group commit, a few reader threads, WAL (DESIGN §6).
+"""The SQLite store: one writer thread with group commit, a few reader threads, WAL (docs/architecture.md §6).
 
 The writer thread owns the only write connection. Each call to `transact` queues its statements;
 the thread takes everything pending, runs each caller's statements inside its own SAVEPOINT (so one

@@ -1,6 +1,6 @@
 """Webhooks and their outbox: configuration rows, the posts queued with each event, and the delivery log.
 
-A webhook post is written in the transaction of the event that causes it (DESIGN §5), fanned out in
+A webhook post is written in the transaction of the event that causes it (docs/architecture.md §5), fanned out in
 SQL to every webhook of the event's stream whose trigger is on (`webhook_fanout`), so a webhook
 created a moment ago on another node is never missed and no cache can be stale. The dispatcher
 claims due posts with a lease, as the delivery worker claims queue rows.
@@ -163,7 +163,7 @@ def webhook_fanout(events: Sequence[WebhookEvent], *, condition: tuple[str, list
 
 @dataclass(slots=True)
 class LegacyHook:
-    """Where a legacy per-server hook URL posts, and what (POSTMARK-API.md §8.3)."""
+    """Where a legacy per-server hook URL posts, and what (docs/postmark-api.md §8.3)."""
 
     url: str
     username: str | None

@@ -1,4 +1,4 @@
-"""Postmark's webhook payloads (POSTMARK-API.md §7.3) as JSON bytes, built from plain facts.
+"""Postmark's webhook payloads (docs/postmark-api.md §7.3) as JSON bytes, built from plain facts.
 
 Each builder takes a small frozen dataclass of facts (snake_case, times as integer microseconds
 since the epoch, as the store keeps them) and returns the exact bytes to post and sign. Postmark's
@@ -167,7 +167,7 @@ class SubscriptionChangeFacts:
     """A recipient's suppression was added or removed.
 
     `message_id` is None for manual suppressions and reactivations; a reactivation has
-    `suppress_sending=False`, `suppression_reason=None` (POSTMARK-API.md §7.3).
+    `suppress_sending=False`, `suppression_reason=None` (docs/postmark-api.md §7.3).
     """
 
     message_id: str | None
@@ -331,7 +331,7 @@ def spam_complaint_payload(facts: SpamComplaintFacts) -> bytes:
     """The SpamComplaint webhook: the Bounce shape with Type SpamComplaint (100001).
 
     A complaint always deactivates the address and cannot be reactivated through the API
-    (POSTMARK-API.md §7.3, §5 "not activatable"), so Inactive and CanActivate are fixed.
+    (docs/postmark-api.md §7.3, §5 "not activatable"), so Inactive and CanActivate are fixed.
     """
     return _bounce_record("SpamComplaint", BounceType.SPAM_COMPLAINT, facts, inactive=True, can_activate=False)
 

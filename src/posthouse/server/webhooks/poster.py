@@ -15,7 +15,7 @@ This is the only module that posts webhooks over HTTP (httpx). A post goes:
 Every way the exchange can fail is translated in one place, `_translate`: a 4xx/5xx answer is a
 value, never an exception (STYLE.md "Errors").
 
-Postmark differences, on purpose: Postmark follows up to 10 redirects (POSTMARK-API.md §7.2); we
+Postmark differences, on purpose: Postmark follows up to 10 redirects (docs/postmark-api.md §7.2); we
 follow none, since a redirect could point anywhere, including at addresses we refuse. A 3xx is
 therefore retried like any other non-2xx answer.
 """
@@ -63,7 +63,7 @@ __all__ = [
 EXCERPT_CHARS = 500
 # A receiver cannot make us buffer more than this, however long (or endless) its answer is.
 MAX_RESPONSE_BYTES = 64 * 1024
-# Postmark stops retrying when the receiver answers 403 (POSTMARK-API.md §7.2, stated for inbound
+# Postmark stops retrying when the receiver answers 403 (docs/postmark-api.md §7.2, stated for inbound
 # hooks); 410 Gone says the endpoint was removed on purpose, so retrying for 10 hours helps nobody.
 _STOP_STATUSES = frozenset({403, 410})
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 __all__ = ["POSTMARK_WEBHOOK_SCHEDULE", "next_attempt_delay"]
 
 # Postmark retries a failed webhook 10 times over about 10.5 hours, after 1 min, 5 min, 10 min,
-# 10 min, 10 min, 15 min, 30 min, 1 h, 2 h and 6 h (POSTMARK-API.md §7.2): seconds between attempts.
+# 10 min, 10 min, 15 min, 30 min, 1 h, 2 h and 6 h (docs/postmark-api.md §7.2): seconds between attempts.
 POSTMARK_WEBHOOK_SCHEDULE: tuple[float, ...] = (60, 300, 600, 600, 600, 900, 1800, 3600, 7200, 21600)
 
 

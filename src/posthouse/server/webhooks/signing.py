@@ -1,9 +1,9 @@
 """Standard Webhooks signatures: the secret format, the `v1` HMAC-SHA256 signature and its three headers.
 
-Postmark signs nothing (POSTMARK-API.md §7.2); we add the Standard Webhooks headers
+Postmark signs nothing (docs/postmark-api.md §7.2); we add the Standard Webhooks headers
 (https://www.standardwebhooks.com, spec "Signature scheme") so receivers can check that a post came
 from us and was not replayed. The `standardwebhooks` package is the oracle in the tests
-(DESIGN.md §6a): our output is byte-identical to its `Webhook.sign`.
+(docs/architecture.md §6a): our output is byte-identical to its `Webhook.sign`.
 """
 
 from __future__ import annotations

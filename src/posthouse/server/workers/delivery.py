@@ -1,5 +1,5 @@
 """The delivery worker: claim due queue rows, send each message once for all its claimed recipients,
-classify every reply and record the outcome (DESIGN §3, §4)."""
+classify every reply and record the outcome (docs/architecture.md §3, §4)."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ class DeliveryWorker:
         result: AttemptResult | None = None
         error: str | None = None
         try:
-            # VERP (DESIGN §4, issue 5): bounces come back to an address that names this message.
+            # VERP (docs/architecture.md §4, issue 5): bounces come back to an address that names this message.
             mail_from = (await self.return_paths.get()).address_for(first.id) \
                 if self.return_paths is not None else first.envelope_from
             envelope = Envelope(mail_from, [r.recipient for r in rows], first.content)

@@ -1,4 +1,5 @@
-"""The webhook dispatcher: claim due posts from the outbox, post each signed, record the outcome (DESIGN §5).
+"""The webhook dispatcher: claim due posts from the outbox, post each signed, record the outcome
+(docs/architecture.md §5).
 
 A post is retried on Postmark's schedule (a setting) until it succeeds (2xx), the receiver says stop
 (403, 410), its URL is no longer allowed, or the schedule runs out; each attempt is logged with its

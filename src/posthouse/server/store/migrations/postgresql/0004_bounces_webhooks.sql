@@ -34,7 +34,7 @@ CREATE TABLE webhooks (
     created_at BIGINT NOT NULL
 );
 CREATE INDEX webhooks_by_stream ON webhooks (server_id, stream);
--- The outbox: one row per (event, webhook), written in the transaction of the event (DESIGN §5).
+-- The outbox: one row per (event, webhook), written in the transaction of the event (docs/architecture.md §5).
 -- `event_id` is the Standard Webhooks `webhook-id`, the same on every retry. While a post is leased,
 -- next_attempt_at holds the lease expiry (as for deliveries).
 CREATE TABLE webhook_posts (

@@ -1,4 +1,4 @@
--- Issue 6: Postmark templates (POSTMARK-API.md §3), Standard and Layout, per server.
+-- Issue 6: Postmark templates (docs/postmark-api.md §3), Standard and Layout, per server.
 -- AUTOINCREMENT: a deleted template's id is never given to a new one. A delete only clears `active`
 -- (a deleted template still reads back by id with Active: false, as Postmark's does), so its alias is
 -- free again: aliases are unique per server, case-insensitively, among active templates only.
