@@ -1,4 +1,4 @@
-"""Imports run one way (STYLE.md Layout), and each third-party library has one owning package."""
+"""Imports run one way and each third-party library has one owner (docs/architecture.md, "Import layering")."""
 
 from __future__ import annotations
 

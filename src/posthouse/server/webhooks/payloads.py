@@ -2,7 +2,7 @@
 
 Each builder takes a small frozen dataclass of facts (snake_case, times as integer microseconds
 since the epoch, as the store keeps them) and returns the exact bytes to post and sign. Postmark's
-PascalCase exists in this module only (STYLE.md "Names"). Keys come in the order of Postmark's
+PascalCase exists in this module only (docs/architecture.md, "Import layering"). Keys come in the order of Postmark's
 documented examples; every documented key is always present (null when unknown) so that receivers
 written against Postmark's models (postmark-python's `Bounce`, `OpenEvent`, `ClickEvent`) parse
 them, except `Content`, which Postmark adds only when the webhook's `IncludeContent` is on.

@@ -13,7 +13,7 @@ This is the only module that posts webhooks over HTTP (httpx). A post goes:
    and the custom headers; read at most 64 KiB of the answer; classify the status.
 
 Every way the exchange can fail is translated in one place, `_translate`: a 4xx/5xx answer is a
-value, never an exception (STYLE.md "Errors").
+value, never an exception (docs/architecture.md §5).
 
 Postmark differences, on purpose: Postmark follows up to 10 redirects (docs/postmark-api.md §7.2); we
 follow none, since a redirect could point anywhere, including at addresses we refuse. A 3xx is
