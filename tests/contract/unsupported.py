@@ -12,8 +12,25 @@ from __future__ import annotations
 # suite name -> {test id as the suite names it: reason}
 UNSUPPORTED: dict[str, dict[str, str]] = {
     "postmark.js": {},
-    "postmarker": {},
-    "anymail": {},
+    # tests/e2e/test_official_clients_postmarker.py: postmarker 1.0's managers for features Posthouse lacks.
+    "postmarker": {
+        "test_stats": "Statistics (/stats/outbound and its breakdowns) are not in Posthouse yet (issue 13).",
+        "test_opens": "Open tracking and /messages/outbound/opens are not in Posthouse yet (issue 13).",
+        "test_inbound_messages": "Inbound processing (/messages/inbound) is not in Posthouse yet (issue 16).",
+        "test_inbound_rule_triggers": "Inbound rule triggers (/triggers/inboundrules) are part of inbound, "
+                                      "not in Posthouse yet (issue 16).",
+        "test_tag_triggers": "Tag triggers (/triggers/tags, Postmark's legacy per-tag open tracking) are not in "
+                             "Posthouse; open tracking itself is issue 13.",
+        "test_domains": "Domains (/domains, account API) are not in Posthouse yet (issue 14).",
+        "test_sender_signatures": "Sender signatures (/senders, account API) are not in Posthouse yet (issue 14).",
+    },
+    # tests/e2e/test_anymail.py: django-anymail's Postmark backend.
+    "anymail": {
+        "test_a_cc_only_send_reports_anymail_status": (
+            "A send with only Cc/Bcc is answered with \"To\": \"\", which anymail cannot parse (it reads Postmark's "
+            "answer, which leaves To out); leaving it out breaks postmark-python, whose SendResponse requires To. "
+            "Needs a decision between the two clients."),
+    },
 }
 
 

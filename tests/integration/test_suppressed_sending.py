@@ -49,7 +49,9 @@ async def test_a_partly_suppressed_message_goes_to_the_others_only(api) -> None:
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["ErrorCode"] == 0
-    assert body["Message"] == "Message OK, but will not deliver to these inactive addresses: gone@example.com."
+    assert body["Message"] == ("Message OK, but will not deliver to these inactive addresses: gone@example.com. "
+                               "Inactive recipients are ones that have generated a hard bounce, a spam complaint, "
+                               "or a manual suppression.")
     rows = await api.runtime.store.query("SELECT recipient, state FROM deliveries ORDER BY recipient")
     assert [tuple(r) for r in rows] == [("gone@example.com", "suppressed"), ("here@example.com", "queued")]
 

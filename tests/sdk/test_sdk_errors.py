@@ -34,6 +34,9 @@ INACTIVE = (
             ["x@y.com"],
         ),
         ("Message OK, but will not deliver to these inactive addresses: a@x.com, b@x.com.", ["a@x.com", "b@x.com"]),
+        # the partial text with the sentence after the list, as Posthouse (and anymail's recorded answer) has it
+        ("Message OK, but will not deliver to these inactive addresses: a@x.com, b@x.com. Inactive recipients are ones "
+         "that have generated a hard bounce, a spam complaint, or a manual suppression.", ["a@x.com", "b@x.com"]),
         ("Found inactive addresses: solo@example.co.uk", ["solo@example.co.uk"]),
         ("Something else entirely.", []),
     ],

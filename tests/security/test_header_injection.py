@@ -33,6 +33,14 @@ def cases() -> list[tuple[str, dict[str, object]]]:
                 {"Name": "a" + evil + ".txt", "Content": "QQ==", "ContentType": "text/plain"}]}),
             (f"attachment-type-{i}", {**BASE, "Attachments": [
                 {"Name": "a.txt", "Content": "QQ==", "ContentType": "text/plain" + evil}]}),
+            # Media-type parameters are accepted (RFC 2045 §5.1), but not a line break in or between them.
+            (f"attachment-type-parameter-{i}", {**BASE, "Attachments": [
+                {"Name": "a.txt", "Content": "QQ==", "ContentType": 'text/plain; charset="utf-8' + evil + '"'}]}),
+            (f"attachment-type-after-parameter-{i}", {**BASE, "Attachments": [
+                {"Name": "a.txt", "Content": "QQ==", "ContentType": "text/plain; charset=utf-8;" + evil}]}),
+            # Line breaks in base64 content are accepted as wrapping, but what follows them is still base64.
+            (f"attachment-content-{i}", {**BASE, "Attachments": [
+                {"Name": "a.txt", "Content": "QQ==" + evil, "ContentType": "text/plain"}]}),
             (f"attachment-cid-{i}", {**BASE, "Attachments": [
                 {"Name": "a.png", "Content": "QQ==", "ContentType": "image/png", "ContentID": "cid:x" + evil}]}),
         ]

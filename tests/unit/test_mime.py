@@ -95,11 +95,26 @@ def tree(part: EmailMessage) -> Any:
     return part.get_content_type()
 
 
+def given_type(attachment: Attachment) -> tuple[str, dict[str, str]]:
+    """The type and parameters the stdlib reads from the content type the caller gave."""
+    header = email.policy.default.header_factory("Content-Type", attachment.content_type)
+    return header.content_type, dict(header.params)
+
+
 def sent_type(attachment: Attachment) -> str:
     # Composite types cannot be base64 (RFC 2046 §5.2.1), so they go as opaque bytes.
-    if attachment.content_type.startswith(("message/", "multipart/")):
+    content_type, _ = given_type(attachment)
+    if content_type.startswith(("message/", "multipart/")):
         return "application/octet-stream"
-    return attachment.content_type
+    return content_type
+
+
+def sent_params(attachment: Attachment) -> dict[str, str]:
+    """The caller's parameters less their `name` (composite types: none), and the file's name."""
+    content_type, params = given_type(attachment)
+    if content_type.startswith(("message/", "multipart/")):
+        params = {}
+    return {**{k: v for k, v in params.items() if k != "name"}, "name": attachment.name}
 
 
 def expected_tree(content: MessageContent) -> Any:
@@ -223,6 +238,7 @@ def assert_round_trip(content: MessageContent, raw: bytes) -> EmailMessage:
         assert part.get_payload(decode=True) == attachment.content
         assert part["Content-Disposition"].params["filename"] == attachment.name
         assert part["Content-Type"].params["name"] == attachment.name
+        assert dict(part["Content-Type"].params) == sent_params(attachment)
         assert part.get_filename() == legacy_filename(attachment.name)
         if attachment.content_id is None:
             assert part.get_content_disposition() == "attachment"
@@ -494,6 +510,59 @@ def test_attachment_headers() -> None:
     assert b"\r\nContent-ID: <logo@posthouse>\r\n" in raw
 
 
+def only_file(message: EmailMessage) -> EmailMessage:
+    [part] = [p for p in message.walk() if p.get_content_disposition() is not None]
+    assert isinstance(part, EmailMessage)
+    return part
+
+
+def test_media_type_parameters_are_kept_on_the_part() -> None:
+    """django-anymail sends `text/plain; charset="utf-8"` for text attachments; RFC 2045 §5.1 allows it."""
+    content = make(attachments=[Attachment("notes.txt", "Grüße\n".encode(), 'text/plain; charset="utf-8"')])
+    raw = build_message(content)
+    assert b'Content-Type: text/plain; charset=utf-8; name="notes.txt"\r\n' in raw
+    part = only_file(assert_round_trip(content, raw))
+    assert part.get_content_charset() == "utf-8"
+    assert part.get_content() == "Grüße\n"
+
+
+def test_a_name_in_the_content_type_gives_way_to_the_attachment_name() -> None:
+    content = make(attachments=[Attachment("real.json", b"{}", "application/json; name=fake.json; "
+                                           "name*=utf-8''f%C3%A4ke.json; charset=utf-8")])
+    raw = build_message(content)
+    assert b"fake" not in raw and b"f%C3%A4ke" not in raw
+    part = only_file(assert_round_trip(content, raw))
+    assert dict(part["Content-Type"].params) == {"charset": "utf-8", "name": "real.json"}
+
+
+def test_composite_types_go_as_opaque_bytes_without_their_parameters() -> None:
+    content = make(attachments=[Attachment("parts.bin", b"--x\r\n", 'Multipart/Mixed; boundary="x"')])
+    raw = build_message(content)
+    assert b'Content-Type: application/octet-stream; name="parts.bin"\r\n' in raw
+    assert_round_trip(content, raw)
+
+
+def test_long_media_type_parameters_fold_between_parameters() -> None:
+    media_type = "application/x-thing; " + "; ".join(f"p{i}={chr(97 + i) * 30}" for i in range(6))
+    media_type += '; long="' + "w " * 300 + '"'
+    content = make(attachments=[Attachment("a.bin", b"x", media_type)])
+    raw = build_message(content)
+    field = re.search(rb"Content-Type: application/x-thing;.*?\r\n(?! )", raw, re.DOTALL)
+    assert field
+    lines = field[0].split(b"\r\n")[:-1]
+    # The type and six parameters two to a line (76 columns), then the long one whole, then the name.
+    assert len(lines) == 6
+    assert all(len(line) <= 76 for line in lines if b"long=" not in line)
+    part = only_file(assert_round_trip(content, raw))
+    assert part["Content-Type"].params["long"] == "w " * 300
+
+
+@pytest.mark.parametrize("media_type", ["text", "text/plain; charset", "text/plain (comment)", "tëxt/plain"])
+def test_an_attachment_type_that_is_no_media_type_is_refused(media_type: str) -> None:
+    with pytest.raises(ValueError, match="expected"):
+        build_message(make(attachments=[Attachment("a.txt", b"x", media_type)]))
+
+
 def test_non_ascii_filename_uses_rfc2231() -> None:
     raw = build_message(make(attachments=[Attachment("€.pdf", b"x", "application/pdf")]))
     assert b"Content-Disposition: attachment; filename*=utf-8''%E2%82%AC.pdf\r\n" in raw
@@ -652,7 +721,17 @@ attachments = st.builds(
     name=st.text(min_size=1, max_size=150),
     content=st.binary(max_size=300),
     content_type=st.sampled_from(
-        ["application/pdf", "image/png", "text/plain", "text/csv", "message/rfc822"]
+        [
+            "application/pdf",
+            "image/png",
+            "text/plain",
+            "text/csv",
+            "message/rfc822",
+            'text/plain; charset="utf-8"',
+            "text/csv; charset=utf-8; header=present",
+            'application/json; name="other.json"',
+            'multipart/mixed; boundary="x"',
+        ]
     ),
     content_id=st.one_of(
         st.none(), st.from_regex(r"[A-Za-z0-9._-]{1,20}@[a-z0-9.]{1,12}", fullmatch=True)

@@ -24,6 +24,7 @@ from posthouse.server.domain.addresses import (
     parse_address_list,
 )
 from posthouse.server.domain.ids import new_message_id
+from posthouse.server.domain.media_types import MediaTypeError, parse_media_type
 from posthouse.server.domain.mime import Attachment, MessageContent, build_message
 from posthouse.server.domain.statuses import TRACK_LINKS_VALUES
 from posthouse.server.errors import ApiError
@@ -55,7 +56,9 @@ _RESERVED_HEADERS = {
     "x-pm-message-id": None,
 }
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 §2.2: printable ASCII except ':'
-_MIME_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$")
+# Whitespace a base64 attachment may be wrapped with; anything else outside the alphabet is refused.
+_BASE64_WHITESPACE = " \t\r\n"
+_DROP_BASE64_WHITESPACE = str.maketrans("", "", _BASE64_WHITESPACE)
 
 
 def invalid(message: str, code: int = 300) -> ApiError:
@@ -172,10 +175,17 @@ def _attachments(raw: list[wire.Attachment] | None) -> list[Attachment]:
         if extension in FORBIDDEN_EXTENSIONS:
             raise invalid(f"Forbidden attachment type: '{name}'.", 411)
         content_type = (item.content_type or "application/octet-stream").strip()
-        if not _MIME_TYPE.match(content_type):
-            raise invalid(f"Invalid attachment content type: '{content_type}'.")
         try:
-            content = base64.b64decode(item.content or "", validate=True)
+            media_type = parse_media_type(content_type)
+        except MediaTypeError as exc:
+            raise invalid(f"Invalid attachment content type: '{content_type}': {exc}.") from None
+        content = item.content or ""
+        if any(ch in content for ch in _BASE64_WHITESPACE):
+            # RFC 2045 §6.8 wraps base64 at 76 columns, and clients pass it on that way (postmarker
+            # sends MIME parts' payloads as they are); the line breaks are not part of the data.
+            content = content.translate(_DROP_BASE64_WHITESPACE)
+        try:
+            data = base64.b64decode(content, validate=True)
         except (binascii.Error, ValueError):
             raise invalid(f"Attachment '{name}' content is not valid base64.") from None
         content_id = (item.content_id or "").strip() or None
@@ -185,7 +195,7 @@ def _attachments(raw: list[wire.Attachment] | None) -> list[Attachment]:
             if content_id.lower().startswith("cid:"):
                 content_id = content_id[4:]
             content_id = content_id.strip("<>")
-        result.append(Attachment(name, content, content_type, content_id))
+        result.append(Attachment(name, data, str(media_type), content_id))
     return result
 
 

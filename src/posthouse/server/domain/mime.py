@@ -12,11 +12,16 @@ from datetime import datetime
 from email.utils import format_datetime
 
 from posthouse.server.domain.addresses import Address, has_line_break
+from posthouse.server.domain.media_types import MediaType, parse_media_type
 
 
 @dataclass(frozen=True, slots=True)
 class Attachment:
-    """One attached file; a `content_id` makes it an inline part the HTML refers to as `cid:…`."""
+    """One attached file; a `content_id` makes it an inline part the HTML refers to as `cid:…`.
+
+    `content_type` is a media type with any parameters (`text/plain; charset="utf-8"`); they are
+    written on the part's Content-Type, all but `name`, which always comes from `name`.
+    """
 
     name: str
     content: bytes
@@ -100,6 +105,8 @@ _QP_WIDTH = 76
 # RFC 2045 §6.8: base64 lines of at most 76 characters; 57 input octets make exactly 76.
 _B64_LINE = 76
 
+_OPAQUE = MediaType("application", "octet-stream")
+
 
 def build_message(content: MessageContent) -> bytes:
     """The message as bytes with CRLF line endings, ready for SMTP DATA (before dot-stuffing).
@@ -108,9 +115,10 @@ def build_message(content: MessageContent) -> bytes:
     headers, then the Content-* fields of the top part. There is never a Bcc field.
 
     Raises ValueError for a line break (CR, LF or NUL) in a value that is written as is: an
-    addr-spec, a display name, the Message-ID, a content type or Content-ID; and for a custom
-    field name that is not printable ASCII without ":". Text that can carry a line break
-    safely (Subject, custom header values, file names) is encoded instead.
+    addr-spec, a display name, the Message-ID, a content type or Content-ID; for a custom
+    field name that is not printable ASCII without ":"; and for an attachment content type that
+    is not a media type (RFC 2045 §5.1). Text that can carry a line break safely (Subject,
+    custom header values, file names) is encoded instead.
     """
     out: list[bytes] = [_address_field("From", (content.sender,))]
     if content.to:
@@ -250,12 +258,17 @@ def _soft_wrap(line: bytes) -> list[bytes]:
 
 
 def _attachment_part(attachment: Attachment) -> _Part:
-    content_type = _raw(attachment.content_type)
-    if content_type.lower().startswith(("message/", "multipart/")):
+    # Raises ValueError (MediaTypeError) for a line break: written as is, it would end the field.
+    media_type = parse_media_type(attachment.content_type)
+    if media_type.is_composite:
         # A composite type may not be base64-encoded (RFC 2045 §6.4, RFC 2046 §5.2.1) and a
         # reader would parse the base64 text as a message or look for a boundary; the file goes
-        # as opaque bytes instead, its name (".eml") still telling the reader what it is.
-        content_type = "application/octet-stream"
+        # as opaque bytes instead, its name (".eml") still telling the reader what it is. Its
+        # parameters (a boundary, a charset) mean nothing for opaque bytes and are dropped.
+        media_type = _OPAQUE
+    # The part's name is the attachment's Name; a `name` the client put in the type would be a
+    # second, possibly different one (RFC 2045 §5.1 does not allow a parameter twice).
+    type_words = media_type.without("name").words()
     name_params = _param_words("name", attachment.name)
     filename_params = _param_words("filename", attachment.name)
     if attachment.content_id is None:
@@ -266,7 +279,7 @@ def _attachment_part(attachment: Attachment) -> _Part:
         content_id = _fold("Content-ID", ["<" + _raw(attachment.content_id) + ">"])
     headers = b"".join(
         (
-            _fold("Content-Type", [content_type + ";", *name_params]),
+            _fold("Content-Type", [*type_words[:-1], type_words[-1] + ";", *name_params]),
             _fold("Content-Disposition", [disposition, *filename_params]),
             content_id,
             b"Content-Transfer-Encoding: base64\r\n",

@@ -28,16 +28,18 @@ TEST_TOKEN = "POSTMARK_API_TEST"  # noqa: S105 — a public, documented name, no
 NIL_MESSAGE_ID = "00000000-0000-0000-0000-000000000000"
 
 
+INACTIVE_EXPLANATION = ("Inactive recipients are ones that have generated a hard bounce, a spam complaint, or a manual "
+                        "suppression.")
+
+
 def inactive_message(addresses: Sequence[str], *, batch: bool) -> str:
     """Postmark's ErrorCode 406 text: the SDKs pull the addresses out of it (docs/postmark-api.md §2.6)."""
     found = ", ".join(addresses)
-    explanation = ("Inactive recipients are ones that have generated a hard bounce, a spam complaint, or a manual "
-                   "suppression.")
     if batch:
         return (f"You tried to send to a recipient that has been marked as inactive. Found inactive addresses: "
-                f"{found}. {explanation} ")
+                f"{found}. {INACTIVE_EXPLANATION} ")
     return f"You tried to send to recipient(s) that have been marked as inactive. Found inactive addresses: {found}. " \
-        f"{explanation}"
+        f"{INACTIVE_EXPLANATION}"
 
 
 class SendingService:
@@ -121,9 +123,12 @@ class SendingService:
             if skipped and len(skipped) == len(message.recipients):
                 raise ApiError(406, inactive_message(sorted(skipped), batch=False))
             if skipped:
-                # Postmark's words for a partly suppressed message (docs/postmark-api.md §2.6).
+                # Postmark's words for a partly suppressed message (docs/postmark-api.md §2.6), with the
+                # sentence after the list that django-anymail's parser needs to find where the list ends
+                # (its recorded Postmark answer has it); the SDKs' patterns accept it too.
                 listed = ", ".join(sorted(skipped))
-                response.message = f"Message OK, but will not deliver to these inactive addresses: {listed}."
+                response.message = (f"Message OK, but will not deliver to these inactive addresses: {listed}. "
+                                    f"{INACTIVE_EXPLANATION}")
             await self._store(server, [message], suppressed, extra=self._answer(idempotency, response))
         return response
 
