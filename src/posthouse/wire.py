@@ -17,7 +17,9 @@ from msgspec import Struct, field
 
 class Header(Struct, rename="pascal", omit_defaults=True):
     name: str | None = None
-    value: str | None = None
+    # A number is taken as its text: django-anymail passes header values through as given, so
+    # `headers={"X-Priority": 1}` arrives as a JSON number.
+    value: str | int | float | None = None
 
 
 class Attachment(Struct, rename="pascal", omit_defaults=True):
@@ -88,10 +90,13 @@ class MessageStreamRequest(Struct, rename="pascal", omit_defaults=True):
 # -- responses --------------------------------------------------------------------------------
 
 
-class SendResponse(Struct, rename="pascal"):
-    """The answer to one send; failed batch items carry every key too (§2.2 compat note)."""
+class SendResponse(Struct, rename="pascal", omit_defaults=True, kw_only=True):
+    """The answer to one send; failed batch items carry every key too (§2.2 compat note).
 
-    to: str
+    `To` is left out of an accepted send that had no To recipients (Cc or Bcc only), as Postmark
+    does: django-anymail reads the key's absence as "cc- or bcc-only" and cannot parse `""`."""
+
+    to: str | None = None
     submitted_at: str
     message_id: str = field(name="MessageID")
     error_code: int

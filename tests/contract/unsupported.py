@@ -26,10 +26,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
     },
     # tests/e2e/test_anymail.py: django-anymail's Postmark backend.
     "anymail": {
-        "test_a_cc_only_send_reports_anymail_status": (
-            "A send with only Cc/Bcc is answered with \"To\": \"\", which anymail cannot parse (it reads Postmark's "
-            "answer, which leaves To out); leaving it out breaks postmark-python, whose SendResponse requires To. "
-            "Needs a decision between the two clients."),
     },
 }
 

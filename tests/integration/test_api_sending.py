@@ -222,3 +222,27 @@ async def test_concurrent_sends_all_commit(api) -> None:  # type: ignore[no-unty
     assert len({r.json()["MessageID"] for r in responses}) == 50
     assert await api.count("messages") == 50
     assert await api.count("deliveries") == 50
+
+
+async def test_a_cc_only_send_leaves_to_out_of_the_answer(api) -> None:  # type: ignore[no-untyped-def]
+    # Postmark leaves `To` out when there is none; django-anymail reads that absence as "cc- or bcc-only".
+    response = await api.client.post("/email", json=with_(To=None, Cc="copy@example.com"), headers=api.server_headers)
+    assert response.status_code == 200, response.text
+    assert "To" not in response.json() and response.json()["ErrorCode"] == 0
+    batch = await api.client.post("/email/batch", json=[with_(To=None, Bcc="hidden@example.com"), with_(To=None)],
+                                  headers=api.server_headers)
+    accepted, refused = batch.json()
+    assert "To" not in accepted and accepted["ErrorCode"] == 0
+    # A refused item keeps every key (postmark-python's model requires them).
+    assert refused["To"] == "" and refused["ErrorCode"] == 300
+
+
+async def test_a_numeric_header_value_is_sent_as_its_text(api) -> None:  # type: ignore[no-untyped-def]
+    headers = [{"Name": "X-Priority", "Value": 1}, {"Name": "X-Score", "Value": 2.5}]
+    response = await api.client.post("/email", json=with_(Headers=headers), headers=api.server_headers)
+    assert response.status_code == 200, response.text
+    dump = await api.client.get(f"/messages/outbound/{response.json()['MessageID']}/dump", headers=api.server_headers)
+    assert "X-Priority: 1\r\n" in dump.json()["Body"] and "X-Score: 2.5\r\n" in dump.json()["Body"]
+    refused = await api.client.post("/email", json=with_(Headers=[{"Name": "X-Flag", "Value": True}]),
+                                    headers=api.server_headers)
+    assert refused.status_code == 422

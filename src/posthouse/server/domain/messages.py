@@ -143,7 +143,7 @@ def _headers(raw: list[wire.Header] | None) -> tuple[list[tuple[str, str]], str 
     reply_to: str | None = None
     for header in raw or ():
         name = (header.name or "").strip()
-        value = header.value if header.value is not None else ""
+        value = "" if header.value is None else str(header.value)
         if not name or not _HEADER_NAME.match(name):
             raise invalid(f"Invalid header name: '{name}'.")
         if has_line_break(value):

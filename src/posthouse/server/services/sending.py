@@ -238,5 +238,5 @@ class SendingService:
     @staticmethod
     def _ok(message: ComposedMessage, request: wire.EmailRequest, *, test: bool) -> wire.SendResponse:
         return wire.SendResponse(
-            to=request.to or "", submitted_at=message.received_at.isoformat(), message_id=message.message_id,
+            to=request.to or None, submitted_at=message.received_at.isoformat(), message_id=message.message_id,
             error_code=0, message="Test job accepted" if test else "OK")
