@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from email import policy
+from email.message import EmailMessage
 from email.parser import BytesParser
+from typing import cast
 
 from posthouse.server.domain.bounces import ReportKind, parse_report
 from posthouse.server.domain.dsn import MAX_RETURNED_HEADERS, FailedRecipient, build_dsn
@@ -21,21 +23,34 @@ def dsn(original: bytes = ORIGINAL, *recipients: FailedRecipient) -> bytes:
                      original=original, now=NOW, explanation="Could not deliver.")
 
 
+def parsed(raw: bytes) -> EmailMessage:
+    return BytesParser(policy=policy.default).parsebytes(raw)
+
+
+def parts(message: EmailMessage) -> list[EmailMessage]:
+    return cast(list[EmailMessage], message.get_payload())
+
+
+def returned_headers(raw: bytes) -> str:
+    """The text/rfc822-headers part of a report."""
+    return cast(str, parts(parsed(raw))[2].get_payload())
+
+
 def test_the_report_parses_and_names_each_recipient() -> None:
     raw = dsn(ORIGINAL, FailedRecipient("ann@example.com", "5.1.1", "550 5.1.1 No such user"),
               FailedRecipient("bob@example.com", "5.2.2", "552 5.2.2 Mailbox full", "mx.example.net"))
     assert b"\n" not in raw.replace(b"\r\n", b"")  # CRLF only
-    message = BytesParser(policy=policy.default).parsebytes(raw)
+    message = parsed(raw)
     assert not message.defects
     assert (message.get_content_type(), message.get_param("report-type")) == ("multipart/report", "delivery-status")
     assert message["To"].addresses[0].addr_spec == "bounces@example.com"
     assert message["From"].addresses[0].username == "MAILER-DAEMON"
-    _, status, returned = message.get_payload()
-    per_message, ann, bob = status.get_payload()
+    _, status, returned = parts(message)
+    per_message, ann, bob = parts(status)
     assert per_message["Reporting-MTA"] == "dns; mx.example.org"
     assert (ann["Final-Recipient"], ann["Status"], ann["Remote-MTA"]) == ("rfc822; ann@example.com", "5.1.1", None)
     assert (bob["Status"], bob["Remote-MTA"]) == ("5.2.2", "dns; mx.example.net")
-    assert returned.get_payload().endswith("Message-ID: <m1@example.com>\r\n")
+    assert cast(str, returned.get_payload()).endswith("Message-ID: <m1@example.com>\r\n")
     assert b"The body is not returned" not in raw
     report = parse_report(raw)
     assert report.kind is ReportKind.DSN
@@ -45,14 +60,14 @@ def test_the_report_parses_and_names_each_recipient() -> None:
 
 
 def test_a_multi_line_reply_stays_one_field() -> None:
-    status = BytesParser(policy=policy.default).parsebytes(dsn()).get_payload()[1].get_payload()[1]
+    status = parts(parts(parsed(dsn()))[1])[1]
     assert status["Diagnostic-Code"] == "smtp; 550 5.1.1 No such user"
 
 
 def test_oversized_headers_are_cut_at_a_line_end_and_nul_is_dropped() -> None:
     many = b"".join(b"X-Filler-%05d: %s\r\n" % (i, b"v" * 60) for i in range(2000))
     raw = dsn(b"From: a@example.com\r\nX-Nul: a\x00b\r\n" + many + b"\r\nbody\r\n")
-    returned = BytesParser(policy=policy.default).parsebytes(raw).get_payload()[2].get_payload()
+    returned = returned_headers(raw)
     assert len(returned) <= MAX_RETURNED_HEADERS and returned.endswith("\r\n")
     assert "X-Nul: ab\r\n" in returned and "\x00" not in returned
     assert returned.splitlines()[-1].startswith("X-Filler-") and returned.splitlines()[-1].endswith("v" * 60)
@@ -60,5 +75,5 @@ def test_oversized_headers_are_cut_at_a_line_end_and_nul_is_dropped() -> None:
 
 def test_a_message_without_body_or_final_crlf_still_makes_a_report() -> None:
     raw = dsn(b"Subject: only headers")
-    returned = BytesParser(policy=policy.default).parsebytes(raw).get_payload()[2].get_payload()
+    returned = returned_headers(raw)
     assert returned == "Subject: only headers\r\n"
