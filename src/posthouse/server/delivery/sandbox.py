@@ -58,7 +58,7 @@ class SandboxTransport:
                 replies[rcpt] = reply
                 reports[rcpt] = build_dsn(
                     reporting_mta=self.hostname, return_path=envelope.mail_from,
-                    recipients=[FailedRecipient(rcpt, reply.enhanced or "5.0.0", str(reply), "sandbox")],
+                    recipients=[FailedRecipient(rcpt, reply.enhanced or "5.0.0", str(reply))],
                     original=envelope.data, now=self.now(),
                     explanation=f"This is Posthouse's sandbox at {self.hostname}. Bounce testing: the message "
                     f"was not delivered to the recipient below, as if it had bounced ({bounce_type.type_name}).")
