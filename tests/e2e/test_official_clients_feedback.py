@@ -86,8 +86,9 @@ def test_postmark_python_reads_and_activates_bounces(server: ServerProcess) -> N
         assert ids(from_date=now + timedelta(hours=1)) == []
 
         found = client.bounces.get(hard.id)
-        assert found.id == hard.id and found.email == HARD and found.content == ""
-        assert client.bounces.get_dump(hard.id).body == ""
+        # A simulated bounce's dump is the DSN the sandbox wrote for it (issue 11).
+        assert found.id == hard.id and found.email == HARD and "report-type=delivery-status" in found.content
+        assert client.bounces.get_dump(hard.id).body == found.content
 
         stats = client.bounces.get_delivery_stats()
         assert stats.inactive_mails == 1
@@ -207,9 +208,11 @@ def test_postmarker_reads_and_activates_bounces(server: ServerProcess) -> None:
     (soft,) = pm.bounces.all(count=10, offset=0, inactive=False, emailFilter="softbounce")
     assert soft.Type == "SoftBounce"
     found = pm.bounces.get(hard.ID)
-    assert (found.ID, found.Type, found.TypeCode, found.Content) == (hard.ID, "HardBounce", 1, "")
-    assert found.dump == ""
-    assert pm.bounces.get_dump(hard.ID) == ""
+    assert (found.ID, found.Type, found.TypeCode, found.DumpAvailable) == (hard.ID, "HardBounce", 1, True)
+    # A simulated bounce's dump is the DSN the sandbox wrote for it (issue 11).
+    assert "report-type=delivery-status" in found.Content
+    assert found.dump == found.Content
+    assert pm.bounces.get_dump(hard.ID) == found.Content
     assert pm.bounces.tags == ["welcome"]
     stats = pm.bounces.deliverystats
     assert stats["InactiveMails"] == 1

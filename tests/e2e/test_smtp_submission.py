@@ -10,6 +10,7 @@ import ssl
 import subprocess
 from email import policy
 from email.message import EmailMessage
+from email.mime.text import MIMEText
 from email.parser import BytesParser
 
 import aiosmtplib
@@ -35,33 +36,41 @@ def headers_of(data: bytes):  # type: ignore[no-untyped-def]
     return BytesParser(policy=policy.default).parsebytes(data)
 
 
-def test_the_smtplib_snippet_delivers(relay_server, sink) -> None:  # type: ignore[no-untyped-def]
-    SMTP_SERVER, SMTP_PORT = "127.0.0.1", relay_server.smtp_port
-    SMTP_USER = SMTP_PASS = relay_server.server_token
-    context = trusting(relay_server)
-    to_addr = "receiver@example.com"
-    test_message = EmailMessage()
-    test_message["From"] = FROM_ADDR
-    test_message["To"] = to_addr
-    test_message["Subject"] = "SMTP Test"
-    test_message.set_content("Hello world! This is a test of the SMTP path.")
+def test_the_classic_smtplib_program_delivers_verbatim(relay_server, sink) -> None:  # type: ignore[no-untyped-def]
+    """The most common way Python sends mail, exactly as users write it (issue 11): only the four
+    variables point at Posthouse. The message has no From (the sender is only the envelope's MAIL FROM),
+    no Date, no Message-ID, and `starttls()` gets no context (smtplib then does not verify the certificate)."""
+    SMTP_SERVER = "127.0.0.1"
+    SMTP_PORT = relay_server.smtp_port
+    SMTP_USER = relay_server.server_token
+    SMTP_PASS = relay_server.server_token
 
+    test_message = MIMEText("Hello world! This is an SMTP service test!", "plain")
+    test_message["Subject"] = "SMTP Test"
+    test_message["To"] = "recipient@example.com"
     with smtplib.SMTP(SMTP_SERVER, SMTP_PORT) as server:
-        server.starttls(context=context)
+        server.starttls()
         server.login(SMTP_USER, SMTP_PASS)
-        server.sendmail(FROM_ADDR, to_addr, test_message.as_string())
+        server.sendmail("no-reply@mailservice.com", "recipient@example.com", test_message.as_string())
 
     wait_for(lambda: sink.messages, timeout=10)
-    received = sink.messages[0]
+    [received] = sink.messages
     # The envelope sender is the VERP return path naming this message (bounces come back to it).
     assert re.fullmatch(r"pm_bounces\+[0-9a-f]{1,16}[a-z2-7]{13}@localhost", received.mail_from), received.mail_from
-    assert received.rcpt_tos == [to_addr]
+    assert received.rcpt_tos == ["recipient@example.com"]
     parsed = headers_of(received.data)
+    # The From came from the envelope sender; Date and Message-ID were added; nothing else was invented.
+    assert parsed.get_all("From") == ["no-reply@mailservice.com"]
+    assert parsed["To"] == "recipient@example.com"
     assert parsed["Subject"] == "SMTP Test"
-    assert "Hello world! This is a test of the SMTP path." in parsed.get_content()
-    message = listed(relay_server)["Messages"][0]
+    assert parsed["Date"] is not None and parsed["Date"].datetime is not None
+    assert re.fullmatch(r"<[0-9a-f-]{36}@[^>]+>", parsed["Message-ID"]), parsed["Message-ID"]
+    assert parsed.get_content().rstrip("\r\n") == "Hello world! This is an SMTP service test!"
+    [message] = listed(relay_server)["Messages"]
     assert message["MessageID"] == parsed["X-PM-Message-Id"]
+    assert message["From"] == "no-reply@mailservice.com"
     assert message["Subject"] == "SMTP Test"
+    assert [to["Email"] for to in message["To"]] == ["recipient@example.com"]
 
     def delivered() -> bool:
         with relay_server.client() as client:
@@ -159,7 +168,8 @@ def smtp_session(server: ServerProcess) -> smtplib.SMTP:
     return smtp
 
 
-@pytest.mark.parametrize("case", ["wrong-password", "no-auth", "oversized", "too-many-recipients", "bad-stream"])
+@pytest.mark.parametrize("case", ["wrong-password", "no-auth", "oversized", "too-many-recipients", "bad-stream",
+                                  "null-sender-without-from", "from-without-address"])
 def test_refusals_store_nothing(relay_server, sink, case) -> None:  # type: ignore[no-untyped-def]
     token = relay_server.server_token
     body = f"From: {FROM_ADDR}\r\nTo: r@example.com\r\nSubject: refused\r\n\r\nx\r\n"
@@ -187,11 +197,20 @@ def test_refusals_store_nothing(relay_server, sink, case) -> None:  # type: igno
                 assert {c for c, _ in codes[:50]} == {250}
                 assert codes[50][0] == 452 and codes[50][1].startswith(b"4.5.3")
                 smtp.rset()
-            else:
+            elif case == "bad-stream":
                 with pytest.raises(smtplib.SMTPDataError) as data:
                     smtp.sendmail(FROM_ADDR, ["r@example.com"], "X-PM-Message-Stream: nosuch\r\n" + body)
                 assert data.value.smtp_code == 554
                 assert b"does not exist" in data.value.smtp_error and b"1235" in data.value.smtp_error
+            else:
+                # No From header and a null reverse path: nobody to name as the author. A From header
+                # with no address in it is refused rather than passed on or replaced.
+                sender, headers = ("", "") if case == "null-sender-without-from" else (FROM_ADDR, "From: Jane Doe\r\n")
+                with pytest.raises(smtplib.SMTPDataError) as data:
+                    smtp.sendmail(sender, ["r@example.com"], headers + "To: r@example.com\r\nSubject: s\r\n\r\nx\r\n")
+                assert data.value.smtp_code == 554 and data.value.smtp_error.startswith(b"5.6.0 ")
+                expected = b"null (MAIL FROM:<>)" if case == "null-sender-without-from" else b"names no valid address"
+                assert expected in data.value.smtp_error and b"(ErrorCode 300)" in data.value.smtp_error
     assert listed(relay_server)["TotalCount"] == 0
     assert sink.messages == []
 

@@ -386,3 +386,69 @@ async def test_delivery_stats_count_every_type_and_the_inactive_addresses(api) -
     }
     # postmarker and postmark.js spell the path differently (docs/postmark-api.md §1.4).
     assert await get(api, "/deliveryStats") == stats
+
+
+# -- bounce testing in the sandbox: a simulated bounce has the DSN we wrote as its dump ------------------------
+
+
+@pytest.mark.parametrize(("to", "headers", "bounce_type"), [
+    ("HardBounce@bounce-testing.postmarkapp.com", [], "HardBounce"),
+    ("ann@example.com", [{"Name": "X-PM-Bounce-Type", "Value": "SoftBounce"}], "SoftBounce"),
+])
+async def test_a_simulated_bounce_has_its_dsn_as_dump(api, to, headers, bounce_type) -> None:  # type: ignore[no-untyped-def]
+    from email import policy
+    from email.parser import BytesParser
+
+    from posthouse.server.domain.bounces import ReportKind, parse_report
+    from support import async_wait_for
+
+    hook = await api.client.post("/webhooks", headers=api.server_headers, json={
+        "Url": "http://127.0.0.1:9/hook", "Triggers": {"Bounce": {"Enabled": True}}})
+    assert hook.status_code == 200, hook.text
+    sent = await api.client.post("/email", headers=api.server_headers, json={
+        "From": "app@example.com", "To": to, "Subject": "Bounce me", "TextBody": "Hi", "Headers": headers})
+    assert sent.status_code == 200, sent.text
+    message_id = sent.json()["MessageID"]
+    api.runtime.start_worker()
+
+    async def bounced() -> list[dict[str, Any]]:
+        return (await get(api, "/bounces", count=10, offset=0))["Bounces"]  # type: ignore[no-any-return]
+
+    [listed] = await async_wait_for(bounced)
+    assert (listed["Type"], listed["MessageID"], listed["Email"]) == (bounce_type, message_id, to)
+    assert listed["DumpAvailable"] is True
+    single = await get(api, f"/bounces/{listed['ID']}")
+    assert single["DumpAvailable"] is True
+    body = (await get(api, f"/bounces/{listed['ID']}/dump"))["Body"]
+    assert single["Content"] == body
+
+    # A real RFC 3464 report, as the standard library's parser reads it (RFC 6522 multipart/report).
+    dsn = BytesParser(policy=policy.default).parsebytes(body.encode())
+    assert not dsn.defects
+    assert dsn.get_content_type() == "multipart/report"
+    assert dsn.get_param("report-type") == "delivery-status"
+    assert dsn["Subject"] == "Undelivered Mail Returned to Sender"
+    assert dsn["Auto-Submitted"] == "auto-replied"
+    human, status, returned = dsn.get_payload()
+    assert human.get_content_type() == "text/plain" and to in human.get_content()
+    assert status.get_content_type() == "message/delivery-status"
+    per_message, per_recipient = status.get_payload()
+    assert per_message["Reporting-MTA"].startswith("dns; ")
+    assert per_recipient["Final-Recipient"] == f"rfc822; {to}"
+    assert per_recipient["Action"] == "failed"
+    assert per_recipient["Status"] == "5.0.0"
+    assert per_recipient["Diagnostic-Code"] == f"smtp; 550 5.0.0 Simulated {bounce_type} bounce (bounce testing)"
+    assert returned.get_content_type() == "text/rfc822-headers"
+    original = BytesParser(policy=policy.default).parsebytes(returned.get_payload().encode(), headersonly=True)
+    assert original["Subject"] == "Bounce me" and original["X-PM-Message-Id"] == message_id
+
+    # Our own bounce reader takes it for what it is.
+    report = parse_report(body.encode())
+    assert report.kind is ReportKind.DSN
+    assert [(r.recipient.lower(), r.action, r.status) for r in report.recipients] == [(to.lower(), "failed", "5.0.0")]
+    assert report.original_message_id == original["Message-ID"]
+
+    # The Bounce webhook's payload says a dump is there too.
+    rows = await api.runtime.store.query(
+        "SELECT payload FROM webhook_posts WHERE record_type = 'Bounce' ORDER BY id")
+    assert [json.loads(r[0])["DumpAvailable"] for r in rows] == [True]

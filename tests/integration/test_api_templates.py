@@ -145,11 +145,13 @@ CREATE_REFUSALS = [
     (base(TemplateType="Fancy"), 1122, "Invalid 'TemplateType': 'Fancy'"),
     (base(HtmlBody="<p>{{#each items}}</p>"), 1122, "'HtmlBody' could not be parsed: line 1, character 4"),
     (base(Subject="Hi {{name"), 1122, "'Subject' could not be parsed"),
-    (base(TextBody="{{{ @content }}}"), 1122, "belongs in a layout"),
-    (base(LayoutTemplate="nosuchlayout"), 1101, "'nosuchlayout'"),
+    (base(TextBody="{{{ @content }}}"), 1131, "The layout content placeholder ('{{{ @content }}}') cannot be present"),
+    (base(LayoutTemplate="nosuchlayout"), 1101,
+     "The 'LayoutTemplate' associated with this request is not valid or was not found."),
     ({**LAYOUT, "Subject": "Hi"}, 1123, "'Subject'"),
     ({**LAYOUT, "LayoutTemplate": "other"}, 1123, "'LayoutTemplate'"),
-    ({**LAYOUT, "HtmlBody": "<p>no placeholder</p>"}, 1131, "exactly once"),
+    ({**LAYOUT, "HtmlBody": "<p>no placeholder</p>"}, 1131,
+     "The layout content placeholder must be present exactly once in the 'HtmlBody'"),
     ({**LAYOUT, "TextBody": "{{{ @content }}} and {{{ @content }}}"}, 1131, "2 times"),
     ({**LAYOUT, "HtmlBody": "{{ @content }}"}, 1122, "could not be parsed"),
 ]
@@ -209,10 +211,18 @@ async def test_edit_refusals_change_nothing(api, body, code) -> None:  # type: i
 
 
 async def test_unknown_template_and_no_body(api) -> None:  # type: ignore[no-untyped-def]
-    assert_error(await api.client.get("/templates/12345", headers=api.server_headers), 1101)
-    assert_error(await api.client.get("/templates/nope", headers=api.server_headers), 1101)
-    assert_error(await api.client.put("/templates/nope", json={"Name": "x"}, headers=api.server_headers), 1101)
-    assert_error(await api.client.delete("/templates/nope", headers=api.server_headers), 1101)
+    # Postmark's words (postmarker's recorded exchange for templates.get(123)), 422 like every 1101.
+    by_id = "The 'TemplateId' associated with this request is not valid or was not found."
+    by_alias = "The Template's 'Alias' associated with this request is not valid or was not found."
+    for response, words in (
+        (await api.client.get("/templates/12345", headers=api.server_headers), by_id),
+        (await api.client.delete("/templates/12345", headers=api.server_headers), by_id),
+        (await api.client.get("/templates/nope", headers=api.server_headers), by_alias),
+        (await api.client.put("/templates/nope", json={"Name": "x"}, headers=api.server_headers), by_alias),
+        (await api.client.delete("/templates/nope", headers=api.server_headers), by_alias),
+    ):
+        assert_error(response, 1101)
+        assert response.json()["Message"] == words
     response = await api.client.post(
         "/templates", content=b"null", headers={**api.server_headers, "Content-Type": "application/json"}
     )
@@ -273,8 +283,9 @@ async def test_layouts_list_filters_rename_and_delete_rules(api) -> None:  # typ
         await api.client.put("/templates/base", json={"TemplateType": "Standard"}, headers=api.server_headers), 1123
     )
     assert_error(await api.client.put("/templates/base", json={"Subject": "s"}, headers=api.server_headers), 1123)
-    assert_error(
-        await api.client.put("/templates/base", json={"HtmlBody": "<p>none</p>"}, headers=api.server_headers), 1131
+    assert_error(  # postmark.js's "editTemplate - layout / invalid" expects these opening words
+        await api.client.put("/templates/base", json={"HtmlBody": "<p>none</p>"}, headers=api.server_headers), 1131,
+        text="The layout content placeholder must be present",
     )
     # Renaming the layout renames it in the templates that use it.
     renamed = await api.client.put("/templates/base", json={"Alias": "frame"}, headers=api.server_headers)
@@ -448,8 +459,17 @@ async def test_push_refusals(api) -> None:  # type: ignore[no-untyped-def]
 
     body = {"SourceServerID": source, "DestinationServerID": destination, "PerformChanges": True}
     assert_error(await push(body), 1124, text="nothing to push")
-    assert_error(await push({**body, "SourceServerID": 9999}), 601, text="source server 9999")
-    assert_error(await push({**body, "DestinationServerID": "x"}), 601, text="DestinationServerID")
+    # Postmark's words, exactly as postmark.js's own push tests expect them.
+    for changes, words in (
+        ({"SourceServerID": 0, "DestinationServerID": 9999}, "The source and destination servers were not found."),
+        ({"SourceServerID": 9999}, "The source server was not found."),
+        ({"DestinationServerID": 9999}, "The destination server was not found."),
+        ({"DestinationServerID": "x"}, "The destination server was not found."),
+        ({"SourceServerID": None}, "The source server was not found."),
+    ):
+        refused = await push({**body, **changes})
+        assert_error(refused, 601)
+        assert refused.json()["Message"] == words
     assert_error(await push(body, api.server_headers), 10, 401)
     await create(api, WELCOME)
     await create(api, {**LAYOUT, "Alias": "welcome"}, headers=dest_headers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -178,8 +179,10 @@ def test_connection_refused_and_usage_errors() -> None:
     with pytest.raises(posthouse.ConnectionFailedError) as refused:
         transport.send(posthouse.Email(sender="a@example.com", to="b@example.com", text_body="t"))
     assert refused.value.request_sent is False
-    with pytest.raises(ValueError, match="send_at"):
-        transport.send(posthouse.Email(sender="a@example.com", to="b@example.com", send_at="2030-01-01T00:00:00Z"))
+    naive = posthouse.Email(sender="a@example.com", to="b@example.com", text_body="t")
+    naive.send_at = datetime(2030, 1, 1, 9, 30)  # type: ignore[assignment]  # a time without a zone
+    with pytest.raises(ValueError, match="send_at needs a time zone"):
+        transport.send(naive)
     with pytest.raises(ValueError, match="recipient"):
         transport.send(posthouse.Email(sender="a@example.com", text_body="t"))
 
@@ -244,6 +247,38 @@ async def test_into_posthouse_over_smtp(tenant: Tenant, road: str) -> None:
     dump = parse(tenant.get(f"/messages/outbound/{response.message_id}/dump")["Body"].encode())
     assert dump["X-PM-Tag"] is None  # read and removed by Posthouse
     assert [p.get_filename() for p in dump.iter_attachments()] == ["invoice.txt"]
+
+
+def test_send_at_travels_as_the_x_posthouse_send_at_header() -> None:
+    """Any SMTP server gets the header (only Posthouse acts on it); a datetime is written like the API's SendAt."""
+    later = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
+    with RecordingSink() as sink:
+        transport = posthouse.SMTPTransport(f"smtp://{sink.host}:{sink.port}")
+        transport.send(posthouse.Email(sender="a@example.com", to="b@example.com", text_body="t",
+                                       send_at="2030-01-31T09:30:00+01:00"))
+        email = posthouse.Email(sender="a@example.com", to="b@example.com", text_body="t")
+        email.send_at = later  # type: ignore[assignment]  # an aware datetime, as `send(..., send_at=)` takes
+        transport.send(email)
+        transport.send(posthouse.Email(sender="a@example.com", to="b@example.com", text_body="t"))
+    first, second, unscheduled = (parse(m.data) for m in sink.messages)
+    assert first["X-Posthouse-Send-At"] == "2030-01-31T09:30:00+01:00"
+    assert datetime.fromisoformat(second["X-Posthouse-Send-At"]) == later
+    assert unscheduled["X-Posthouse-Send-At"] is None
+
+
+def test_send_at_over_smtp_schedules_the_message_in_posthouse(tenant: Tenant) -> None:
+    process = tenant.process
+    transport = posthouse.SMTPTransport(
+        f"smtp+starttls://{tenant.token}:{tenant.token}@localhost:{process.smtp_port}?cafile={process.tls_certificate}")
+    later = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
+    response = transport.send(posthouse.Email(sender="app@example.com", to="ann@example.com", subject="Later",
+                                              text_body="t", send_at=later.isoformat()))
+    now = transport.send(posthouse.Email(sender="app@example.com", to="ann@example.com", subject="Now", text_body="t"))
+    listed = tenant.get("/messages/outbound", count=10, offset=0, status="scheduled")
+    assert [(m["MessageID"], m["Status"]) for m in listed["Messages"]] == [(response.message_id, "Scheduled")]
+    assert tenant.get(f"/messages/outbound/{now.message_id}/details")["Status"] != "Scheduled"
+    dump = parse(tenant.get(f"/messages/outbound/{response.message_id}/dump")["Body"].encode())
+    assert dump["X-Posthouse-Send-At"] is None  # an instruction to Posthouse, read and removed
 
 
 async def test_a_wrong_token_is_refused_at_login(tenant: Tenant) -> None:

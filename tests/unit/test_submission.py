@@ -75,8 +75,43 @@ def test_null_sender_uses_the_from_address_for_the_envelope() -> None:
     assert compose(message("From: a@example.com"), mail_from="").envelope_from == "a@example.com"
 
 
+def test_a_message_without_from_takes_it_from_the_envelope() -> None:
+    # smtplib's classic sendmail(from_addr, to_addrs, msg) with a message that has only Subject and To.
+    data = message("Subject: SMTP Test", "To: recipient@example.com")
+    composed = compose(data, mail_from="no-reply@mailservice.com")
+    assert composed.sender.email == "no-reply@mailservice.com" and composed.sender.name is None
+    assert composed.envelope_from == "no-reply@mailservice.com"
+    assert composed.content.count(b"\r\nFrom: no-reply@mailservice.com\r\n") == 1
+    parsed = BytesParser(policy=policy.default).parsebytes(composed.content)
+    assert parsed.get_all("From") == ["no-reply@mailservice.com"]
+    assert parsed["Date"] is not None and parsed["Message-ID"] == f"<{composed.message_id}@posthouse>"
+    assert composed.content.endswith(b"\r\n\r\n" + BODY)
+
+
+def test_a_from_header_is_never_replaced_by_the_envelope() -> None:
+    composed = compose(message("From: Shop <shop@example.com>"), mail_from="bounces@example.org")
+    assert composed.sender.email == "shop@example.com"
+    assert composed.content.count(b"From:") == 1
+
+
+@pytest.mark.parametrize(("headers", "mail_from", "text"), [
+    # The null reverse path names nobody: there is no From to add.
+    (("To: x@example.com",), "", "no From header, and the envelope sender is null (MAIL FROM:<>)"),
+    (("To: x@example.com",), "daemon@localhost", "envelope sender 'daemon@localhost' is not a valid address"),
+    # A From that is there but names no mailbox is refused, not passed on nor replaced.
+    (("From: Jane Doe",), "a@example.com", "Invalid From header: 'Jane Doe' names no valid address"),
+    (("From: <>",), "a@example.com", "Invalid From header: '<>'"),
+    (("From: undisclosed-recipients:;",), "a@example.com", "names no valid address"),
+    (("From:",), "a@example.com", "names no valid address"),
+])
+def test_refused_senders(headers: tuple[str, ...], mail_from: str, text: str) -> None:
+    with pytest.raises(ApiError) as info:
+        compose(message(*headers), mail_from=mail_from)
+    assert info.value.error_code == 300
+    assert text in info.value.message
+
+
 @pytest.mark.parametrize(("headers", "text"), [
-    (("To: x@example.com",), "no valid From"),
     (("From: a@example.com", "X-PM-TrackLinks: Sometimes"), "X-PM-TrackLinks"),
     (("From: a@example.com", "X-PM-TrackOpens: perhaps"), "X-PM-TrackOpens"),
     (("From: a@example.com", *(f"X-PM-Metadata-k{i}: v" for i in range(11))), "at most 10"),

@@ -252,10 +252,14 @@ def test_validate_layout() -> None:
     assert validate_layout(LAYOUT) == []
     assert validate_layout("a{{& @content }}b") == []
     assert validate_layout("<html>{{ title }}</html>") == [
-        TemplateError("A layout must contain '{{{ @content }}}' exactly once; it is missing.", 1, 1)
+        TemplateError(
+            "The layout content placeholder must be present exactly once in a layout ('{{{ @content }}}'); "
+            "it is missing.", 1, 1)
     ]
     assert validate_layout("{{{ @content }}}\n  {{{@content}}}") == [
-        TemplateError("A layout must contain '{{{ @content }}}' exactly once; this is occurrence 2.", 2, 3)
+        TemplateError(
+            "The layout content placeholder must be present exactly once in a layout ('{{{ @content }}}'); "
+            "this is occurrence 2.", 2, 3)
     ]
     errors = validate_layout("{{#a}}\n{{ @content }}")
     assert [(e.line, e.character) for e in errors] == [(1, 1), (1, 1), (2, 1)]

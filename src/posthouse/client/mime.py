@@ -2,7 +2,8 @@
 
 Postmark's fields without a MIME equivalent become Postmark's SMTP headers (docs/postmark-api.md §9), which
 Posthouse and Postmark read and remove before delivery: `X-PM-Tag`, `X-PM-Metadata-<key>`,
-`X-PM-Message-Stream`, `X-PM-TrackOpens`, `X-PM-TrackLinks`.
+`X-PM-Message-Stream`, `X-PM-TrackOpens`, `X-PM-TrackLinks`; `send_at` becomes Posthouse's
+`X-Posthouse-Send-At` (ISO 8601, as the API's `SendAt`), which only Posthouse reads (and removes).
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ def _add_postmark_headers(msg: EmailMessage, email: wire.EmailRequest) -> None:
         msg["X-PM-TrackOpens"] = "true" if email.track_opens else "false"
     if email.track_links:
         msg["X-PM-TrackLinks"] = email.track_links
+    if email.send_at:
+        msg["X-Posthouse-Send-At"] = email.send_at
 
 
 def _add_bodies(msg: EmailMessage, email: wire.EmailRequest) -> None:

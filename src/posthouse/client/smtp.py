@@ -36,6 +36,7 @@ from posthouse.client.errors import (
     SMTPRefusedError,
 )
 from posthouse.client.mime import build_message, envelope_of
+from posthouse.client.protocol import scheduled
 
 __all__ = ["SMTPTransport", "map_smtplib_exceptions"]
 
@@ -116,7 +117,9 @@ class SMTPTransport:
         """Send one message; the answer's `message_id` is the server's queue id when it names one
         (Posthouse names the MessageID), else the message's Message-ID."""
         if email.send_at is not None:
-            raise ValueError("send_at needs the API transport: SMTP has no way to schedule a message.")
+            # As the API's SendAt: an aware datetime or an ISO 8601 string, sent as X-Posthouse-Send-At (a
+            # Posthouse extension; any other server delivers at once and keeps the header).
+            email = scheduled(email, email.send_at)
         message = build_message(email)
         sender, recipients = envelope_of(email)
         data = message.as_bytes()

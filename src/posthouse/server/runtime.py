@@ -75,7 +75,7 @@ class Runtime:
         self.bounce_receiver = BounceReceiver(store, self.return_paths, self.clock) if self.return_paths else None
         self.submission = SubmissionService(self.accounts, self.sending, settings.trusted_networks, hostname,
                                             bounces=self.bounce_receiver)
-        self.sandbox = SandboxTransport(settings.bounce_testing_domain)
+        self.sandbox = SandboxTransport(settings.bounce_testing_domain, hostname, self.clock.now)
         if transport is None and settings.delivery == "relay" and settings.relay is not None:
             transport = RelayTransport(
                 settings.relay, max_connections=settings.relay_max_connections,

@@ -24,6 +24,17 @@ from posthouse.server.errors import ApiError, StoreError, StoreFullError
 
 log = logging.getLogger("posthouse.api")
 
+# The ErrorCode of "no endpoint answers this method and path" (404, and 405 for a known path). Not 0: Postmark
+# uses 0 for success ("OK"), and a client reading the body alone would take the failure for a success. 404 is
+# no Postmark ErrorCode (its 4xx codes are 400-403, 405, 406 and 409-413), and the clients turn it into a
+# plain error: postmarker needs both keys (`data["ErrorCode"]`) and raises ClientError("[404] No endpoint at
+# …", error_code=404); postmark-python maps only 10, 300, 405, 406 and 701 by code and otherwise goes by the
+# HTTP status, so PostmarkAPIException(error_code=404, http_status=404); postmark.js chooses its error by HTTP
+# status (PostmarkError for 404, UnknownError for 405) and keeps the code and message. The wrong-method
+# answer uses the same code: 405 itself is Postmark's "Not allowed to send" (postmark-python raises
+# ValidationException for it), which a wrong method is not.
+NO_ENDPOINT = 404
+
 
 @dataclass
 class ApiState:
@@ -93,10 +104,12 @@ class ApiApp:
         request = Request(scope, receive)
         handler, path_params, path_known = self.router.match(scope["method"], scope["path"])
         if handler is None:
+            # ErrorCode 0 means success in Postmark's convention, so these carry NO_ENDPOINT instead (see there).
             if path_known:
-                response = error_response(405, 0, f"Method {scope['method']} is not allowed on {scope['path']}.")
+                response = error_response(405, NO_ENDPOINT,
+                                          f"Method {scope['method']} is not allowed on {scope['path']}.")
             else:
-                response = error_response(404, 0, f"No endpoint at {scope['path']}.")
+                response = error_response(404, NO_ENDPOINT, f"No endpoint at {scope['path']}.")
         else:
             try:
                 response = await handler(request, **path_params)

@@ -26,6 +26,8 @@ class AttemptResult:
     ip: str
     # A bounce type the transport already knows (the sandbox's bounce testing), instead of classifying.
     bounce_types: dict[str, BounceType] = field(default_factory=dict)
+    # The bounce message (an RFC 3464 report) the transport wrote for a recipient, kept as the bounce's dump.
+    reports: dict[str, bytes] = field(default_factory=dict)
 
 
 class Transport(Protocol):

@@ -5,6 +5,14 @@ docs/postmark-api.md §9: `X-PM-Message-Stream`, `X-PM-Tag`, `X-PM-Metadata-<key
 is replaced by ours unless `X-PM-KeepID: true`. Recipients come from the envelope, so Bcc works;
 a `Bcc` header, if a client left one, is removed so it never reaches a recipient. The body is
 passed on byte for byte.
+
+A message without a `From` header (smtplib's classic `sendmail(from_addr, …)` names the sender only
+in the envelope) gets `From: <envelope sender>` added, as Postfix's cleanup and hosted submission
+services do; with the null reverse path there is nobody to name, and it is refused. A `From` header
+that is present but names no valid mailbox is refused too rather than passed on (Postfix passes
+it) or replaced: the author is the client's to state, not ours to invent, RFC 5322 §3.6.2 requires a
+mailbox there, large receivers refuse mail without one, and the API refuses such a `From` as well.
+`Date` and `Message-ID` are added when missing.
 """
 
 from __future__ import annotations
@@ -80,6 +88,26 @@ def _addresses(values: Sequence[str]) -> list[Address]:
     return result
 
 
+def _sender(values: Sequence[str], mail_from: str) -> tuple[Address, str | None]:
+    """The message's author and, when the message has no `From` header, the header to add."""
+    if not values:
+        if not mail_from:
+            raise invalid("The message has no From header, and the envelope sender is null (MAIL FROM:<>): "
+                          "add a From header.")
+        try:
+            sender = normalize_email(mail_from)
+        except AddressError:
+            raise invalid(f"The message has no From header, and the envelope sender '{mail_from}' is not a "
+                          "valid address to take it from.") from None
+        return Address(sender), f"From: {sender}\r\n"
+    found = email.utils.getaddresses([_decoded(values[0])])
+    first = found[0][1] if found else ""
+    try:
+        return Address(normalize_email(first), found[0][0] or None), None
+    except AddressError:
+        raise invalid(f"Invalid From header: '{values[0]}' names no valid address.") from None
+
+
 def _bool(name: str, value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in ("true", "yes", "1"):
@@ -138,18 +166,18 @@ def compose_submitted(data: bytes, *, mail_from: str, recipients: Sequence[str],
         raise invalid(f"Metadata can have at most {MAX_METADATA_KEYS} fields.")
     if tag is not None and len(tag) > MAX_TAG:
         raise invalid(f"The X-PM-Tag header is too long: at most {MAX_TAG} characters.")
-    senders = _addresses(headers.get("from", []))
-    if not senders:
-        raise invalid("The message has no valid From header.")
+    sender, from_header = _sender(headers.get("from", []), mail_from)
     message_id = new_message_id()
     original_ids = headers.get("message-id", [])
     message_id_header = original_ids[0] if keep_id and original_ids else f"<{message_id}@{message_id_domain}>"
     added = [f"Message-ID: {message_id_header}\r\n", f"X-PM-Message-Id: {message_id}\r\n"]
+    if from_header is not None:
+        added.insert(0, from_header)
     if "date" not in headers:
         added.append(f"Date: {email.utils.format_datetime(now)}\r\n")
     # RFC 5321 §4.4: a server that accepts a message adds its trace ("Received") at the top.
     trace = f"Received: {received} id {message_id};\r\n\t{email.utils.format_datetime(now)}\r\n" if received else ""
-    content = trace.encode("ascii", "replace") + b"".join(kept) + "".join(added).encode("ascii") + rest
+    content = trace.encode("ascii", "replace") + b"".join(kept) + "".join(added).encode("utf-8") + rest
     to = _addresses(headers.get("to", []))
     cc = _addresses(headers.get("cc", []))
     shown = {a.email.lower() for a in (*to, *cc)}
@@ -157,7 +185,7 @@ def compose_submitted(data: bytes, *, mail_from: str, recipients: Sequence[str],
     return ComposedMessage(
         message_id=message_id,
         stream=(stream or "").strip() or "outbound",
-        sender=senders[0],
+        sender=sender,
         to=to,
         cc=cc,
         bcc=[Address(r) for r in envelope if r.lower() not in shown],
@@ -169,7 +197,7 @@ def compose_submitted(data: bytes, *, mail_from: str, recipients: Sequence[str],
         attachment_names=[],
         received_at=now,
         content=content,
-        envelope_from=mail_from or senders[0].email,
+        envelope_from=mail_from or sender.email,
         recipients=envelope,
         send_at=send_at,
     )

@@ -757,7 +757,8 @@ def render_with_layout(
 def validate_layout(source: str) -> list[TemplateError]:
     """Every problem of a layout body: syntax errors, and `{{{ @content }}}` missing or repeated (Postmark's 1131)."""
     _tree, errors, slots = _parse(source)
-    rule = f"A layout must contain '{CONTENT_PLACEHOLDER}' exactly once"
+    # Postmark's wording for this rule (its ErrorCode 1131), as the create and edit refusals say it too.
+    rule = f"The layout content placeholder must be present exactly once in a layout ('{CONTENT_PLACEHOLDER}')"
     if not slots:
         errors.append(TemplateError(f"{rule}; it is missing.", 1, 1))
     positions = _Positions(source)

@@ -166,11 +166,10 @@ class AccountService:
     def _validated_settings(self, request: wire.ServerRequest, base: dict[str, Any], *, creating: bool
                             ) -> dict[str, Any]:
         fields = {k: v for k, v in msgspec.structs.asdict(request).items() if v is not None and k != "name"}
-        if "color" in fields:
-            match = [c for c in COLORS if c.lower() == str(fields["color"]).lower()]
-            if not match:
-                raise ApiError(607, f"Invalid color: '{fields['color']}'. Use one of {', '.join(COLORS)}.")
-            fields["color"] = match[0]
+        # Postmark takes its colors in any case and answers with the spelling the client sent (postmark.js's
+        # own test edits a server to "red" and expects "red" back), so the value is checked, not rewritten.
+        if "color" in fields and str(fields["color"]).lower() not in {c.lower() for c in COLORS}:
+            raise ApiError(607, f"Invalid color: '{fields['color']}'. Use one of {', '.join(COLORS)}.")
         if "track_links" in fields and fields["track_links"] not in TRACK_LINKS_VALUES:
             raise ApiError(612, f"Invalid TrackLinks value: '{fields['track_links']}'.")
         if "delivery_type" in fields:

@@ -54,6 +54,12 @@ _TEMPLATE_ID = re.compile(r"[0-9]{1,18}")  # an id in the path; longer digit str
 _RESERVED_PREFIXES: Final = ("@", "pm:")
 _CONTENT_TAG = re.compile(r"\{\{(?:\{\s*@content\s*\}\}\}|&\s*@content\s*\}\})")
 _TEST_BODY = "(rendered from a template)"
+# Postmark's words for ErrorCode 1101, which clients match: postmarker's recorded exchange answers templates.get(123)
+# with the first; the Alias one is what Postmark says for an unknown TemplateAlias; postmark.js's cleanup treats
+# a 1101 whose message says "not valid" and "not found" as already gone. The layout one follows the same pattern.
+_TEMPLATE_ID_NOT_FOUND: Final = "The 'TemplateId' associated with this request is not valid or was not found."
+_ALIAS_NOT_FOUND: Final = "The Template's 'Alias' associated with this request is not valid or was not found."
+_LAYOUT_NOT_FOUND: Final = "The 'LayoutTemplate' associated with this request is not valid or was not found."
 
 _TemplateCache = dict[tuple[str, Any], TemplateRecord | None]
 
@@ -100,7 +106,8 @@ def _placeholder_errors(source: str, label: str) -> list[TemplateError]:
     """`{{{ @content }}}` outside a layout body: where each one is."""
     return [
         TemplateError(
-            f"'{CONTENT_PLACEHOLDER}' belongs in a layout's body, not in the '{label}' of a Standard template.",
+            f"The layout content placeholder ('{CONTENT_PLACEHOLDER}') cannot be present in the '{label}' of a "
+            "Standard template: it belongs in a layout's body.",
             *_position(source, match.start()),
         )
         for match in _CONTENT_TAG.finditer(source)
@@ -115,16 +122,20 @@ def _check_source(label: str, source: str | None, template_type: str) -> None:
         compiled = compile_cached(source)
     except TemplateSyntaxError as exc:
         raise ApiError(1122, f"The '{label}' could not be parsed: {exc}.") from None
+    # Postmark's 1131 covers both rules (its error codes page: "The layout content placeholder must be present
+    # in the layout HTML and/or Text body exactly once … cannot be present in a standard template"); postmark.js's
+    # own layout test matches the opening words.
     if template_type == LAYOUT and label != "Subject":
         if compiled.content_slots != 1:
             raise ApiError(
                 1131,
-                f"The '{label}' of a layout must contain '{CONTENT_PLACEHOLDER}' exactly once; "
-                f"it contains it {compiled.content_slots} times.",
+                f"The layout content placeholder must be present exactly once in the '{label}' of a layout "
+                f"('{CONTENT_PLACEHOLDER}'); it is there {compiled.content_slots} times.",
             )
     elif compiled.content_slots:
         raise ApiError(
-            1122, f"'{CONTENT_PLACEHOLDER}' belongs in a layout's body, not in the '{label}' of a Standard template."
+            1131, f"The layout content placeholder ('{CONTENT_PLACEHOLDER}') cannot be present in the '{label}' "
+            "of a Standard template: it belongs in a layout's body.",
         )
 
 
@@ -191,7 +202,7 @@ def _template_id(value: int | str | None) -> int | None:
     # Ids are positive 64-bit integers: anything else names no template (and must not reach the database).
     if number is not None and 0 < number < 2**63:
         return number
-    raise ApiError(1101, "The 'TemplateId' associated with this request is not valid or was not found.")
+    raise ApiError(1101, _TEMPLATE_ID_NOT_FOUND)
 
 
 def _same_content(a: TemplateRecord, b: TemplateRecord) -> bool:
@@ -233,14 +244,14 @@ class TemplateService:
         else:
             record = await self.store.find_template(server_id, value)
         if record is None:
-            raise NotFoundError(1101, f"The template '{id_or_alias}' was not found on this server.")
+            raise NotFoundError(1101, _TEMPLATE_ID_NOT_FOUND if _TEMPLATE_ID.fullmatch(value) else _ALIAS_NOT_FOUND)
         return record
 
     async def _layout(self, server_id: int, alias: str) -> TemplateRecord:
         """The Layout a Standard template names in `LayoutTemplate`."""
         record = await self.store.find_template(server_id, alias.strip())
         if record is None:
-            raise ApiError(1101, f"The layout '{alias}' was not found on this server.")
+            raise ApiError(1101, _LAYOUT_NOT_FOUND)
         if record.template_type != LAYOUT:
             raise ApiError(
                 1122, f"Invalid 'LayoutTemplate': the template '{alias}' is a Standard template, not a layout."
@@ -480,22 +491,30 @@ class TemplateService:
 
     # -- push between servers (docs/postmark-api.md §3.2, push) ------------------------------------
 
-    async def _push_server(self, value: int | str | None, role: str) -> int:
+    async def _push_server(self, value: int | str | None) -> int | None:
+        """The server an id names, or None when it names none (absent, not a positive integer, unknown)."""
         number = value if isinstance(value, int) else int(value) if value and _TEMPLATE_ID.fullmatch(value) else None
         if number is None or not 0 < number < 2**63:
-            raise ApiError(601, f"A valid '{role.capitalize()}ServerID' is required.")
+            return None
         try:
             await self.accounts.get_server(number)
         except NotFoundError:
-            raise ApiError(601, f"The {role} server {number} was not found.") from None
+            return None
         return number
 
     async def push(self, request: wire.TemplatePushRequest | None) -> wire.TemplatePushResponse:
         """Copy every template with an alias from one server to another, matched by alias: new ones are created,
         changed ones edited, identical ones left alone. `PerformChanges` false (or absent) only reports."""
         request = request or wire.TemplatePushRequest()
-        source_id = await self._push_server(request.source_server_id, "source")
-        destination_id = await self._push_server(request.destination_server_id, "destination")
+        source_id = await self._push_server(request.source_server_id)
+        destination_id = await self._push_server(request.destination_server_id)
+        # Postmark's words, which postmark.js's own push tests expect exactly.
+        if source_id is None and destination_id is None:
+            raise ApiError(601, "The source and destination servers were not found.")
+        if source_id is None:
+            raise ApiError(601, "The source server was not found.")
+        if destination_id is None:
+            raise ApiError(601, "The destination server was not found.")
         source = [t for t in await self.store.active_templates(source_id) if t.alias]
         if not source:
             # Templates without an alias are never pushed (docs/postmark-api.md §3.2).
@@ -681,7 +700,7 @@ class TemplateService:
                 cache[key] = await self.store.get_template(server_id, template_id) if template_id < 2**63 else None
             record = cache[key]
             if record is None or not record.active or record.template_type != STANDARD:
-                raise ApiError(1101, "The 'TemplateId' associated with this request is not valid or was not found.")
+                raise ApiError(1101, _TEMPLATE_ID_NOT_FOUND)
             return record
         assert alias is not None
         key = ("alias", alias.lower())
@@ -689,7 +708,7 @@ class TemplateService:
             cache[key] = await self.store.find_template(server_id, alias)
         record = cache[key]
         if record is None or record.template_type != STANDARD:
-            raise ApiError(1101, "The Template's 'Alias' associated with this request is not valid or was not found.")
+            raise ApiError(1101, _ALIAS_NOT_FOUND)
         return record
 
     async def _sending_layout(self, server_id: int, template: TemplateRecord, cache: _TemplateCache) -> TemplateRecord:
@@ -699,5 +718,5 @@ class TemplateService:
             cache[key] = await self.store.find_template(server_id, template.layout_template)
         layout = cache[key]
         if layout is None or layout.template_type != LAYOUT:
-            raise ApiError(1101, f"The layout '{template.layout_template}' of template {template.id} was not found.")
+            raise ApiError(1101, _LAYOUT_NOT_FOUND)
         return layout

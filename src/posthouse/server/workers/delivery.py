@@ -133,8 +133,10 @@ class DeliveryWorker:
         # A Delivery payload is built only when a webhook of this stream asks for deliveries.
         announce = self.webhook_hints is None or await self.webhook_hints.wants(first.server_id, first.stream,
                                                                                "Delivery")
+        reports = result.reports if result is not None else {}
         await self._record([
-            self._outcome(row, replies[row.recipient], classified[row.recipient], server, ip, retry_at, now, announce)
+            self._outcome(row, replies[row.recipient], classified[row.recipient], server, ip, retry_at, now, announce,
+                          reports.get(row.recipient, b""))
             for row in rows])
 
     @staticmethod
@@ -190,7 +192,8 @@ class DeliveryWorker:
             self._flushing = False
 
     def _outcome(self, row: ClaimedDelivery, reply: Reply, classification: Classification, server: str, ip: str,
-                 retry_at: int, now: int, announce: bool = True) -> DeliveryUpdate:
+                 retry_at: int, now: int, announce: bool = True, report: bytes = b"") -> DeliveryUpdate:
+        """What one recipient's reply means; `report` is a bounce message the transport wrote (the dump)."""
         text = str(reply)
         delivery_details = {"DeliveryMessage": text, "DestinationServer": server, "DestinationIP": ip}
         if classification.outcome is Outcome.DELIVERED:
@@ -213,7 +216,8 @@ class DeliveryWorker:
             server_id=row.server_id, message_id=row.message_id, stream=row.stream, type=bounce_type.type_name,
             type_code=bounce_type.code, email=row.recipient, sender=row.sender, subject=row.subject, tag=row.tag,
             description=_DESCRIPTIONS.get(bounce_type, bounce_type.display_name), details=text, bounced_at=now,
-            inactive=bounce_type.deactivates, can_activate=bounce_type is BounceType.HARD_BOUNCE, dump="")
+            inactive=bounce_type.deactivates, can_activate=bounce_type is BounceType.HARD_BOUNCE,
+            dump=report.decode("utf-8", "replace"))
         summary = f"{bounce_type.display_name}: {text}"
         return DeliveryUpdate(row, self.owner, DeliveryState.BOUNCED, now, text, EventType.BOUNCED,
                               {"Summary": summary}, now, bounce,
