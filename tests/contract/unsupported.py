@@ -9,9 +9,48 @@ that starts passing fails the run (strict xfail), so the list cannot go stale.
 
 from __future__ import annotations
 
+_STATS = "statistics: no /stats/outbound endpoints yet (issue 13)"
+_OPENS_CLICKS = "open and click tracking: no opens/clicks endpoints or /stats/outbound/opens|clicks yet (issue 13)"
+_INBOUND = "inbound: no /messages/inbound yet (issue 16)"
+_TRIGGERS = "inbound rule triggers: no /triggers/inboundRules yet (issue 16)"
+_DOMAINS = "domains: no account /domains API yet (issue 14); the suite's before-all cleanup lists domains"
+_SENDERS = "sender signatures: no account /senders API yet (issue 14); the suite's before-all cleanup lists them"
+_DATA_REMOVALS = "data removals: no /data-removals yet (issue 17)"
+# Postmark answered this test's archive of a stream it had just created with ErrorCode 1241 "Stream is unable to
+# be archived at this time."; when Postmark refuses is not documented (postmark.js 4.x's own test, and the .NET
+# client's, archive a new stream successfully), so Posthouse archives it, as the Message Streams API documents.
+_ARCHIVE_REFUSAL = ("Postmark's refusal to archive a new stream (ErrorCode 1241), under a condition Postmark "
+                    "does not document; Posthouse archives it")
+
+
+def _named(reason: str, file: str, describe: str, *titles: str) -> dict[str, str]:
+    return {f"{file} > {describe} > {title}": reason for title in titles}
+
+
 # suite name -> {test id as the suite names it: reason}
 UNSUPPORTED: dict[str, dict[str, str]] = {
-    "postmark.js": {},
+    # ids are "file > describe > ... > title", as tests/contract/postmarkjs/reporter.js names them
+    "postmark.js": {
+        **_named(_STATS, "MessageStatistics.test.ts", "Client - Message Statistics", "getSentCounts",
+                 "getBounceCounts", "getSpamComplaints", "getTrackedEmailCounts", "getOutboundOverview"),
+        **_named(_OPENS_CLICKS, "ClickStatistics.test.ts", "Client - Click Statistics", "getClickCounts",
+                 "getClickBrowserUsage", "getEmailOpenPlatformUsage", "getClickLocation"),
+        **_named(_OPENS_CLICKS, "MessagesOpens.test.ts", "Client - Message Statistics", "getMessageOpens",
+                 "getEmailOpenCounts", "getEmailPlatformUsage", "getEmailClientUsage"),
+        **_named(_INBOUND, "Messages.test.ts", "Client - Message Statistics", "getInboundMessages",
+                 "getInboundMessageDetails"),
+        **_named(_TRIGGERS, "Triggers.test.ts", "Client - Triggers", "createInboundRuleTrigger",
+                 "getInboundRuleTriggers", "deleteInboundRuleTrigger"),
+        **_named(_DOMAINS, "Domains.test.ts", "Client - Domains", "createDomain", "getDomains", "getDomain",
+                 "editDomain", "deleteDomain", "verifyDomainDKIM", "verifyDomainReturnPath"),
+        **_named(_SENDERS, "Signatures.test.ts", "Client - Signatures", "createSenderSignature",
+                 "getSenderSignatures", "getSenderSignature", "editSenderSignature", "deleteSenderSignature",
+                 "resendSenderSignatureConfirmation",
+                 "resendSenderSignatureConfirmation (2)"),  # the suite has two tests of this title (SPF check)
+        **_named(_DATA_REMOVALS, "DataRemoval.test.ts", "DataRemoval", "createDataRemoval", "getDataRemoval"),
+        **_named(_ARCHIVE_REFUSAL, "MessageStreams.test.ts", "Servers - Message Streams",
+                 "archive message stream surfaces API errors"),
+    },
     # tests/e2e/test_official_clients_postmarker.py: postmarker 1.0's managers for features Posthouse lacks.
     "postmarker": {
         "test_stats": "Statistics (/stats/outbound and its breakdowns) are not in Posthouse yet (issue 13).",
