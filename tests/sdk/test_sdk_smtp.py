@@ -4,6 +4,8 @@ an aiosmtpd sink that records what arrived (X-PM headers, MIME structure, envelo
 from __future__ import annotations
 
 import asyncio
+import base64
+import textwrap
 import time
 from datetime import UTC, datetime, timedelta
 from email import policy
@@ -326,3 +328,22 @@ async def test_keep_alive_with_concurrent_async_sends_keeps_a_few_connections() 
             await transport.aclose()
         assert len(sink.messages) == 24
         assert sink.connections < 24
+
+
+def test_attachment_media_type_parameters_and_wrapped_base64_reach_the_part() -> None:
+    # What django-anymail and postmarker hand the API works over SMTP too: parameters on the type,
+    # base64 wrapped at 76 columns.
+    data = "grüße\n".encode() * 40
+    wrapped = "\r\n".join(textwrap.wrap(base64.b64encode(data).decode(), 76))
+    attachment = posthouse.Attachment(name="notes.txt", content=wrapped, content_type='text/plain; charset="utf-8"')
+    with RecordingSink() as sink:
+        posthouse.SMTPTransport(f"smtp://{sink.host}:{sink.port}").send(
+            posthouse.Email(sender="a@example.com", to="b@example.com", subject="s", text_body="t",
+                            attachments=[attachment]))
+    [part] = list(parse(sink.messages[0].data).iter_attachments())
+    assert part.get_content_type() == "text/plain" and part.get_param("charset") == "utf-8"
+    assert part.get_filename() == "notes.txt" and part.get_payload(decode=True) == data
+    with pytest.raises(ValueError, match="invalid content type"):
+        posthouse.SMTPTransport("smtp://127.0.0.1:1").send(posthouse.Email(
+            sender="a@example.com", to="b@example.com", subject="s", text_body="t",
+            attachments=[posthouse.Attachment(name="x", content="eA==", content_type="text")]))

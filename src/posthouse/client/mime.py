@@ -14,7 +14,7 @@ import mimetypes
 import re
 from datetime import UTC, datetime
 from email import policy
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.utils import format_datetime, getaddresses, make_msgid
 from typing import TypeAlias
 
@@ -104,27 +104,35 @@ def _add_bodies(msg: EmailMessage, email: wire.EmailRequest) -> None:
     attachments = email.attachments or []
     # Inline parts first: once the message is multipart/mixed, the HTML part is still there to wrap.
     for attachment in [a for a in attachments if (a.content_id or "").strip()]:
-        data, maintype, subtype, name = _decoded(attachment)
+        data, maintype, subtype, name, params = _decoded(attachment)
         cid = "<" + (attachment.content_id or "").strip().removeprefix("cid:").strip("<>") + ">"
         if isinstance(html_part, EmailMessage):
             html_part.add_related(
-                data, maintype=maintype, subtype=subtype, cid=cid, filename=name, disposition="inline"
+                data, maintype=maintype, subtype=subtype, cid=cid, filename=name, disposition="inline", params=params
             )
         else:
-            msg.add_attachment(data, maintype=maintype, subtype=subtype, cid=cid, filename=name)
+            msg.add_attachment(data, maintype=maintype, subtype=subtype, cid=cid, filename=name, params=params)
     for attachment in [a for a in attachments if not (a.content_id or "").strip()]:
-        data, maintype, subtype, name = _decoded(attachment)
-        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+        data, maintype, subtype, name, params = _decoded(attachment)
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name, params=params)
 
 
-def _decoded(attachment: wire.Attachment) -> tuple[bytes, str, str, str]:
+def _decoded(attachment: wire.Attachment) -> tuple[bytes, str, str, str, dict[str, str]]:
+    """(content, main type, subtype, file name, media-type parameters) of an API-shaped attachment."""
     name = attachment.name or "attachment"
     try:
-        data = base64.b64decode(attachment.content or "", validate=True)
+        # Base64 wrapped in lines (76 columns, as MIME writes it) is as valid as one long line.
+        data = base64.b64decode("".join((attachment.content or "").split()), validate=True)
     except binascii.Error:
         raise ValueError(f"Attachment {name!r}: content is not base64.") from None
     content_type = attachment.content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
-    maintype, _, subtype = content_type.partition("/")
-    if not maintype or not subtype:
+    if "\r" in content_type or "\n" in content_type:
         raise ValueError(f"Attachment {name!r}: invalid content type {content_type!r}.")
-    return data, maintype, subtype, name
+    # `text/plain; charset="utf-8"`: the parameters are kept on the part (RFC 2045 §5.1).
+    parsed = Message()
+    parsed["Content-Type"] = content_type
+    maintype, _, subtype = content_type.split(";", 1)[0].strip().partition("/")
+    if not maintype or not subtype or parsed.get_content_type() != f"{maintype}/{subtype}".lower():
+        raise ValueError(f"Attachment {name!r}: invalid content type {content_type!r}.")
+    params = {key: str(value) for key, value in (parsed.get_params() or [])[1:] if key.lower() != "name"}
+    return data, maintype.lower(), subtype.lower(), name, params
