@@ -134,7 +134,7 @@ def _headers_of(requested: Sequence[wire.Header]) -> list[tuple[str, str]]:
     for header in requested:
         if not header.name:
             raise ApiError(1358, "Each of 'HttpHeaders' needs a 'Name'.")
-        headers.append((header.name, header.value or ""))
+        headers.append((header.name, "" if header.value is None else str(header.value)))
     return headers
 
 
