@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 from starlette.requests import Request
@@ -20,24 +18,10 @@ from posthouse.server.api import endpoints, feedback, openapi
 from posthouse.server.api import templates as template_routes
 from posthouse.server.api.payloads import error_response, json_response
 from posthouse.server.api.routing import Router
+from posthouse.server.api.state import ApiState
 from posthouse.server.errors import ApiError, StoreError, StoreFullError
 
 log = logging.getLogger("posthouse.api")
-
-
-@dataclass
-class ApiState:
-    """What the routes need, injected by the composition root (cli.py)."""
-
-    accounts: Any
-    sending: Any
-    history: Any
-    ready: Callable[[], bool] = lambda: True
-    bounces: Any = None
-    suppressions: Any = None
-    webhooks: Any = None
-    templates: Any = None
-    bulk: Any = None
 
 
 def _translate(exc: Exception) -> Response:
@@ -61,9 +45,8 @@ class ApiApp:
         self.state = state
         self.router = Router()
         endpoints.register(self.router, state)
-        feedback.register(self.router, state)  # each group only when its service is given
-        if state.templates is not None:
-            template_routes.register(self.router, state)
+        feedback.register(self.router, state)
+        template_routes.register(self.router, state)
         self.router.add("GET", "/healthz", self._health)
         self.router.add("GET", "/openapi.json", self._openapi)
         self._openapi_body: bytes | None = None

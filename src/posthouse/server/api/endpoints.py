@@ -24,7 +24,7 @@ from posthouse.server.store.base import MessageFilter, ServerRecord, StreamRecor
 from posthouse.server.store.idempotency import IdempotencyKey
 
 if TYPE_CHECKING:
-    from posthouse.server.api.app import ApiState
+    from posthouse.server.api.state import ApiState
 
 MAX_SINGLE = 10 * 1024 * 1024  # docs/postmark-api.md §1.2: 10 MB for /email
 MAX_BATCH = 50 * 1024 * 1024  # and 50 MB for a batch
@@ -112,7 +112,7 @@ def register(router: Router, state: ApiState) -> None:
         async def run(held: IdempotencyKey | None) -> object:
             return await sending.send(server, decode(body, wire.EmailRequest, request), idempotency=held)
 
-        return await idempotent(sending.idempotency, request, server, body, run)
+        return await idempotent(state.idempotency, request, server, body, run)
 
     async def send_batch(request: Request) -> Response:
         token = _server_token(request)
@@ -122,7 +122,7 @@ def register(router: Router, state: ApiState) -> None:
         async def run(held: IdempotencyKey | None) -> object:
             return await sending.send_batch(server, decode(body, list[wire.EmailRequest], request), idempotency=held)
 
-        return await idempotent(sending.idempotency, request, server, body, run)
+        return await idempotent(state.idempotency, request, server, body, run)
 
     router.add("POST", "/email", send_email)
     router.add("POST", "/email/batch", send_batch)
@@ -138,7 +138,7 @@ def register(router: Router, state: ApiState) -> None:
         async def run(held: IdempotencyKey | None) -> object:
             return await bulk.accept(server, decode(body, wire.BulkRequest, request), body, idempotency=held)
 
-        return await idempotent(sending.idempotency, request, server, body, run)
+        return await idempotent(state.idempotency, request, server, body, run)
 
     async def get_bulk(request: Request, bulk_id: str) -> Response:
         server = await server_for(request)
@@ -154,10 +154,9 @@ def register(router: Router, state: ApiState) -> None:
             raise ApiError(13, "The 'count' parameter must be between 1 and 500.")
         return json_response(await bulk.list(server, count, query.get("paginationkey")))
 
-    if bulk is not None:
-        router.add("POST", "/email/bulk", send_bulk)
-        router.add("GET", "/email/bulk", list_bulk)
-        router.add("GET", "/email/bulk/{bulk_id}", get_bulk)
+    router.add("POST", "/email/bulk", send_bulk)
+    router.add("GET", "/email/bulk", list_bulk)
+    router.add("GET", "/email/bulk/{bulk_id}", get_bulk)
 
     # -- messages (docs/postmark-api.md §4) --------------------------------------------------------
 

@@ -20,7 +20,7 @@ from posthouse.server.services.webhooks import WebhookService
 from posthouse.server.store.feedback import BounceFilter
 
 if TYPE_CHECKING:
-    from posthouse.server.api.app import ApiState
+    from posthouse.server.api.state import ApiState
 
 MAX_BODY = 1024 * 1024
 ServerFor = Callable[[Request], Awaitable[Server]]
@@ -42,15 +42,11 @@ def register(router: Router, state: ApiState) -> None:
     webhooks = state.webhooks
 
     async def server_for(request: Request) -> Server:
-        server: Server = await accounts.authenticate_server(request.headers.get("x-postmark-server-token"))
-        return server
+        return await accounts.authenticate_server(request.headers.get("x-postmark-server-token"))
 
-    if bounces is not None:
-        _register_bounces(router, server_for, bounces)
-    if suppressions is not None:
-        _register_suppressions(router, server_for, suppressions)
-    if webhooks is not None:
-        _register_webhooks(router, server_for, webhooks)
+    _register_bounces(router, server_for, bounces)
+    _register_suppressions(router, server_for, suppressions)
+    _register_webhooks(router, server_for, webhooks)
 
 
 def _register_bounces(router: Router, server_for: ServerFor, bounces: BounceService) -> None:

@@ -17,7 +17,7 @@ from posthouse.server.services.sending import TEST_TOKEN
 from posthouse.server.store.idempotency import IdempotencyKey
 
 if TYPE_CHECKING:
-    from posthouse.server.api.app import ApiState
+    from posthouse.server.api.state import ApiState
 
 T = TypeVar("T")
 _BATCH_SHAPES: Any = wire.TemplateBatchRequest | list[wire.TemplateEmailRequest]
@@ -103,7 +103,7 @@ def register(router: Router, state: ApiState) -> None:
             payload = decode(body, wire.TemplateEmailRequest, request)
             return await templates.send(server, payload, idempotency=held)
 
-        return await idempotent(state.sending.idempotency, request, server, body, run)
+        return await idempotent(state.idempotency, request, server, body, run)
 
     async def send_batch_with_templates(request: Request) -> Response:
         server = await sender_for(request)
@@ -118,7 +118,7 @@ def register(router: Router, state: ApiState) -> None:
                 raise ApiError(300, "The 'Messages' field is required: a list of messages to send with templates.")
             return await templates.send_batch(server, messages, idempotency=held)
 
-        return await idempotent(state.sending.idempotency, request, server, body, run)
+        return await idempotent(state.idempotency, request, server, body, run)
 
     router.add("POST", "/email/withTemplate", send_with_template)
     router.add("POST", "/email/batchWithTemplates", send_batch_with_templates)
