@@ -12,7 +12,8 @@ import ssl
 import uuid
 from typing import Any
 
-from posthouse.server.api.app import ApiState, create_app
+from posthouse.server.api.app import create_app
+from posthouse.server.api.state import ApiState
 from posthouse.server.config import Settings, parse_duration
 from posthouse.server.delivery.base import Transport
 from posthouse.server.delivery.relay import RelayTransport
@@ -91,9 +92,9 @@ class Runtime:
         self.bulk_wakeup = Wakeup()
         self.bulk = BulkService(store, self.sending, self.accounts, self.clock, self.bulk_wakeup, self.templates)
         self.app = create_app(ApiState(accounts=self.accounts, sending=self.sending, history=self.history,
-                                       ready=lambda: all(self.ready.values()), bounces=self.bounces,
-                                       suppressions=self.suppressions, webhooks=self.webhooks,
-                                       templates=self.templates, bulk=self.bulk))
+                                       bounces=self.bounces, suppressions=self.suppressions, webhooks=self.webhooks,
+                                       templates=self.templates, bulk=self.bulk,
+                                       idempotency=self.sending.idempotency, ready=lambda: all(self.ready.values())))
         self.worker: DeliveryWorker | None = None
         self._worker_task: asyncio.Task[None] | None = None
         self.webhook_wakeup = Wakeup()

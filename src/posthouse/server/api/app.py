@@ -1,25 +1,38 @@
 """The HTTP API: Postmark's paths and shapes at the root, one error translator, no module state.
 
-`create_app(services)` returns an ASGI application. Routes raise ApiError (or let StoreError
-through); `_translate` is the one place that turns an exception into `{ErrorCode, Message}`.
+`create_app(state)` returns an ASGI application whose router is assembled from the route tables of the
+modules named by their resource (`sending.ROUTES`, `bounces.ROUTES`, …). For each request it finds the
+route, lets the route's access kind authenticate it (`access.py`), and calls the handler with the call
+that produced. Handlers raise ApiError (or let StoreError through); `_translate` is the one place that
+turns an exception into `{ErrorCode, Message}`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from posthouse.server.api import endpoints, feedback, openapi
-from posthouse.server.api import templates as template_routes
+from posthouse.server.api import (
+    bounces,
+    bulk,
+    messages,
+    openapi,
+    sending,
+    servers,
+    streams,
+    suppressions,
+    templates,
+    webhooks,
+)
+from posthouse.server.api.access import PUBLIC, PublicCall
 from posthouse.server.api.payloads import error_response, json_response
-from posthouse.server.api.routing import Router
+from posthouse.server.api.routing import Route, Router
+from posthouse.server.api.state import ApiState
 from posthouse.server.errors import ApiError, StoreError, StoreFullError
 
 log = logging.getLogger("posthouse.api")
@@ -35,20 +48,11 @@ log = logging.getLogger("posthouse.api")
 # ValidationException for it), which a wrong method is not.
 NO_ENDPOINT = 404
 
-
-@dataclass
-class ApiState:
-    """What the routes need, injected by the composition root (cli.py)."""
-
-    accounts: Any
-    sending: Any
-    history: Any
-    ready: Callable[[], bool] = lambda: True
-    bounces: Any = None
-    suppressions: Any = None
-    webhooks: Any = None
-    templates: Any = None
-    bulk: Any = None
+# In matching order; within a table the order matters where a fixed segment could be taken for a parameter.
+ROUTE_TABLES: tuple[tuple[Route, ...], ...] = (
+    sending.ROUTES, bulk.ROUTES, messages.ROUTES, servers.ROUTES, streams.ROUTES, bounces.ROUTES,
+    suppressions.ROUTES, webhooks.ROUTES, templates.ROUTES,
+)
 
 
 def _translate(exc: Exception) -> Response:
@@ -66,20 +70,15 @@ def _translate(exc: Exception) -> Response:
 
 
 class ApiApp:
-    """The ASGI application: route, call, translate errors."""
+    """The ASGI application: route, authenticate, call, translate errors."""
 
     def __init__(self, state: ApiState) -> None:
         self.state = state
-        self.router = Router()
-        endpoints.register(self.router, state)
-        feedback.register(self.router, state)  # each group only when its service is given
-        if state.templates is not None:
-            template_routes.register(self.router, state)
-        self.router.add("GET", "/healthz", self._health)
-        self.router.add("GET", "/openapi.json", self._openapi)
+        own = (Route("GET", "/healthz", self._health, PUBLIC), Route("GET", "/openapi.json", self._openapi, PUBLIC))
+        self.router = Router(route for table in (*ROUTE_TABLES, own) for route in table)
         self._openapi_body: bytes | None = None
 
-    async def _openapi(self, request: Request) -> Response:
+    async def _openapi(self, call: PublicCall) -> Response:
         if self._openapi_body is None:  # built once, on first request: it is the same for the process's life
             from importlib.metadata import PackageNotFoundError, version
 
@@ -90,7 +89,7 @@ class ApiApp:
             self._openapi_body = msgspec.json.encode(openapi.document(release))
         return Response(self._openapi_body, media_type="application/json")
 
-    async def _health(self, request: Request) -> Response:
+    async def _health(self, call: PublicCall) -> Response:
         if self.state.ready():
             return json_response({"status": "ok"})
         return json_response({"status": "starting"}, 503)
@@ -102,8 +101,8 @@ class ApiApp:
         if scope["type"] != "http":
             return
         request = Request(scope, receive)
-        handler, path_params, path_known = self.router.match(scope["method"], scope["path"])
-        if handler is None:
+        route, path_params, path_known = self.router.match(scope["method"], scope["path"])
+        if route is None:
             # ErrorCode 0 means success in Postmark's convention, so these carry NO_ENDPOINT instead (see there).
             if path_known:
                 response = error_response(405, NO_ENDPOINT,
@@ -112,7 +111,8 @@ class ApiApp:
                 response = error_response(404, NO_ENDPOINT, f"No endpoint at {scope['path']}.")
         else:
             try:
-                response = await handler(request, **path_params)
+                call = await route.access.admit(request, self.state)
+                response = await route.handler(call, **path_params)
             except Exception as exc:  # noqa: BLE001 — every failure becomes one JSON error, logged in _translate
                 response = _translate(exc)
         await response(scope, receive, send)

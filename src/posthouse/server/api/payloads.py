@@ -15,6 +15,9 @@ from posthouse.server.errors import ApiError
 T = TypeVar("T")
 _FIELD_PATH = re.compile(r"at `\$(?:\[\d+\])?\.?([A-Za-z]*)")
 JSON = "application/json"
+MAX_SINGLE = 10 * 1024 * 1024  # docs/postmark-api.md §1.2: 10 MB for /email
+MAX_BATCH = 50 * 1024 * 1024  # and 50 MB for a batch
+MAX_OTHER = 1024 * 1024
 
 
 def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -42,6 +45,14 @@ async def read_body(request: Request, limit: int) -> bytes:
     except ClientDisconnect:
         raise ApiError(402, "The request body was not received completely.") from None
     return b"".join(chunks)
+
+
+async def read_required_body(request: Request, error_code: int, what: str) -> bytes:
+    """A JSON body the endpoint requires: an empty one is Postmark's `error_code` for that endpoint."""
+    body = await read_body(request, MAX_OTHER)
+    if not body.strip():
+        raise ApiError(error_code, f"The request body is required: {what}.")
+    return body
 
 
 def decode(body: bytes, kind: type[T], request: Request | None = None) -> T:

@@ -4,45 +4,54 @@ optional, query parameter names are case-insensitive and ignore `_` (docs/postma
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Concatenate, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from posthouse.server.api.access import Access
 from posthouse.server.errors import ApiError
 
 Handler = Callable[..., Awaitable[Response]]
 _PARAM = re.compile(r"\{(\w+)\}")
+Call = TypeVar("Call")
 
 
-@dataclass(frozen=True, slots=True)
 class Route:
-    method: str
-    pattern: re.Pattern[str]
-    handler: Handler
-    path: str  # as registered, `{name}` for a parameter (the OpenAPI document names the same paths)
+    """One row of a route table: method, path (`{name}` captures one segment, passed to the handler by
+    name), the handler, and the access it needs; the handler takes the call that access admits."""
+
+    __slots__ = ("access", "handler", "method", "path", "pattern")
+
+    def __init__(self, method: str, path: str, handler: Callable[Concatenate[Call, ...], Awaitable[Response]],
+                 access: Access[Call]) -> None:
+        self.method = method
+        self.path = path  # as written, `{name}` for a parameter (the OpenAPI document names the same paths)
+        self.handler: Handler = handler
+        self.access: Access[object] = access
+        escaped = re.escape(path).replace(r"\{", "{").replace(r"\}", "}")
+        regex = _PARAM.sub(lambda m: f"(?P<{m.group(1)}>[^/]+)", escaped)
+        self.pattern = re.compile(f"^{regex}/?$", re.IGNORECASE)
+
+    def __repr__(self) -> str:
+        return f"Route({self.method} {self.path})"
 
 
 class Router:
-    """Method + path → handler; `{name}` captures one path segment."""
+    """Method + path → route, the first in table order that matches."""
 
-    def __init__(self) -> None:
-        self.routes: list[Route] = []
+    def __init__(self, routes: Iterable[Route] = ()) -> None:
+        self.routes: list[Route] = list(routes)
 
-    def add(self, method: str, path: str, handler: Handler) -> None:
-        escaped = re.escape(path).replace(r"\{", "{").replace(r"\}", "}")
-        regex = _PARAM.sub(lambda m: f"(?P<{m.group(1)}>[^/]+)", escaped)
-        self.routes.append(Route(method, re.compile(f"^{regex}/?$", re.IGNORECASE), handler, path))
-
-    def match(self, method: str, path: str) -> tuple[Handler | None, dict[str, str], bool]:
-        """(handler, path params, path exists with another method)."""
+    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
+        """(route, path params, path exists with another method)."""
         path_known = False
         for route in self.routes:
             found = route.pattern.match(path)
             if found:
                 if route.method == method:
-                    return route.handler, found.groupdict(), True
+                    return route, found.groupdict(), True
                 path_known = True
         return None, {}, path_known
 

@@ -1,26 +1,19 @@
-"""The API's template routes: `/templates*` and sending with templates (docs/postmark-api.md §2.3, §2.4, §3)."""
+"""The template routes: `/templates*` and pushing templates between servers (docs/postmark-api.md §3).
+Sending with a template is in `sending.py`."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TypeVar, cast
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from posthouse import wire
-from posthouse.server.api.endpoints import MAX_BATCH, MAX_OTHER, MAX_SINGLE, idempotent
-from posthouse.server.api.payloads import decode, json_response, read_body
-from posthouse.server.api.routing import Query, Router
-from posthouse.server.errors import ApiError
-from posthouse.server.services.accounts import Server
-from posthouse.server.services.sending import TEST_TOKEN
-from posthouse.server.store.idempotency import IdempotencyKey
-
-if TYPE_CHECKING:
-    from posthouse.server.api.app import ApiState
+from posthouse.server.api.access import ACCOUNT, SERVER, AccountCall, ServerCall
+from posthouse.server.api.payloads import MAX_OTHER, MAX_SINGLE, decode, json_response, read_body
+from posthouse.server.api.routing import Query, Route
 
 T = TypeVar("T")
-_BATCH_SHAPES: Any = wire.TemplateBatchRequest | list[wire.TemplateEmailRequest]
 
 
 def _decode_optional(body: bytes, kind: type[T], request: Request) -> T | None:
@@ -28,97 +21,56 @@ def _decode_optional(body: bytes, kind: type[T], request: Request) -> T | None:
     return decode(body, cast("type[T | None]", kind | None), request)
 
 
-def register(router: Router, state: ApiState) -> None:
-    accounts = state.accounts
-    templates = state.templates
-
-    async def server_for(request: Request) -> Server:
-        return await accounts.authenticate_server(request.headers.get("x-postmark-server-token"))
-
-    async def sender_for(request: Request) -> Server | None:
-        """The sending server; None for the test token, which validates and stores nothing (§1.1)."""
-        token = request.headers.get("x-postmark-server-token")
-        return None if token == TEST_TOKEN else await accounts.authenticate_server(token)
-
-    # -- templates (docs/postmark-api.md §3.1) -----------------------------------------------------
-
-    async def list_templates(request: Request) -> Response:
-        server = await server_for(request)
-        query = Query(request)
-        return json_response(
-            await templates.list_templates(
-                server.id,
-                query.int("count", 1100),
-                query.int("offset", 1100),
-                query.get("templatetype"),
-                query.get("layouttemplate"),
-            )
+async def list_templates(call: ServerCall) -> Response:
+    query = Query(call.request)
+    return json_response(
+        await call.state.templates.list_templates(
+            call.server.id,
+            query.int("count", 1100),
+            query.int("offset", 1100),
+            query.get("templatetype"),
+            query.get("layouttemplate"),
         )
+    )
 
-    async def get_template(request: Request, id_or_alias: str) -> Response:
-        server = await server_for(request)
-        return json_response(await templates.get(server.id, id_or_alias))
 
-    async def create_template(request: Request) -> Response:
-        server = await server_for(request)
-        # Template bodies may be as large as the bodies of a message: the /email limit.
-        payload = _decode_optional(await read_body(request, MAX_SINGLE), wire.TemplateRequest, request)
-        return json_response(await templates.create(server.id, payload))
+async def get_template(call: ServerCall, id_or_alias: str) -> Response:
+    return json_response(await call.state.templates.get(call.server.id, id_or_alias))
 
-    async def edit_template(request: Request, id_or_alias: str) -> Response:
-        server = await server_for(request)
-        payload = _decode_optional(await read_body(request, MAX_SINGLE), wire.TemplateRequest, request)
-        return json_response(await templates.edit(server.id, id_or_alias, payload))
 
-    async def delete_template(request: Request, id_or_alias: str) -> Response:
-        server = await server_for(request)
-        return json_response(await templates.delete(server.id, id_or_alias))
+async def create_template(call: ServerCall) -> Response:
+    # Template bodies may be as large as the bodies of a message: the /email limit.
+    payload = _decode_optional(await read_body(call.request, MAX_SINGLE), wire.TemplateRequest, call.request)
+    return json_response(await call.state.templates.create(call.server.id, payload))
 
-    async def validate_template(request: Request) -> Response:
-        server = await server_for(request)
-        payload = _decode_optional(await read_body(request, MAX_SINGLE), wire.TemplateValidationRequest, request)
-        return json_response(await templates.validate(server.id, payload))
 
-    async def push_templates(request: Request) -> Response:
-        await accounts.authenticate_account(request.headers.get("x-postmark-account-token"))
-        payload = _decode_optional(await read_body(request, MAX_OTHER), wire.TemplatePushRequest, request)
-        return json_response(await templates.push(payload))
+async def edit_template(call: ServerCall, id_or_alias: str) -> Response:
+    payload = _decode_optional(await read_body(call.request, MAX_SINGLE), wire.TemplateRequest, call.request)
+    return json_response(await call.state.templates.edit(call.server.id, id_or_alias, payload))
 
-    # The fixed paths first: `PUT /templates/push` must not be taken for an edit of a template aliased "push".
-    router.add("GET", "/templates", list_templates)
-    router.add("POST", "/templates", create_template)
-    router.add("POST", "/templates/validate", validate_template)
-    router.add("PUT", "/templates/push", push_templates)
-    router.add("GET", "/templates/{id_or_alias}", get_template)
-    router.add("PUT", "/templates/{id_or_alias}", edit_template)
-    router.add("DELETE", "/templates/{id_or_alias}", delete_template)
 
-    # -- sending with templates (docs/postmark-api.md §2.3, §2.4) ----------------------------------
+async def delete_template(call: ServerCall, id_or_alias: str) -> Response:
+    return json_response(await call.state.templates.delete(call.server.id, id_or_alias))
 
-    async def send_with_template(request: Request) -> Response:
-        server = await sender_for(request)
-        body = await read_body(request, MAX_SINGLE)
 
-        async def run(held: IdempotencyKey | None) -> object:
-            payload = decode(body, wire.TemplateEmailRequest, request)
-            return await templates.send(server, payload, idempotency=held)
+async def validate_template(call: ServerCall) -> Response:
+    body = await read_body(call.request, MAX_SINGLE)
+    payload = _decode_optional(body, wire.TemplateValidationRequest, call.request)
+    return json_response(await call.state.templates.validate(call.server.id, payload))
 
-        return await idempotent(state.sending.idempotency, request, server, body, run)
 
-    async def send_batch_with_templates(request: Request) -> Response:
-        server = await sender_for(request)
-        # `{"Messages": [...]}` as documented; a bare array is taken too, as /email/batch takes one.
-        shapes = cast("type[wire.TemplateBatchRequest | list[wire.TemplateEmailRequest]]", _BATCH_SHAPES)
-        body = await read_body(request, MAX_BATCH)
+async def push_templates(call: AccountCall) -> Response:
+    payload = _decode_optional(await read_body(call.request, MAX_OTHER), wire.TemplatePushRequest, call.request)
+    return json_response(await call.state.templates.push(payload))
 
-        async def run(held: IdempotencyKey | None) -> object:
-            payload = decode(body, shapes, request)
-            messages = payload if isinstance(payload, list) else payload.messages
-            if messages is None:
-                raise ApiError(300, "The 'Messages' field is required: a list of messages to send with templates.")
-            return await templates.send_batch(server, messages, idempotency=held)
 
-        return await idempotent(state.sending.idempotency, request, server, body, run)
-
-    router.add("POST", "/email/withTemplate", send_with_template)
-    router.add("POST", "/email/batchWithTemplates", send_batch_with_templates)
+# The fixed paths first: `PUT /templates/push` must not be taken for an edit of a template aliased "push".
+ROUTES = (
+    Route("GET", "/templates", list_templates, SERVER),
+    Route("POST", "/templates", create_template, SERVER),
+    Route("POST", "/templates/validate", validate_template, SERVER),
+    Route("PUT", "/templates/push", push_templates, ACCOUNT),
+    Route("GET", "/templates/{id_or_alias}", get_template, SERVER),
+    Route("PUT", "/templates/{id_or_alias}", edit_template, SERVER),
+    Route("DELETE", "/templates/{id_or_alias}", delete_template, SERVER),
+)

@@ -1,0 +1,32 @@
+"""The services the API's handlers call, injected by the composition root (`runtime.py`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from posthouse.server.services.accounts import AccountService
+from posthouse.server.services.bounces import BounceService
+from posthouse.server.services.bulk import BulkService
+from posthouse.server.services.history import HistoryService
+from posthouse.server.services.idempotency import IdempotencyService
+from posthouse.server.services.sending import SendingService
+from posthouse.server.services.suppressions import SuppressionService
+from posthouse.server.services.templates import TemplateService
+from posthouse.server.services.webhooks import WebhookService
+
+
+@dataclass(frozen=True, slots=True)
+class ApiState:
+    """Every service is required: each role that serves the API runs all of them (`Runtime`)."""
+
+    accounts: AccountService
+    sending: SendingService
+    history: HistoryService
+    bounces: BounceService
+    suppressions: SuppressionService
+    webhooks: WebhookService
+    templates: TemplateService
+    bulk: BulkService
+    idempotency: IdempotencyService  # the sends' `Idempotency-Key` answers (the one SendingService records into)
+    ready: Callable[[], bool]  # /healthz: every role of this process is running
