@@ -5,10 +5,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from posthouse.server.store import open_store_for
 from posthouse.server.store.base import Store
 from support import create_postgres_database, drop_postgres_database, require_postgres
+
+
+# Property tests run beside servers, databases and other test processes on a 2-core machine: a wall-clock
+# deadline per example only measures that load (a property test failed under it), so there is none; the
+# number of examples still bounds each test.
+settings.register_profile("posthouse", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("posthouse")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
