@@ -33,6 +33,7 @@ from posthouse.server.store.sql import (
 )
 from posthouse.server.store.templates import TemplateQueries
 from posthouse.server.store.webhooks import WebhookEvent, WebhookQueries, webhook_fanout
+from posthouse.server.store.workers import WorkerQueries
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +181,8 @@ def _message_record(row: Sequence[Any], content: bytes | None = None) -> Message
     )
 
 
-class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries, BulkQueries, Queries):
+class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries, BulkQueries, WorkerQueries,
+            Queries):
     """Every query Posthouse makes; a dialect subclass supplies the executor."""
 
     dialect: str
@@ -201,10 +203,6 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
         """Call `callback` when another process commits new work; a no-op where there is no channel
         (SQLite: roles that share one SQLite file fall back to polling)."""
         return None
-
-    def work_notice(self) -> list[Stmt]:
-        """Statements that tell other processes, at commit, that new work is due."""
-        return []
 
     # -- secrets ------------------------------------------------------------------------------
 

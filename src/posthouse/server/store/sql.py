@@ -93,6 +93,10 @@ class Queries(ABC):
     async def query(self, sql: str, args: Sequence[Any] = ()) -> list[Sequence[Any]]:
         """A read on a committed snapshot."""
 
+    def work_notice(self) -> list[Stmt]:
+        """Statements that tell other processes, at commit, that new work is due."""
+        return []
+
     async def query_one(self, sql: str, args: Sequence[Any] = ()) -> Sequence[Any] | None:
         rows = await self.query(sql, args)
         return rows[0] if rows else None
