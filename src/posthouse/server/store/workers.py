@@ -65,7 +65,7 @@ class WorkerQueries(Queries):
         return [WorkerRecord(str(r[0]), str(r[1]), int(r[2])) for r in rows]
 
     async def release_worker(self, owner: str, now: int, *, silent_for: int | None = None) -> ReleasedLeases | None:
-        """Forget a worker that is gone and make everything it leased due at `now`, in one transaction:
+        """Forget a worker that is gone and make everything it leased due again by `now`, in one transaction:
         queue rows, webhook posts, bulk requests. None if it was not registered (any more), or, with
         `silent_for` (µs), if its heartbeat is younger than that: checked in the same statement that
         removes its row, so a heartbeat committed meanwhile keeps its leases.
@@ -85,15 +85,18 @@ class WorkerQueries(Queries):
             if not results[0]:
                 return []
             low, high = now - _CLOCK_SKEW, now + int(results[0][0][0]) + _CLOCK_SKEW
+            # Due again as of when they were claimed (`updated_at`, set by the claim): at the head of the
+            # queue, where they were, not behind everything that arrived since.
+            due = "CASE WHEN updated_at < ? THEN updated_at ELSE ? END"
             return [
-                Stmt("UPDATE deliveries SET state = 'deferred', lease_owner = NULL, next_attempt_at = ?, "
+                Stmt(f"UPDATE deliveries SET state = 'deferred', lease_owner = NULL, next_attempt_at = {due}, "
                      f"updated_at = ? WHERE state IN {_PENDING_DELIVERIES} AND next_attempt_at > ? "
                      "AND next_attempt_at <= ? AND state = 'sending' AND lease_owner = ? RETURNING id",
-                     (now, now, low, high, owner), fetch=True),
-                Stmt("UPDATE webhook_posts SET state = 'pending', lease_owner = NULL, next_attempt_at = ?, "
+                     (now, now, now, low, high, owner), fetch=True),
+                Stmt(f"UPDATE webhook_posts SET state = 'pending', lease_owner = NULL, next_attempt_at = {due}, "
                      f"updated_at = ? WHERE state IN {_PENDING_POSTS} AND next_attempt_at > ? "
                      "AND next_attempt_at <= ? AND state = 'sending' AND lease_owner = ? RETURNING id",
-                     (now, now, low, high, owner), fetch=True),
+                     (now, now, now, low, high, owner), fetch=True),
                 Stmt("UPDATE bulk_requests SET lease_owner = NULL, lease_until = 0 "
                      "WHERE status IN ('Accepted', 'Processing') AND lease_owner = ? RETURNING id",
                      (owner,), fetch=True),
