@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import re
 import sqlite3
@@ -105,6 +106,10 @@ class SqliteStore(Store):
         self._checkpoint_conn: sqlite3.Connection | None = None
         self._checkpoint_lock = threading.Lock()  # the checkpoint thread's connection, shared with `connection_pragmas`
         self._open_error: BaseException | None = None
+        # Split roles on one file: changes the hints depend on are announced through this file (see
+        # `announce_change`); what it looked like when last seen.
+        self._changes_file = self.path.with_name(self.path.name + "-changes")
+        self._changes_seen: tuple[int, int, int] | None = None
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> SqliteStore:
@@ -383,6 +388,37 @@ class SqliteStore(Store):
             with self._checkpoint_lock:
                 self._checkpoint_conn = None
                 conn.close()
+
+    # -- changes other processes on this file made (services/hints.py) -------------------------
+
+    def announce_change(self, kind: str) -> None:
+        """Append a byte to the changes file, after the commit: every other process using this database
+        file sees the file change at its next hint use and reloads (SQLite has no NOTIFY). Kept small:
+        past 4 KiB it starts over, which changes it too."""
+        try:
+            fd = os.open(self._changes_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                if os.write(fd, kind[:1].encode()) and os.fstat(fd).st_size > 4096:
+                    os.ftruncate(fd, 0)
+            finally:
+                os.close(fd)
+        except OSError as exc:  # the hints of other processes then reload within their 1 s
+            log.warning("cannot announce a %s change to other processes through %s: %s", kind, self._changes_file,
+                        exc.strerror)
+
+    def refresh_changes(self) -> None:
+        """One stat per hint use: if the changes file moved since last seen, another process (or this one)
+        changed suppressions or webhooks, and both hints reload."""
+        try:
+            found = os.stat(self._changes_file)
+        except OSError:
+            return
+        marker = (found.st_ino, found.st_size, found.st_mtime_ns)
+        if marker != self._changes_seen:
+            if self._changes_seen is not None or found.st_size:
+                self.take_change("suppressions")
+                self.take_change("webhooks")
+            self._changes_seen = marker
 
     # -- reads --------------------------------------------------------------------------------
 
