@@ -3,12 +3,14 @@ live one stay, on SQLite and PostgreSQL (workers/presence.py, store/workers.py).
 
 from __future__ import annotations
 
+import logging
 import select
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from test_queue import T0, enqueue, make_server, webhook_record
 
 from posthouse.server.domain.statuses import DeliveryState, EventType
@@ -217,3 +219,16 @@ async def test_lock_files_left_by_dead_unregistered_workers_are_removed_at_start
         await me.close()
     finally:
         alive.kill()
+
+
+async def test_without_a_writable_lock_folder_a_worker_runs_on_its_heartbeat_alone(
+        store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the data dir should be")
+    me = WorkerPresence(store, AtT0(), owner="me", lock_dir=blocked / "workers", lease_seconds=60.0)
+    with caplog.at_level(logging.WARNING, logger="posthouse.presence"):
+        await me.start()
+    assert me.lock_file == ""
+    assert any("heartbeat only" in r.getMessage() for r in caplog.records)
+    assert [(w.owner, w.lock_file) for w in await store.list_workers()] == [("me", "")]
+    await me.close()

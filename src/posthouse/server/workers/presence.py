@@ -175,20 +175,21 @@ class WorkerPresence:
             return
         final = self.lock_dir / lock_file_name(self.owner)
         temporary = final.with_suffix(".new")
+        fd: int | None = None
         try:
             self.lock_dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-        except OSError as exc:
-            log.warning("no worker lock file in %s (%s): a crash of this worker is noticed by its heartbeat "
-                        "only, after worker_dead_after", self.lock_dir, exc.strerror)
-            return
-        try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.write(fd, f"{self.owner}\n".encode())
             os.rename(temporary, final)
-        except OSError:
-            os.close(fd)
-            raise
+        except OSError as exc:  # not writable, or a file system without flock: the heartbeat still works
+            if fd is not None:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
+            log.warning("no worker lock file in %s (%s): a crash of this worker is noticed by its heartbeat "
+                        "only, after worker_dead_after", self.lock_dir, exc.strerror or exc)
+            return
         self._lock_fd, self.lock_file = fd, str(final.resolve())
 
     async def _clean_lock_dir(self) -> None:
