@@ -68,14 +68,14 @@ class ApiHarness:
 
 
 @pytest.fixture
-async def api(store: Store) -> AsyncIterator[ApiHarness]:
+async def api(store: Store, tmp_path) -> AsyncIterator[ApiHarness]:  # type: ignore[no-untyped-def]
     """The HTTP API in-process over a real database, sandbox delivery, worker not running."""
     import httpx
 
     from posthouse.server.config import load_settings
     from posthouse.server.runtime import Runtime
 
-    settings = load_settings({"delivery": "sandbox"}, environ={})
+    settings = load_settings({"delivery": "sandbox", "data_dir": str(tmp_path / "data")}, environ={})
     runtime = Runtime(settings, store)
     tokens = await runtime.accounts.bootstrap()
     assert tokens is not None

@@ -120,7 +120,7 @@ def test_a_post_interrupted_by_kill_9_arrives_after_the_restart(tmp_path, databa
             receiver.wait(lambda: receiver.requests)  # the post is in flight, unanswered
             server.kill()
             server.start()
-            # Its lease (twice the 2 s timeout, plus 1 s) runs out and the post goes again.
+            # The restarted process finds its predecessor gone (its lock file is free) and the post goes again.
             receiver.wait(lambda: len(receiver.requests) >= 2, timeout=30)
         finally:
             server.stop()

@@ -166,7 +166,7 @@ async def test_status_queued_then_sent_after_the_worker_delivered(api) -> None: 
     assert await found(api, status="sent") == (0, [])
     assert await found(api, status="processed") == (0, [])
     assert [m["Status"] for m in (await listing(api))["Messages"]] == ["Queued", "Queued"]
-    api.runtime.start_worker()
+    await api.runtime.start_worker()
 
     async def all_sent() -> bool:
         return (await found(api, status="sent"))[0] == 2
@@ -472,7 +472,7 @@ async def test_details_before_delivery_has_bodies_and_no_events(api) -> None:  #
 
 async def test_details_after_delivery_has_one_delivered_event_per_recipient(api) -> None:  # type: ignore[no-untyped-def]
     message_id = await send(api, **FULL)
-    api.runtime.start_worker()
+    await api.runtime.start_worker()
     body = await delivered_details(api, message_id, recipients=4)
     assert body["Status"] == "Sent"
     events = body["MessageEvents"]

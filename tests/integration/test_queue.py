@@ -197,3 +197,53 @@ async def test_claims_a_stopping_worker_never_started_are_given_back_uncounted(s
     assert await states(store) == {"queued": 2, "deferred": 1}
     again = await store.claim_deliveries("w2", T0 + 2, 10, T0 + LEASE)  # due at once, attempts as before
     assert sorted(d.attempts for d in again) == [1, 1, 2]
+
+
+async def test_a_stale_result_with_the_same_attempt_count_as_the_new_claim_is_ignored(store: Store) -> None:
+    """The claim guard is (owner, attempt): the attempt count alone does not tell claims apart once a claim
+    was given back uncounted. w1 claims, gives the rows back, w2 claims them with the same attempt count;
+    w1's late hard bounces must leave no trace (state, bounce, suppression, event, webhook post), and
+    w2's results count."""
+    server_id = await make_server(store)
+    await store.create_webhook(webhook_record(server_id))
+    await enqueue(store, server_id, 2)
+    before = await trace(store)
+    first = await store.claim_deliveries("w1", T0, 10, T0 + LEASE)
+    await store.release_claims("w1", [d.id for d in first], T0 + 1)
+    second = await store.claim_deliveries("w2", T0 + 1, 10, T0 + LEASE)
+    assert sorted((d.id, d.attempts) for d in second) == sorted((d.id, d.attempts) for d in first)
+
+    await store.record_attempts([hard_bounce(store, d, "w1") for d in first])
+    assert await trace(store) == before
+    assert await states(store) == {"sending": 2}
+
+    await store.record_attempts([DeliveryUpdate(d, "w2", DeliveryState.DELIVERED, T0 + 2, "250 ok",
+                                                EventType.DELIVERED, {}, T0 + 2) for d in second])
+    assert await states(store) == {"delivered": 2}
+    assert (await trace(store))["bounces"] == before["bounces"]
+
+
+async def test_a_stale_post_result_with_the_same_attempt_count_as_the_new_claim_is_ignored(store: Store) -> None:
+    """The webhook outbox's guard is (owner, attempt) too: a post queued again by hand (redeliver: attempts
+    start over) and claimed by another dispatcher with the same attempt count ignores the first one's result."""
+    from posthouse.server.store.webhooks import PostAttempt, PostUpdate, WebhookEvent, webhook_fanout
+
+    server_id = await make_server(store)
+    webhook_id = await store.create_webhook(webhook_record(server_id))
+    assert webhook_id is not None
+    await store.transact(webhook_fanout([WebhookEvent(server_id, "outbound", "Delivery", "evt", "{}", T0)]))
+    (first,) = await store.claim_webhook_posts("w1", T0, 10, T0 + LEASE)
+    assert await store.redeliver_webhook_post(webhook_id, first.id, T0 + 1)
+    (second,) = await store.claim_webhook_posts("w2", T0 + 1, 10, T0 + LEASE)
+    assert (second.id, second.attempts) == (first.id, first.attempts)
+
+    late = PostAttempt(T0 + 2, "delivered", 200, "late", 1.0, None)
+    await store.record_webhook_posts([PostUpdate(first, "w1", "delivered", T0 + 2, late)])
+    _, (post,) = await store.list_webhook_posts(webhook_id, 0, 10)
+    assert (post.state, post.history) == ("sending", [])
+
+    current = PostAttempt(T0 + 3, "delivered", 200, "current", 1.0, None)
+    await store.record_webhook_posts([PostUpdate(second, "w2", "delivered", T0 + 3, current)])
+    _, (post,) = await store.list_webhook_posts(webhook_id, 0, 10)
+    assert post.state == "delivered"
+    assert [a.response_excerpt for a in post.history] == ["current"]

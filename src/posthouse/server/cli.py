@@ -40,7 +40,8 @@ def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
 
 
 async def _open_store(settings: Settings) -> Store:
-    store = open_store_for(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    store = open_store_for(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous,
+                           sqlite_allow_unsafe_synchronous=settings.sqlite_allow_unsafe_synchronous)
     await store.open()
     try:
         await store.migrate()
@@ -110,7 +111,7 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
             listening.append(f"SMTP on {names}")
             announce(f"SMTP TLS certificate: {runtime.smtp_certificate}")
         if "worker" in roles:
-            runtime.start_worker()
+            await runtime.start_worker()
             assert runtime.worker_task is not None
             tasks.append(runtime.worker_task)
         if sock is not None:
@@ -265,7 +266,8 @@ def db_upgrade(ctx: click.Context, **flags: Any) -> None:
 
     async def run() -> list[str]:
         settings = _settings(ctx, **flags)
-        store = open_store_for(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
+        store = open_store_for(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous,
+                               sqlite_allow_unsafe_synchronous=settings.sqlite_allow_unsafe_synchronous)
         await store.open()
         try:
             return await store.migrate()

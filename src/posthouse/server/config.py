@@ -22,6 +22,7 @@ from posthouse.server.errors import ConfigurationError
 
 ENV_PREFIX = "POSTHOUSE_"
 ROLES = ("api", "smtp", "worker")
+UNSAFE_SYNCHRONOUS = ("NORMAL", "OFF")  # below FULL: a power cut can lose commits already acknowledged
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
@@ -131,10 +132,17 @@ class Settings:
     sqlite_synchronous: str = _setting(
         "FULL", "SQLite synchronous pragma: FULL fsyncs every commit; NORMAL can lose the last ones on power loss"
     )
+    sqlite_allow_unsafe_synchronous: bool = _setting(
+        False, "allow sqlite_synchronous below FULL (NORMAL, OFF), which can lose acknowledged mail on power loss")
     worker_concurrency: int = _setting(64, "messages a worker process delivers at the same time")
     claim_batch_size: int = _setting(256, "delivery rows a worker claims in one query")
     lease_time: str = _setting("5m", "how long a claimed delivery stays leased before another worker may take it")
     poll_interval: str = _setting("1s", "fallback poll for due work when no wake-up arrives")
+    worker_heartbeat_interval: str = _setting(
+        "3s", "how often a worker process renews its presence and releases the leases of worker processes gone")
+    worker_dead_after: str = _setting(
+        "15s", "a worker on another machine silent this long is gone: its leases are released (same machine: "
+        "its lock file tells at once)")
     relay_max_connections: int = _setting(16, "open SMTP connections to the relay at most")
     relay_messages_per_connection: int = _setting(1000, "messages sent over one relay connection before it is renewed")
     relay_tls_verify: bool = _setting(True, "verify the relay's TLS certificate")
@@ -182,6 +190,14 @@ class Settings:
     @property
     def poll_seconds(self) -> float:
         return parse_duration(self.poll_interval)
+
+    @property
+    def worker_heartbeat_seconds(self) -> float:
+        return parse_duration(self.worker_heartbeat_interval)
+
+    @property
+    def worker_dead_after_seconds(self) -> float:
+        return parse_duration(self.worker_dead_after)
 
     @property
     def smtp_timeout_seconds(self) -> float:
@@ -278,6 +294,13 @@ class Settings:
             )
         if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA", "OFF"):
             raise ConfigurationError(f"invalid sqlite_synchronous {self.sqlite_synchronous!r}")
+        if self.sqlite_synchronous.upper() in UNSAFE_SYNCHRONOUS and not self.sqlite_allow_unsafe_synchronous:
+            raise ConfigurationError(
+                f"sqlite_synchronous={self.sqlite_synchronous.upper()} can lose acknowledged mail on power loss; "
+                "use FULL, or set sqlite_allow_unsafe_synchronous=true to accept that")
+        if not 0 < self.worker_heartbeat_seconds * 2 <= self.worker_dead_after_seconds:
+            raise ConfigurationError("worker_dead_after must be at least twice worker_heartbeat_interval (and the "
+                                     "interval more than 0), or a live worker could be taken for a dead one")
         return self
 
 

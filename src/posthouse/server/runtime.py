@@ -10,6 +10,7 @@ import os
 import socket
 import ssl
 import uuid
+from pathlib import Path
 from typing import Any
 
 from posthouse.server.api.app import create_app
@@ -39,7 +40,10 @@ from posthouse.server.webhooks.poster import WebhookPoster
 from posthouse.server.workers.bulk import BulkWorker
 from posthouse.server.workers.delivery import DeliveryWorker
 from posthouse.server.workers.housekeeping import Housekeeper
+from posthouse.server.workers.presence import WorkerPresence
 from posthouse.server.workers.webhooks import WebhookDispatcher
+
+BULK_LEASE_SECONDS = 60.0  # extended after every chunk, so only a dead expander's lease runs out
 
 
 def relay_ssl_context(settings: Settings) -> ssl.SSLContext:
@@ -104,6 +108,8 @@ class Runtime:
         self._bulk_task: asyncio.Task[None] | None = None
         self.housekeeper: Housekeeper | None = None
         self._housekeeping_task: asyncio.Task[None] | None = None
+        self.presence: WorkerPresence | None = None
+        self._presence_task: asyncio.Task[None] | None = None
 
     def smtp_server(self) -> Any:
         """The SMTP submission server for this process's settings (not started): TLS from the configured
@@ -126,9 +132,19 @@ class Runtime:
         self.smtp_certificate = str(cert)
         return SmtpServer(self.submission, config, server_context(cert, key))
 
-    def start_worker(self) -> None:
+    async def start_worker(self) -> None:
+        """Register this worker process (lock file, heartbeat), release what gone workers held, then start
+        the delivery worker, webhook dispatcher, bulk expander and housekeeping (one lease owner for all)."""
         s = self.settings
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # A post cannot outlive its timeout, so a lease of twice that is never taken from a live attempt.
+        webhook_lease = 2 * s.webhook_timeout_seconds + 1
+        self.presence = WorkerPresence(
+            self.store, self.clock, owner=owner, lock_dir=Path(s.data_dir) / "workers",
+            lease_seconds=max(s.lease_seconds, webhook_lease, BULK_LEASE_SECONDS),
+            heartbeat_seconds=s.worker_heartbeat_seconds, dead_after_seconds=s.worker_dead_after_seconds,
+            on_released=self._wake_workers)
+        await self.presence.start()
         self.worker = DeliveryWorker(
             self.store, self.transport, self.sandbox, RetryPolicy(s.retry_delays, s.max_message_age_seconds),
             self.clock, self.wakeup, owner=owner, concurrency=s.worker_concurrency,
@@ -141,15 +157,21 @@ class Runtime:
         self.dispatcher = WebhookDispatcher(
             self.store, self.webhook_poster, self.clock, self.webhook_wakeup, owner=owner,
             schedule=s.webhook_retry_delays, concurrency=s.webhook_concurrency, poll_seconds=s.poll_seconds,
-            # A post cannot outlive its timeout, so a lease of twice that is never taken from a live attempt.
-            lease_seconds=2 * s.webhook_timeout_seconds + 1)
+            lease_seconds=webhook_lease)
         self._dispatcher_task = asyncio.create_task(self.dispatcher.run(), name="webhook-dispatcher")
         self.bulk_worker = BulkWorker(self.bulk, self.clock, self.bulk_wakeup, owner=owner,
-                                      poll_seconds=s.poll_seconds)
+                                      lease_seconds=BULK_LEASE_SECONDS, poll_seconds=s.poll_seconds)
         self._bulk_task = asyncio.create_task(self.bulk_worker.run(), name="bulk-worker")
         self.housekeeper = Housekeeper(self.store, self.clock)
         self._housekeeping_task = asyncio.create_task(self.housekeeper.run(), name="housekeeping")
+        self._presence_task = asyncio.create_task(self.presence.run(), name="worker-presence")
         self.ready["worker"] = True
+
+    def _wake_workers(self) -> None:
+        """Leases of a gone worker were released: their work is due now."""
+        self.wakeup.notify()
+        self.webhook_wakeup.notify()
+        self.bulk_wakeup.notify()
 
     @property
     def worker_task(self) -> asyncio.Task[None] | None:
@@ -170,6 +192,12 @@ class Runtime:
             self.dispatcher.stop()
             await asyncio.gather(self._dispatcher_task, return_exceptions=True)
             await self.webhook_poster.aclose()
+        if self.presence is not None:
+            self.presence.stop()
+            if self._presence_task is not None:
+                await asyncio.gather(self._presence_task, return_exceptions=True)
+            await self.presence.close()
+            self.presence = None
         transports: list[Any] = [self.transport] if self.transport is not self.sandbox else []
         for transport in [*transports, self.sandbox]:
             await transport.close()

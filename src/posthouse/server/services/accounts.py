@@ -206,7 +206,9 @@ class AccountService:
         return hooks
 
     def _hook_stmts(self, server_id: Any, hooks: dict[str, LegacyHook | None]) -> list[Stmt]:
-        return legacy_hook_stmts(server_id, hooks, new_secret, self.clock.micros())
+        stmts = legacy_hook_stmts(server_id, hooks, new_secret, self.clock.micros())
+        # Other nodes' webhook hints learn of it at commit (issue 12).
+        return [*stmts, *self.store.change_notice("webhooks")] if stmts else []
 
     def _invalidate_hooks(self) -> None:
         if self.webhook_hints is not None:
@@ -231,6 +233,7 @@ class AccountService:
             if not records or offset >= total:
                 break
         if adopted:
+            self.store.webhooks_changed()
             self._invalidate_hooks()
         return adopted
 

@@ -1,14 +1,17 @@
-"""Hints that let the hot paths skip work nobody asked for, refreshed at least every second.
+"""Hints that let the hot paths skip work nobody asked for, reloaded whenever what they summarise changes.
 
 - `SuppressionHints`: which (server, stream) pairs have any suppression. A send to a stream without
   one needs no suppression lookup; a send to a stream with one does the exact lookup as before.
 - `WebhookHints`: which (server, stream, event) have a webhook. A delivery nobody subscribed to builds
   no Delivery payload.
 
-A change made in this process is seen at once (the store and the webhook service say so); one made
-by another process (split roles, another node) within `ttl` (1 s). So a suppression or webhook
-created on another node applies to sends and deliveries from a second later, not from the same
-instant; everything created in the process that sends or delivers applies at once.
+A hint reloads when the store's count of changes moves (issue 12): a change made in this process moves it
+at its commit; one made by another process moves it when that process's announcement arrives. On
+PostgreSQL the announcement is a NOTIFY sent in the changing transaction, so another node reloads within
+the time a notification takes to arrive (milliseconds), not a second later; on one SQLite file shared by
+split roles it is a file next to the database touched right after the commit and looked at on every use
+(`SqliteStore.refresh_changes`). `ttl` (1 s) stays as the backstop should an announcement be lost (a
+dropped LISTEN connection, a process killed between its commit and its announcement on SQLite).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class SuppressionHints:
         self._epoch = -1
 
     async def may_suppress(self, server_id: int, streams: set[str]) -> bool:
+        self.store.refresh_changes()
         if self._epoch != self.store.suppression_epoch or time.monotonic() - self._loaded_at > self.ttl:
             epoch = self.store.suppression_epoch
             self._pairs = await self.store.streams_with_suppressions()
@@ -42,18 +46,21 @@ class WebhookHints:
         self._wanted: set[tuple[int, str, str]] = set()
         self._loaded_at = float("-inf")
         self._changed = True
+        self._epoch = -1
 
     def invalidate(self) -> None:
         """A webhook was created, edited or deleted in this process."""
         self._changed = True
 
     async def wants(self, server_id: int, stream: str, record_type: str) -> bool:
-        if self._changed or time.monotonic() - self._loaded_at > self.ttl:
-            self._changed = False
+        self.store.refresh_changes()
+        if self._changed or self._epoch != self.store.webhook_epoch or \
+                time.monotonic() - self._loaded_at > self.ttl:
+            self._changed, epoch = False, self.store.webhook_epoch
             wanted: set[tuple[int, str, str]] = set()
             for hook in await self.store.list_all_webhooks():
                 for kind, (trigger, _) in TRIGGERS.items():
                     if hook.triggers.get(trigger):
                         wanted.add((hook.server_id, hook.stream, kind))
-            self._wanted, self._loaded_at = wanted, time.monotonic()
+            self._wanted, self._loaded_at, self._epoch = wanted, time.monotonic(), epoch
         return (server_id, stream, record_type) in self._wanted

@@ -33,6 +33,7 @@ from posthouse.server.store.sql import (
 )
 from posthouse.server.store.templates import TemplateQueries
 from posthouse.server.store.webhooks import WebhookEvent, WebhookQueries, webhook_fanout
+from posthouse.server.store.workers import WorkerQueries
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +181,8 @@ def _message_record(row: Sequence[Any], content: bytes | None = None) -> Message
     )
 
 
-class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries, BulkQueries, Queries):
+class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries, BulkQueries, WorkerQueries,
+            Queries):
     """Every query Posthouse makes; a dialect subclass supplies the executor."""
 
     dialect: str
@@ -197,14 +199,17 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
     async def migrate(self) -> list[str]:
         """Apply pending numbered migrations; return the names applied."""
 
+    def take_change(self, kind: str) -> None:
+        """Another process announced that `kind` changed: the hints reload at their next use."""
+        if kind == "suppressions":
+            self.suppression_epoch += 1
+        elif kind == "webhooks":
+            self.webhook_epoch += 1
+
     async def listen_for_work(self, callback: Callable[[], None]) -> None:
         """Call `callback` when another process commits new work; a no-op where there is no channel
         (SQLite: roles that share one SQLite file fall back to polling)."""
         return None
-
-    def work_notice(self) -> list[Stmt]:
-        """Statements that tell other processes, at commit, that new work is due."""
-        return []
 
     # -- secrets ------------------------------------------------------------------------------
 
@@ -235,9 +240,10 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
                  (Ref(0), stream_id, stream_name, stream_type, unsubscribe, now))
             for stream_id, stream_name, stream_type, unsubscribe in streams
         )
-        if hooks is not None:
-            stmts.extend(hooks(Ref(0)))
-        results = await self.transact(stmts)
+        hook_stmts = hooks(Ref(0)) if hooks is not None else []
+        results = await self.transact([*stmts, *hook_stmts])
+        if hook_stmts:
+            self.webhooks_changed()
         return int(results[0][0][0])
 
     async def add_token(self, token_hash: str, kind: str, server_id: int | None, hint: str, now: int) -> None:
@@ -280,6 +286,8 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
         """New name and settings; `extra` statements (its legacy hooks) commit with them."""
         await self.transact([Stmt("UPDATE servers SET name = ?, settings = ? WHERE id = ?",
                                   (name, json.dumps(settings, ensure_ascii=False), server_id)), *extra])
+        if extra:
+            self.webhooks_changed()
 
     async def delete_server(self, server_id: int) -> None:
         """Remove a server and its tokens, streams and webhooks; its undelivered mail and webhook posts are
@@ -294,7 +302,9 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
             Stmt("DELETE FROM webhooks WHERE server_id = ?", (server_id,)),
             Stmt("DELETE FROM message_streams WHERE server_id = ?", (server_id,)),
             Stmt("DELETE FROM servers WHERE id = ?", (server_id,)),
+            *self.change_notice("webhooks"),
         ])
+        self.webhooks_changed()
 
     # -- message streams ----------------------------------------------------------------------
 
@@ -471,7 +481,8 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
         def consequences(results: list[list[Sequence[Any]]]) -> list[Stmt]:
             ids = {int(r[0]) for rows in results[-len(finish):] for r in rows}
             held.append([u for u in updates if u.delivery.id in ids])
-            return self._attempt_consequences(held[-1], base=len(results))
+            notice = self.change_notice("suppressions") if any(u.suppression for u in held[-1]) else []
+            return [*self._attempt_consequences(held[-1], base=len(results)), *notice]
 
         results = await self.transact([*finish, Then(consequences),
                                        *([self._claim_stmt(*claim)] if claim is not None else [])])

@@ -127,11 +127,14 @@ def suppress(s: Suppression, bounce_id: Any = None) -> list[Stmt]:
 
 
 class FeedbackQueries(Queries):
-    # Counts this process's writes that may add suppressions; `SuppressionHints` reloads when it moves.
+    # Counts writes that may have added suppressions, this process's and those other processes announced
+    # (`change_notice`); `SuppressionHints` reloads when it moves.
     suppression_epoch = 0
 
     def suppressions_changed(self) -> None:
+        """This process committed suppressions: count it, and tell other processes where the commit could not."""
         self.suppression_epoch += 1
+        self.announce_change("suppressions")
 
     async def streams_with_suppressions(self) -> set[tuple[int, str]]:
         """(server, stream) pairs with at least one suppression: one index probe per stream."""
@@ -208,6 +211,8 @@ class FeedbackQueries(Queries):
             stmts.extend(webhook_fanout(events))
             if suppression is not None:
                 stmts.extend(suppress(suppression, ref))
+        if any(b[3] is not None for b in bounces):
+            stmts.extend(self.change_notice("suppressions"))
         results = await self.transact(stmts)
         if any(b[3] is not None for b in bounces):
             self.suppressions_changed()
@@ -265,7 +270,7 @@ class FeedbackQueries(Queries):
         stmts: list[Stmt] = []
         for s in suppressions:
             stmts.extend(suppress(s))
-        await self.transact(stmts)
+        await self.transact([*stmts, *self.change_notice("suppressions")])
         self.suppressions_changed()
 
     async def remove_suppressions(self, server_id: int, stream: str, emails: Sequence[str],

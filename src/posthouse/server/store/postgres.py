@@ -27,6 +27,8 @@ _PLACEHOLDER = re.compile(r"\?")
 _MAX_GROUP = 500
 _MIGRATION_LOCK = 0x706F7374  # advisory lock id: one node migrates at a time
 WORK_CHANNEL = "posthouse_work"
+CHANGES_CHANNEL = "posthouse_changes"  # payload: what changed ("suppressions", "webhooks"), for the hints
+_CHANGE_KINDS = ("suppressions", "webhooks")
 
 
 def numbered(sql: str) -> str:
@@ -44,6 +46,7 @@ def _store_error(exc: BaseException) -> StoreError:
 class PostgresStore(Store):
     dialect = "postgresql"
     claim_lock_clause = "FOR UPDATE SKIP LOCKED"
+    db_clock = "(extract(epoch from clock_timestamp()) * 1000000)::bigint"
 
     def __init__(self, url: str, *, pool_size: int = 10, committers: int = 3) -> None:
         self.url = url
@@ -69,24 +72,46 @@ class PostgresStore(Store):
         self._pending = asyncio.Queue()
         self._tasks = [asyncio.create_task(self._commit_loop(), name=f"pg-commit-{i}")
                        for i in range(self.committers)]
+        # Other nodes' suppressions and webhooks reach this node's hints as they commit (issue 12).
+        await self._listen(CHANGES_CHANNEL, lambda *args: self._changed_elsewhere(args[-1]),
+                           "changes made on other nodes reach this one's hints within their 1 s reload")
 
     def work_notice(self) -> list[Stmt]:
         # NOTIFY is delivered at commit, so a worker on another node never wakes before the rows exist.
         return [Stmt(f"SELECT pg_notify('{WORK_CHANNEL}', '')")]
 
+    def change_notice(self, kind: str) -> list[Stmt]:
+        assert kind in _CHANGE_KINDS  # a literal in the statement: argument-less, so group commit runs it once
+        return [Stmt(f"SELECT pg_notify('{CHANGES_CHANNEL}', '{kind}')")]
+
+    def _changed_elsewhere(self, payload: object) -> None:
+        if payload in _CHANGE_KINDS:
+            self.take_change(str(payload))
+
     async def listen_for_work(self, callback: Callable[[], None]) -> None:
-        """LISTEN on a dedicated connection (docs/architecture.md §3: wake-ups across nodes)."""
+        """LISTEN for new work (docs/architecture.md §3: wake-ups across nodes)."""
+        await self._listen(WORK_CHANNEL, lambda *_: callback(), "polling only for new work")
+
+    async def _listen(self, channel: str, callback: Callable[..., None], degraded: str) -> None:
+        """LISTEN on `channel` over the one dedicated listening connection (opened at the first call)."""
         try:
-            self._listener = await asyncpg.connect(self.url, timeout=10)
-            await self._listener.add_listener(WORK_CHANNEL, lambda *_: callback())
+            if self._listener is None:
+                self._listener = await asyncpg.connect(self.url, timeout=10)
+                self._listener.add_termination_listener(self._listener_lost)
+            await self._listener.add_listener(channel, callback)
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            log.warning("cannot LISTEN for new work, polling only: %s", exc)
+            log.warning("cannot LISTEN on %s: %s; %s", channel, exc, degraded)
+
+    def _listener_lost(self, _connection: object) -> None:
+        if self._listener is not None:  # not closed by us
+            log.warning("the LISTEN connection was lost: new work is found by polling, and changes made on other "
+                        "nodes reach this one's hints within their 1 s reload")
 
     async def close(self) -> None:
         if self._listener is not None:
+            listener, self._listener = self._listener, None
             with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                await self._listener.close()
-            self._listener = None
+                await listener.close()
         if self._pending is not None:
             for _ in self._tasks:
                 self._pending.put_nowait(None)

@@ -93,6 +93,26 @@ class Queries(ABC):
     async def query(self, sql: str, args: Sequence[Any] = ()) -> list[Sequence[Any]]:
         """A read on a committed snapshot."""
 
+    def work_notice(self) -> list[Stmt]:
+        """Statements that tell other processes, at commit, that new work is due."""
+        return []
+
+    # Changes the hot paths' hints depend on (services/hints.py): "suppressions" (added) and "webhooks" (any
+    # change). Told to other processes in the changing transaction where the dialect can (PostgreSQL NOTIFY),
+    # else right after its commit (`announce_change`: SQLite, split roles on one file).
+
+    def change_notice(self, kind: str) -> list[Stmt]:
+        """Statements that tell other processes, at commit, that `kind` changed."""
+        return []
+
+    def announce_change(self, kind: str) -> None:
+        """After a commit that changed `kind`: tell other processes, where `change_notice` could not."""
+        return None
+
+    def refresh_changes(self) -> None:
+        """Take in the changes other processes announced, where they are not pushed (SQLite: a look at a file)."""
+        return None
+
     async def query_one(self, sql: str, args: Sequence[Any] = ()) -> Sequence[Any] | None:
         rows = await self.query(sql, args)
         return rows[0] if rows else None

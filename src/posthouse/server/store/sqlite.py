@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import re
 import sqlite3
@@ -81,10 +82,17 @@ def _resolve(results: list[tuple[_Job, Any, BaseException | None]]) -> None:
 class SqliteStore(Store):
     dialect = "sqlite"
 
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL", readers: int = 4,
-                 max_page_count: int | None = None) -> None:
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL", allow_unsafe_synchronous: bool = False,
+                 readers: int = 4, max_page_count: int | None = None) -> None:
         self.path = Path(path)
         self.synchronous = synchronous.upper()
+        if self.synchronous not in _SYNCHRONOUS:
+            raise ConfigurationError(f"invalid SQLite synchronous level {synchronous!r}")
+        # Below FULL a power cut can take commits already acknowledged (docs/architecture.md §2): only on request.
+        if _SYNCHRONOUS[self.synchronous] < _SYNCHRONOUS["FULL"] and not allow_unsafe_synchronous:
+            raise ConfigurationError(f"SQLite synchronous={self.synchronous} can lose acknowledged mail on power "
+                                     "loss; it needs sqlite_allow_unsafe_synchronous=true")
+        self.reader_count = readers
         self.max_page_count = max_page_count
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
@@ -95,7 +103,13 @@ class SqliteStore(Store):
         self._ready = threading.Event()
         self._closing = threading.Event()
         self._checkpointer: threading.Thread | None = None
+        self._checkpoint_conn: sqlite3.Connection | None = None
+        self._checkpoint_lock = threading.Lock()  # the checkpoint thread's connection, shared with `connection_pragmas`
         self._open_error: BaseException | None = None
+        # Split roles on one file: changes the hints depend on are announced through this file (see
+        # `announce_change`); what it looked like when last seen.
+        self._changes_file = self.path.with_name(self.path.name + "-changes")
+        self._changes_seen: tuple[int, int, int] | None = None
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> SqliteStore:
@@ -103,23 +117,52 @@ class SqliteStore(Store):
 
     # -- connections --------------------------------------------------------------------------
 
-    def _connect(self, *, readonly: bool) -> sqlite3.Connection:
+    def _connect(self, role: str) -> sqlite3.Connection:
+        """A connection for `role` ("writer", "reader", "checkpoint"), with the pragmas every connection
+        carries: the durability level (checkpoints sync by it too), foreign keys, the busy timeout."""
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        conn.execute("PRAGMA busy_timeout = 30000")
-        # The message-id, recipient and sender indexes take keys in random order: a page cache that
-        # holds their upper levels keeps inserts from re-reading them (SQLite's default is 2 MB).
-        conn.execute(f"PRAGMA cache_size = {-64 * 1024 if not readonly else -16 * 1024}")
-        if readonly:
-            conn.execute("PRAGMA query_only = 1")
-        else:
-            conn.execute("PRAGMA journal_mode = WAL")
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-            # Checkpoints run on their own thread (`_checkpoint_loop`), not inside the writer's commits.
-            conn.execute("PRAGMA wal_autocheckpoint = 0")
             conn.execute("PRAGMA foreign_keys = ON")
-            if self.max_page_count:
-                conn.execute(f"PRAGMA max_page_count = {int(self.max_page_count)}")
+            # The message-id, recipient and sender indexes take keys in random order: a page cache that
+            # holds their upper levels keeps inserts from re-reading them (SQLite's default is 2 MB).
+            if role == "reader":
+                conn.execute(f"PRAGMA cache_size = {-16 * 1024}")
+                conn.execute("PRAGMA query_only = 1")
+            elif role == "writer":
+                conn.execute(f"PRAGMA cache_size = {-64 * 1024}")
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":  # some file systems cannot share the WAL index (no mmap)
+                    raise sqlite3.OperationalError(f"the database cannot use WAL mode here (it stays {mode!r})")
+                # Checkpoints run on their own thread (`_checkpoint_loop`), not inside the writer's commits.
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
+                if self.max_page_count:
+                    conn.execute(f"PRAGMA max_page_count = {int(self.max_page_count)}")
+        except BaseException:
+            conn.close()
+            raise
         return conn
+
+    async def connection_pragmas(self) -> dict[str, dict[str, Any]]:
+        """What is in force on every open connection, read back from each on its own thread: the writer,
+        the checkpointer and every reader (all started). For tests and diagnostics."""
+        writer = await self.transact([Stmt(f"PRAGMA {name}", fetch=True) for name in _REPORTED_PRAGMAS])
+        found = {"writer": {name: rows[0][0] for name, rows in zip(_REPORTED_PRAGMAS, writer, strict=True)}}
+        with self._checkpoint_lock:
+            if self._checkpoint_conn is not None:
+                found["checkpoint"] = _pragmas(self._checkpoint_conn)
+        # One task per reader thread: each waits at the barrier until all run, so no thread takes two.
+        barrier = threading.Barrier(self.reader_count)
+
+        def read() -> dict[str, Any]:
+            barrier.wait(timeout=30)
+            return _pragmas(self._reader())
+
+        loop = asyncio.get_running_loop()
+        readers = await asyncio.gather(*(loop.run_in_executor(self._readers, read) for _ in range(self.reader_count)))
+        found.update({f"reader-{i}": values for i, values in enumerate(readers)})
+        return found
 
     async def open(self) -> None:
         try:
@@ -133,6 +176,9 @@ class SqliteStore(Store):
         await asyncio.get_running_loop().run_in_executor(None, self._ready.wait)
         if self._open_error is not None:
             raise ConfigurationError(f"cannot open SQLite database {self.path}: {self._open_error}")
+        if _SYNCHRONOUS[self.synchronous] < _SYNCHRONOUS["FULL"]:
+            log.warning("SQLite runs with synchronous=%s (sqlite_allow_unsafe_synchronous): a power cut can lose "
+                        "mail that was already acknowledged", self.synchronous)
 
     async def close(self) -> None:
         self._closing.set()
@@ -200,7 +246,7 @@ class SqliteStore(Store):
         Stops when it takes `None` from the queue (after finishing what came before it).
         """
         try:
-            conn = self._connect(readonly=False)
+            conn = self._connect("writer")
         except sqlite3.Error as exc:
             self._open_error = exc
             self._ready.set()
@@ -317,32 +363,69 @@ class SqliteStore(Store):
         if not self._ready.wait(30) or self._open_error is not None:
             return
         try:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            conn = self._connect("checkpoint")
         except sqlite3.Error as exc:
             log.error("sqlite checkpoint connection failed: %s", exc)
             return
+        with self._checkpoint_lock:
+            self._checkpoint_conn = conn
         try:
             while not self._closing.wait(0.2):
                 try:
                     # Once every frame is copied back, the next write starts the log over from its
                     # beginning, so PASSIVE alone keeps the WAL from growing; TRUNCATE (which waits for
                     # the writer) is left for shutdown.
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    with self._checkpoint_lock:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 except sqlite3.Error as exc:
                     log.warning("sqlite checkpoint failed (retrying): %s", exc)
             try:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                with self._checkpoint_lock:
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:
                 log.warning("final sqlite checkpoint failed: %s", exc)
         finally:
-            conn.close()
+            with self._checkpoint_lock:
+                self._checkpoint_conn = None
+                conn.close()
+
+    # -- changes other processes on this file made (services/hints.py) -------------------------
+
+    def announce_change(self, kind: str) -> None:
+        """Append a byte to the changes file, after the commit: every other process using this database
+        file sees the file change at its next hint use and reloads (SQLite has no NOTIFY). Kept small:
+        past 4 KiB it starts over, which changes it too."""
+        try:
+            fd = os.open(self._changes_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                if os.write(fd, kind[:1].encode()) and os.fstat(fd).st_size > 4096:
+                    os.ftruncate(fd, 0)
+            finally:
+                os.close(fd)
+        except OSError as exc:  # the hints of other processes then reload within their 1 s
+            log.warning("cannot announce a %s change to other processes through %s: %s", kind, self._changes_file,
+                        exc.strerror)
+
+    def refresh_changes(self) -> None:
+        """One stat per hint use: if the changes file moved since last seen, another process (or this one)
+        changed suppressions or webhooks, and both hints reload."""
+        try:
+            found = os.stat(self._changes_file)
+        except OSError:
+            return
+        marker = (found.st_ino, found.st_size, found.st_mtime_ns)
+        if marker != self._changes_seen:
+            if self._changes_seen is not None or found.st_size:
+                self.take_change("suppressions")
+                self.take_change("webhooks")
+            self._changes_seen = marker
 
     # -- reads --------------------------------------------------------------------------------
 
     def _reader(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._connect(readonly=True)
+            conn = self._connect("reader")
             self._local.conn = conn
             with self._lock:
                 self._reader_connections.append(conn)
@@ -363,7 +446,7 @@ class SqliteStore(Store):
         return await asyncio.get_running_loop().run_in_executor(None, self._migrate_sync)
 
     def _migrate_sync(self) -> list[str]:
-        conn = self._connect(readonly=False)
+        conn = self._connect("writer")
         applied: list[str] = []
         try:
             conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
@@ -400,6 +483,15 @@ class SqliteStore(Store):
         conn.executemany("INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)",
                          [row for row in _PLANNER_STATS if row[1] is None or row[1] in known])
         conn.execute("COMMIT")
+
+
+_SYNCHRONOUS = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
+_BUSY_TIMEOUT_MS = 30_000
+_REPORTED_PRAGMAS = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout", "query_only")
+
+
+def _pragmas(conn: sqlite3.Connection) -> dict[str, Any]:
+    return {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in _REPORTED_PRAGMAS}
 
 
 _VALUES_TAIL = re.compile(r"^(INSERT INTO .+ VALUES )(\((?:\?, )*\?\))$", re.S)

@@ -196,6 +196,16 @@ def legacy_hook_stmts(server_id: Any, hooks: Mapping[str, LegacyHook | None], se
 
 
 class WebhookQueries(Queries):
+    # Counts webhook changes, this process's and those other processes announced; `WebhookHints` reloads
+    # when it moves.
+    webhook_epoch = 0
+
+    def webhooks_changed(self) -> None:
+        """This process committed a webhook change: count it, and tell other processes where the commit
+        could not."""
+        self.webhook_epoch += 1
+        self.announce_change("webhooks")
+
     # -- configuration ------------------------------------------------------------------------
 
     async def create_webhook(self, record: WebhookRecord, limit: int | None = None) -> int | None:
@@ -206,25 +216,33 @@ class WebhookQueries(Queries):
         values = (record.server_id, record.stream, record.url, record.http_auth_username, record.http_auth_password,
                   json.dumps(record.http_headers), *(int(record.triggers.get(c, False)) for c in _TRIGGER_COLUMNS),
                   record.secret, record.created_at)
+        notice = self.change_notice("webhooks")
         if limit is None:
             rows = await self.transact([Stmt(
                 f"INSERT INTO webhooks ({_WEBHOOK_COLUMNS.removeprefix('id, ')}) VALUES ({placeholders(17)}) "
-                "RETURNING id", values, fetch=True)])
+                "RETURNING id", values, fetch=True), *notice])
+            self.webhooks_changed()
             return int(rows[0][0][0])
         rows = await self.transact([
             Stmt("UPDATE servers SET name = name WHERE id = ?", (record.server_id,)),
             Stmt(f"INSERT INTO webhooks ({_WEBHOOK_COLUMNS.removeprefix('id, ')}) SELECT {placeholders(17)} "
                  "WHERE (SELECT count(*) FROM webhooks WHERE server_id = ? AND stream = ? AND legacy IS NULL) < ? "
                  "RETURNING id", (*values, record.server_id, record.stream, limit), fetch=True),
+            *notice,
         ])
-        return int(rows[1][0][0]) if rows[1] else None
+        if not rows[1]:
+            return None
+        self.webhooks_changed()
+        return int(rows[1][0][0])
 
     async def update_webhook(self, record: WebhookRecord) -> None:
         await self.transact([Stmt(
             "UPDATE webhooks SET url = ?, http_auth_username = ?, http_auth_password = ?, http_headers = ?, "
             + ", ".join(f"{c} = ?" for c in _TRIGGER_COLUMNS) + " WHERE id = ? AND server_id = ? AND legacy IS NULL",
             (record.url, record.http_auth_username, record.http_auth_password, json.dumps(record.http_headers),
-             *(int(record.triggers.get(c, False)) for c in _TRIGGER_COLUMNS), record.id, record.server_id))])
+             *(int(record.triggers.get(c, False)) for c in _TRIGGER_COLUMNS), record.id, record.server_id)),
+            *self.change_notice("webhooks")])
+        self.webhooks_changed()
 
     async def delete_webhook(self, server_id: int, webhook_id: int, now: int) -> None:
         """Remove the webhook; its undelivered posts are dropped (state `cancelled`), its log kept."""
@@ -232,7 +250,9 @@ class WebhookQueries(Queries):
             Stmt(f"UPDATE webhook_posts SET state = 'cancelled', lease_owner = NULL, updated_at = ? "
                  f"WHERE webhook_id = ? AND state IN {_PENDING_POSTS}", (now, webhook_id)),
             Stmt("DELETE FROM webhooks WHERE id = ? AND server_id = ? AND legacy IS NULL", (webhook_id, server_id)),
+            *self.change_notice("webhooks"),
         ])
+        self.webhooks_changed()
 
     async def get_webhook(self, server_id: int, webhook_id: int) -> WebhookRecord | None:
         row = await self.query_one(f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE id = ? AND server_id = ? "

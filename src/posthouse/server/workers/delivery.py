@@ -158,38 +158,57 @@ class DeliveryWorker:
         await asyncio.shield(done)
 
     async def _flush_results(self) -> None:
-        """Write queued results until none are left; a failed write is retried, then given up:
-        the leases then expire and the rows are tried again (at least once, never lost)."""
+        """Write queued results until none are left; a failed write is retried, then given up: the leases
+        then expire and the rows are tried again (at least once, never lost). Whatever happens, every
+        waiting delivery is woken (`finally`): an unexpected error must not leave its slots taken forever."""
         try:
             while self._results:
                 batch, done = self._results, self._results_done
                 self._results, self._results_done = [], None
                 assert done is not None
-                for attempt in range(3):
-                    try:
-                        # The results' slots are about to free up: claim as many rows for them in the same
-                        # transaction (one commit, not two), unless the worker is stopping.
-                        # Rows already claimed ahead count against it, so claims ahead never pile up.
-                        now = self.clock.micros()
-                        room = min(self.batch_size, len(batch)) - len(self._prefetched)
-                        wanted = None if self._stopping.is_set() or room <= 0 else \
-                            (self.owner, now, room, now + self.lease_micros)
-                        claimed = await self.store.record_attempts(batch, claim=wanted)
-                        # Only now read `_prefetched`: the claim loop replaces the list while this awaits.
-                        self._prefetched.extend(claimed)
-                        if wanted is not None:
-                            self.wakeup.notify()
-                        # Only results with events can have queued posts; waking the dispatcher for the
-                        # others would cost it an empty claim (a write transaction) per flush.
-                        if self.on_recorded is not None and any(u.webhook_events or u.suppression for u in batch):
-                            self.on_recorded()
-                        break
-                    except StoreError as exc:
-                        log.error("recording %d delivery results failed (try %d): %s", len(batch), attempt + 1, exc)
-                        await asyncio.sleep(0.5 * (attempt + 1))
-                done.set_result(None)
+                try:
+                    await self._write_results(batch)
+                except Exception:  # not a store error: a bug; the rows come back when their leases expire
+                    log.exception("recording %d delivery results failed unexpectedly; their rows are tried again "
+                                  "when their leases expire", len(batch))
+                finally:
+                    if not done.done():
+                        done.set_result(None)
         finally:
             self._flushing = False
+            # Left only by a cancelled flush: nobody would ever write these or wake their deliveries.
+            leftover, waiting = self._results, self._results_done
+            self._results, self._results_done = [], None
+            if leftover:
+                log.warning("%d delivery results not recorded (the flush was cancelled); their rows are tried "
+                            "again when their leases expire", len(leftover))
+            if waiting is not None and not waiting.done():
+                waiting.set_result(None)
+
+    async def _write_results(self, batch: list[DeliveryUpdate]) -> None:
+        """Record one batch of results (up to three tries), claiming rows for the slots they free."""
+        for attempt in range(3):
+            try:
+                # The results' slots are about to free up: claim as many rows for them in the same
+                # transaction (one commit, not two), unless the worker is stopping.
+                # Rows already claimed ahead count against it, so claims ahead never pile up.
+                now = self.clock.micros()
+                room = min(self.batch_size, len(batch)) - len(self._prefetched)
+                wanted = None if self._stopping.is_set() or room <= 0 else \
+                    (self.owner, now, room, now + self.lease_micros)
+                claimed = await self.store.record_attempts(batch, claim=wanted)
+                # Only now read `_prefetched`: the claim loop replaces the list while this awaits.
+                self._prefetched.extend(claimed)
+                if wanted is not None:
+                    self.wakeup.notify()
+                # Only results with events can have queued posts; waking the dispatcher for the
+                # others would cost it an empty claim (a write transaction) per flush.
+                if self.on_recorded is not None and any(u.webhook_events or u.suppression for u in batch):
+                    self.on_recorded()
+                return
+            except StoreError as exc:
+                log.error("recording %d delivery results failed (try %d): %s", len(batch), attempt + 1, exc)
+                await asyncio.sleep(0.5 * (attempt + 1))
 
     def _outcome(self, row: ClaimedDelivery, reply: Reply, classification: Classification, server: str, ip: str,
                  retry_at: int, now: int, announce: bool = True, report: bytes = b"") -> DeliveryUpdate:
