@@ -11,7 +11,6 @@ from posthouse.server.store import open_store_for
 from posthouse.server.store.base import Store
 from support import create_postgres_database, drop_postgres_database, require_postgres
 
-
 # Property tests run beside servers, databases and other test processes on a 2-core machine: a wall-clock
 # deadline per example only measures that load (a property test failed under it), so there is none; the
 # number of examples still bounds each test.

@@ -232,3 +232,28 @@ async def test_without_a_writable_lock_folder_a_worker_runs_on_its_heartbeat_alo
     assert any("heartbeat only" in r.getMessage() for r in caplog.records)
     assert [(w.owner, w.lock_file) for w in await store.list_workers()] == [("me", "")]
     await me.close()
+
+
+async def test_a_row_that_keeps_dying_with_its_workers_waits_instead_of_coming_back_at_once(
+        store: Store, tmp_path: Path) -> None:
+    """A message that crashes every worker sending it must not hold the queue: from its third claim on, a
+    crash-released row is due CRASH_LOOP_DELAY later instead of at once."""
+    from posthouse.server.store.workers import CRASH_LOOP_ATTEMPTS, CRASH_LOOP_DELAY
+
+    server_id = await make_server(store)
+    await enqueue(store, server_id, 1)
+    now = T0
+    for round_ in range(1, CRASH_LOOP_ATTEMPTS + 1):
+        holder = LockHolder(tmp_path / f"w{round_}.lock")
+        assert not await store.heartbeat_worker(f"w{round_}", holder.path, LEASE)
+        [claimed] = await store.claim_deliveries(f"w{round_}", now, 1, now + LEASE)
+        assert claimed.attempts == round_
+        holder.kill()
+        released = await store.release_worker(f"w{round_}", now)
+        assert released is not None and released.deliveries == 1
+        [(attempts, due)] = await store.query("SELECT attempts, next_attempt_at FROM deliveries")
+        if round_ < CRASH_LOOP_ATTEMPTS:
+            assert int(due) <= now  # due at once: one crash is no reason to wait
+        else:
+            assert int(attempts) == CRASH_LOOP_ATTEMPTS and int(due) == now + CRASH_LOOP_DELAY
+        now += 1_000_000

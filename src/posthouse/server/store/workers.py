@@ -15,6 +15,9 @@ _PENDING_DELIVERIES = "(" + ", ".join(f"'{state.value}'" for state in PENDING_ST
 _PENDING_POSTS = "('pending', 'sending')"
 # A lease's expiry was written with its owner's clock; the releasing node's may differ this much (µs).
 _CLOCK_SKEW = 60_000_000
+# Released leases of a row claimed this many times wait CRASH_LOOP_DELAY (µs) instead of being due at once.
+CRASH_LOOP_ATTEMPTS = 3
+CRASH_LOOP_DELAY = 60_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +91,15 @@ class WorkerQueries(Queries):
             # Due again as of when they were claimed (`updated_at`, set by the claim): at the head of the
             # queue, where they were, not behind everything that arrived since.
             due = "CASE WHEN updated_at < ? THEN updated_at ELSE ? END"
+            # A row claimed CRASH_LOOP_ATTEMPTS times or more may be what kills its workers (a message that
+            # crashes the process that sends it): it waits CRASH_LOOP_DELAY, so the rest of the queue goes
+            # out between the crashes instead of behind it.
+            row_due = f"CASE WHEN attempts >= {CRASH_LOOP_ATTEMPTS} THEN ? ELSE {due} END"
             return [
-                Stmt(f"UPDATE deliveries SET state = 'deferred', lease_owner = NULL, next_attempt_at = {due}, "
+                Stmt(f"UPDATE deliveries SET state = 'deferred', lease_owner = NULL, next_attempt_at = {row_due}, "
                      f"updated_at = ? WHERE state IN {_PENDING_DELIVERIES} AND next_attempt_at > ? "
                      "AND next_attempt_at <= ? AND state = 'sending' AND lease_owner = ? RETURNING id",
-                     (now, now, now, low, high, owner), fetch=True),
+                     (now + CRASH_LOOP_DELAY, now, now, now, low, high, owner), fetch=True),
                 Stmt(f"UPDATE webhook_posts SET state = 'pending', lease_owner = NULL, next_attempt_at = {due}, "
                      f"updated_at = ? WHERE state IN {_PENDING_POSTS} AND next_attempt_at > ? "
                      "AND next_attempt_at <= ? AND state = 'sending' AND lease_owner = ? RETURNING id",
