@@ -23,6 +23,7 @@ test: .venv/.synced
 
 lint: .venv/.synced
 	$(UV) run --frozen ruff check src tests bench
+	$(UV) run --frozen mypy
 
 bench: .venv/.synced
 	bash bench/install-peers.sh

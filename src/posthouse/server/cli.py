@@ -174,7 +174,7 @@ def main(ctx: click.Context, config_file: str | None) -> None:
               "repeat for several [POSTHOUSE_SMTP, 127.0.0.1:2525].")
 @click.option("--role", "roles", help="Roles to run: api, smtp, worker (comma-separated) [POSTHOUSE_ROLES].")
 @click.pass_context
-def serve_command(ctx: click.Context, **flags: Any) -> None:
+def serve_command(ctx: click.Context, /, **flags: Any) -> None:
     """Start the HTTP API, the SMTP submission server and the delivery workers."""
     flags["smtp"] = ",".join(flags["smtp"]) or None
     try:
@@ -196,7 +196,7 @@ def servers_group() -> None:
 @click.option("--database", "database_url", help="Database URL [POSTHOUSE_DATABASE_URL].")
 @click.option("--data-dir", help="Data folder [POSTHOUSE_DATA_DIR].")
 @click.pass_context
-def servers_create(ctx: click.Context, name: str, **flags: Any) -> None:
+def servers_create(ctx: click.Context, /, name: str, **flags: Any) -> None:
     """Create a server; print its server token alone on stdout."""
     from posthouse import wire
     from posthouse.server.errors import ApiError
@@ -227,7 +227,7 @@ def tokens_group() -> None:
 @click.option("--database", "database_url", help="Database URL [POSTHOUSE_DATABASE_URL].")
 @click.option("--data-dir", help="Data folder [POSTHOUSE_DATA_DIR].")
 @click.pass_context
-def tokens_create(ctx: click.Context, account: bool, server_name: str | None, **flags: Any) -> None:
+def tokens_create(ctx: click.Context, /, account: bool, server_name: str | None, **flags: Any) -> None:
     """Create a token and print it alone on stdout (only its hash is stored)."""
     from posthouse.server.services.accounts import AccountService
     from posthouse.server.services.clock import Clock
@@ -261,7 +261,7 @@ def db_group() -> None:
 @click.option("--database", "database_url", help="Database URL [POSTHOUSE_DATABASE_URL].")
 @click.option("--data-dir", help="Data folder [POSTHOUSE_DATA_DIR].")
 @click.pass_context
-def db_upgrade(ctx: click.Context, **flags: Any) -> None:
+def db_upgrade(ctx: click.Context, /, **flags: Any) -> None:
     """Apply pending migrations."""
 
     async def run() -> list[str]:

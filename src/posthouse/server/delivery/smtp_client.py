@@ -26,7 +26,7 @@ import ssl
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from posthouse.server.errors import DeliveryError
 
@@ -304,7 +304,7 @@ class _ReplyProtocol(asyncio.Protocol):
             return self._replies.popleft()
         if self._error is not None:
             raise self._error
-        waiter = self._loop.create_future()
+        waiter: asyncio.Future[Reply] = self._loop.create_future()
         self._waiter = waiter
         timer = self._loop.call_later(seconds, _expire, waiter, f"no reply to {command}", seconds)
         try:
@@ -338,7 +338,7 @@ class _ReplyProtocol(asyncio.Protocol):
         )
         if tls_transport is None:  # the loop returns None only if the connection went away
             raise ConnectionResetError("connection closed during the TLS handshake")
-        self._transport = cast(asyncio.Transport, tls_transport)
+        self._transport = tls_transport
 
     def close(self) -> None:
         """Close after sending what is buffered (after QUIT)."""
@@ -351,7 +351,7 @@ class _ReplyProtocol(asyncio.Protocol):
             self._transport.abort()
 
 
-def _expire(waiter: asyncio.Future[object], what: str, timeout: float) -> None:
+def _expire(waiter: asyncio.Future[Any], what: str, timeout: float) -> None:
     if not waiter.done():
         waiter.set_exception(TimeoutError(f"{what} within {timeout:g} s"))
 

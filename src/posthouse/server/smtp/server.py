@@ -591,7 +591,7 @@ class _Connection(asyncio.Protocol):
             self._task = None
             self._forget()
             return
-        self._transport = cast(asyncio.Transport, tls_transport)
+        self._transport = tls_transport
         self._tls_pending = False
         self._reading_paused = False  # the TLS transport starts out reading
         self._peer = Peer(self._peer.host, self._peer.port, True)

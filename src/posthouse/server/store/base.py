@@ -349,7 +349,7 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
         message_rows = []
         delivery_rows = []
         event_rows = []
-        metadata_rows = []
+        metadata_rows: list[tuple[Any, ...]] = []
         for m in messages:
             received = int(m.received_at.timestamp() * 1_000_000)
             send_at = int(m.send_at.timestamp() * 1_000_000) if m.send_at is not None else None

@@ -273,7 +273,8 @@ class SqliteStore(Store):
                 log.exception("sqlite writer: a batch failed unexpectedly")
                 error = StoreError("database error: the write failed unexpectedly")
                 for job in batch:
-                    job.loop.call_soon_threadsafe(_resolve, [(job, None, error)])
+                    failed: list[tuple[_Job, Any, BaseException | None]] = [(job, None, error)]
+                    job.loop.call_soon_threadsafe(_resolve, failed)
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
             if stop:
