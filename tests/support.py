@@ -231,3 +231,13 @@ class ServerProcess:
     def __exit__(self, *exc: object) -> None:
         with contextlib.suppress(Exception):
             self.stop()
+
+
+def assert_api_error(response: Any, code: int, status: int = 422, text: str = "") -> None:
+    """`response` is Postmark's error envelope: this HTTP status, exactly `{ErrorCode, Message}` with this
+    code (and `text` in the message), and the code in the `X-PM-ApiErrorCode` header too."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"ErrorCode", "Message"} and body["ErrorCode"] == code, body
+    assert isinstance(body["Message"], str) and text in body["Message"], body
+    assert response.headers["X-PM-ApiErrorCode"] == str(code), response.headers

@@ -16,6 +16,7 @@ from posthouse.server.domain.statuses import BounceType
 from posthouse.server.services import notifications
 from posthouse.server.services.clock import to_micros
 from posthouse.server.store.base import BounceRecord
+from support import assert_api_error
 
 # docs/postmark-api.md §5 (a superset of what §11.3 says postmark-python requires).
 BOUNCE_KEYS = {
@@ -43,12 +44,6 @@ DUMP = "Return-Path: <>\r\nSubject: Undelivered Mail Returned to Sender\r\n\r\n5
 
 def at(text: str) -> int:
     return to_micros(datetime.fromisoformat(text).replace(tzinfo=UTC))
-
-
-def assert_error(response, status: int, code: int) -> None:  # type: ignore[no-untyped-def]
-    assert response.status_code == status, response.text
-    assert response.json()["ErrorCode"] == code, response.text
-    assert response.headers["X-PM-ApiErrorCode"] == str(code)
 
 
 async def this_server_id(api) -> int:  # type: ignore[no-untyped-def]
@@ -229,7 +224,7 @@ async def test_every_filter_narrows_the_list(api) -> None:  # type: ignore[no-un
     ],
 )
 async def test_bad_queries_are_postmarks_1000(api, params) -> None:  # type: ignore[no-untyped-def]
-    assert_error(await api.client.get("/bounces", params=params, headers=api.server_headers), 422, 1000)
+    assert_api_error(await api.client.get("/bounces", params=params, headers=api.server_headers), 1000)
 
 
 @pytest.mark.parametrize(
@@ -244,8 +239,8 @@ async def test_bad_queries_are_postmarks_1000(api, params) -> None:  # type: ign
     ],
 )
 async def test_every_bounce_endpoint_needs_a_server_token(api, method, path) -> None:  # type: ignore[no-untyped-def]
-    assert_error(await api.client.request(method, path, headers={"Accept": "application/json"}), 401, 10)
-    assert_error(await api.client.request(method, path, headers=api.account_headers), 401, 10)
+    assert_api_error(await api.client.request(method, path, headers={"Accept": "application/json"}), 10, status=401)
+    assert_api_error(await api.client.request(method, path, headers=api.account_headers), 10, status=401)
 
 
 async def test_another_servers_bounces_are_invisible(api) -> None:  # type: ignore[no-untyped-def]
@@ -254,8 +249,8 @@ async def test_another_servers_bounces_are_invisible(api) -> None:  # type: igno
     other = {"X-Postmark-Server-Token": created.json()["ApiTokens"][0], "Accept": "application/json"}
     page = await api.client.get("/bounces", params={"count": 10, "offset": 0}, headers=other)
     assert page.json() == {"TotalCount": 0, "Bounces": []}
-    assert_error(await api.client.get(f"/bounces/{bounce_id}", headers=other), 422, 1001)
-    assert_error(await api.client.put(f"/bounces/{bounce_id}/activate", headers=other), 422, 1001)
+    assert_api_error(await api.client.get(f"/bounces/{bounce_id}", headers=other), 1001)
+    assert_api_error(await api.client.put(f"/bounces/{bounce_id}/activate", headers=other), 1001)
 
 
 # -- one bounce, its dump ---------------------------------------------------------------------------
@@ -275,13 +270,13 @@ async def test_a_single_bounce_carries_its_content_and_dump(api) -> None:  # typ
 @pytest.mark.parametrize("bounce_id", ["999999", "tag", "-1", "99999999999999999999999"])
 async def test_an_unknown_bounce_is_1001(api, bounce_id: str) -> None:  # type: ignore[no-untyped-def]
     for path in (f"/bounces/{bounce_id}", f"/bounces/{bounce_id}/dump"):
-        assert_error(await api.client.get(path, headers=api.server_headers), 422, 1001)
-    assert_error(await api.client.put(f"/bounces/{bounce_id}/activate", headers=api.server_headers), 422, 1001)
+        assert_api_error(await api.client.get(path, headers=api.server_headers), 1001)
+    assert_api_error(await api.client.put(f"/bounces/{bounce_id}/activate", headers=api.server_headers), 1001)
 
 
 async def test_tags_is_no_bounce_id_under_dump_and_activate(api) -> None:  # type: ignore[no-untyped-def]
-    assert_error(await api.client.get("/bounces/tags/dump", headers=api.server_headers), 422, 1001)
-    assert_error(await api.client.put("/bounces/tags/activate", headers=api.server_headers), 422, 1001)
+    assert_api_error(await api.client.get("/bounces/tags/dump", headers=api.server_headers), 1001)
+    assert_api_error(await api.client.put("/bounces/tags/activate", headers=api.server_headers), 1001)
 
 
 # -- activation -----------------------------------------------------------------------------------
@@ -297,7 +292,7 @@ async def test_activating_a_hard_bounce_lifts_the_suppression_and_posts_one_subs
         headers=api.server_headers,
         json={"From": "app@example.com", "To": "gone@example.com", "Subject": "Hi", "TextBody": "Hi"},
     )
-    assert_error(refused, 422, 406)
+    assert_api_error(refused, 406)
 
     response = await api.client.put(f"/bounces/{bounce_id}/activate", headers=api.server_headers)
     assert response.status_code == 200, response.text
@@ -332,7 +327,7 @@ async def test_activating_a_hard_bounce_lifts_the_suppression_and_posts_one_subs
 async def test_a_bounce_that_cannot_be_activated_is_1003(api, bounce_type: BounceType) -> None:  # type: ignore[no-untyped-def]
     bounce_id = await record_bounce(api, bounce_type=bounce_type)
     response = await api.client.put(f"/bounces/{bounce_id}/activate", headers=api.server_headers)
-    assert_error(response, 422, 1003)
+    assert_api_error(response, 1003)
     assert response.json()["Message"].startswith("Cannot activate bounce.")
     assert (await get(api, f"/bounces/{bounce_id}"))["Inactive"] is bounce_type.deactivates
 
@@ -340,7 +335,7 @@ async def test_a_bounce_that_cannot_be_activated_is_1003(api, bounce_type: Bounc
 async def test_a_hard_bounce_cannot_lift_a_spam_complaint(api) -> None:  # type: ignore[no-untyped-def]
     await record_bounce(api, "reader@example.com", BounceType.SPAM_COMPLAINT)
     hard = await record_bounce(api, "reader@example.com")
-    assert_error(await api.client.put(f"/bounces/{hard}/activate", headers=api.server_headers), 422, 1003)
+    assert_api_error(await api.client.put(f"/bounces/{hard}/activate", headers=api.server_headers), 1003)
     suppressions = (await get(api, "/message-streams/outbound/suppressions/dump"))["Suppressions"]
     assert [(s["EmailAddress"], s["SuppressionReason"]) for s in suppressions] == [
         ("reader@example.com", "SpamComplaint")
@@ -409,7 +404,7 @@ async def test_a_simulated_bounce_has_its_dsn_as_dump(api, to, headers, bounce_t
         "From": "app@example.com", "To": to, "Subject": "Bounce me", "TextBody": "Hi", "Headers": headers})
     assert sent.status_code == 200, sent.text
     message_id = sent.json()["MessageID"]
-    api.runtime.start_worker()
+    await api.runtime.start_worker()
 
     async def bounced() -> list[dict[str, Any]]:
         return (await get(api, "/bounces", count=10, offset=0))["Bounces"]  # type: ignore[no-any-return]

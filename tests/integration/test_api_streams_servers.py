@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from support import assert_api_error
+
 MINIMAL = {"From": "sender@example.com", "To": "receiver@example.com", "Subject": "Hi", "TextBody": "Hello"}
 STREAM_KEYS = {
     "ID", "ServerID", "Name", "Description", "MessageStreamType", "CreatedAt", "UpdatedAt", "ArchivedAt",
@@ -28,12 +30,6 @@ REQUIRED_BY_POSTMARK_PYTHON = {
 
 def server_headers(token: str) -> dict[str, str]:
     return {"X-Postmark-Server-Token": token, "Accept": "application/json"}
-
-
-def assert_error(response, status: int, code: int) -> None:  # type: ignore[no-untyped-def]
-    assert response.status_code == status, response.text
-    assert response.json()["ErrorCode"] == code, response.text
-    assert response.headers["X-PM-ApiErrorCode"] == str(code)
 
 
 async def streams(api, **params: object) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -103,7 +99,7 @@ async def test_list_filters_by_type(api, value, expected) -> None:  # type: igno
 
 async def test_list_filter_with_an_unknown_type_is_1221(api) -> None:  # type: ignore[no-untyped-def]
     response = await api.client.get("/message-streams?MessageStreamType=Carrier", headers=api.server_headers)
-    assert_error(response, 422, 1221)
+    assert_api_error(response, 1221)
 
 
 async def test_archived_streams_are_listed_only_on_request(api) -> None:  # type: ignore[no-untyped-def]
@@ -141,13 +137,13 @@ async def test_get_one_stream(api) -> None:  # type: ignore[no-untyped-def]
 async def test_unknown_stream_is_1226(api, method, path) -> None:  # type: ignore[no-untyped-def]
     kwargs: dict[str, Any] = {"json": {"Name": "x"}} if method == "PATCH" else {}
     response = await api.client.request(method, path, headers=api.server_headers, **kwargs)
-    assert_error(response, 422, 1226)
+    assert_api_error(response, 1226)
 
 
 async def test_streams_need_a_server_token(api) -> None:  # type: ignore[no-untyped-def]
     for headers in ({}, {"X-Postmark-Server-Token": api.account_token}, api.account_headers):
         response = await api.client.get("/message-streams", headers=headers)
-        assert_error(response, 401, 10)
+        assert_api_error(response, 10, status=401)
 
 
 # -- message streams: creating --------------------------------------------------------------------
@@ -231,7 +227,7 @@ CREATE_REFUSALS = [
 @pytest.mark.parametrize(("body", "code"), CREATE_REFUSALS)
 async def test_create_refusals(api, body, code) -> None:  # type: ignore[no-untyped-def]
     response = await create_stream(api, **body)
-    assert_error(response, 422, code)
+    assert_api_error(response, code)
     assert await stream_ids(api, IncludeArchivedStreams="true") == ["broadcast", "inbound", "outbound"]
 
 
@@ -251,7 +247,7 @@ async def test_at_most_ten_streams(api) -> None:  # type: ignore[no-untyped-def]
         response = await create_stream(api, ID=f"s{i}", Name=f"S{i}", MessageStreamType="Transactional")
         assert response.status_code == 200, response.text
     response = await create_stream(api, ID="s7", Name="S7", MessageStreamType="Transactional")
-    assert_error(response, 422, 1225)
+    assert_api_error(response, 1225)
     assert (await streams(api, IncludeArchivedStreams="true"))["TotalCount"] == 10
 
 
@@ -316,7 +312,7 @@ async def test_patch_a_default_stream(api) -> None:  # type: ignore[no-untyped-d
 async def test_patch_refusals_change_nothing(api, body, code) -> None:  # type: ignore[no-untyped-def]
     await create_stream(api, **GOOD, Description="kept")
     response = await api.client.patch("/message-streams/fresh", json=body, headers=api.server_headers)
-    assert_error(response, 422, code)
+    assert_api_error(response, code)
     stream = (await api.client.get("/message-streams/fresh", headers=api.server_headers)).json()
     assert (stream["ID"], stream["Name"], stream["Description"], stream["UpdatedAt"]) == (
         "fresh", "Fresh", "kept", None)
@@ -341,7 +337,7 @@ async def test_archive_then_unarchive(api) -> None:  # type: ignore[no-untyped-d
         timedelta(days=45))
 
     refused = await send_to(api, "broadcast")
-    assert_error(refused, 422, 1235)
+    assert_api_error(refused, 1235)
     assert "broadcast" in refused.json()["Message"]
     batch = await api.client.post("/email/batch", json=[{**MINIMAL, "MessageStream": "broadcast"}, MINIMAL],
                                   headers=api.server_headers)
@@ -364,22 +360,22 @@ async def test_archive_a_created_stream(api) -> None:  # type: ignore[no-untyped
     response = await api.client.post("/message-streams/fresh/archive", headers=api.server_headers)
     assert response.status_code == 200
     assert response.json()["ID"] == "fresh"
-    assert_error(await send_to(api, "fresh"), 422, 1235)
+    assert_api_error(await send_to(api, "fresh"), 1235)
     # An archived ID is still taken.
-    assert_error(await create_stream(api, **GOOD), 422, 1230)
+    assert_api_error(await create_stream(api, **GOOD), 1230)
 
 
 @pytest.mark.parametrize("stream", ["outbound", "inbound"])
 async def test_default_transactional_and_inbound_cannot_be_archived(api, stream) -> None:  # type: ignore[no-untyped-def]
     response = await api.client.post(f"/message-streams/{stream}/archive", headers=api.server_headers)
-    assert_error(response, 422, 1229)
+    assert_api_error(response, 1229)
     assert (await api.client.get(f"/message-streams/{stream}", headers=api.server_headers)).json()["ArchivedAt"] is None
     assert (await send_to(api, "outbound")).status_code == 200
 
 
 async def test_unarchive_a_stream_that_is_not_archived_is_1232(api) -> None:  # type: ignore[no-untyped-def]
     response = await api.client.post("/message-streams/broadcast/unarchive", headers=api.server_headers)
-    assert_error(response, 422, 1232)
+    assert_api_error(response, 1232)
 
 
 # -- this server (docs/postmark-api.md §8.3) -------------------------------------------------------------
@@ -449,14 +445,14 @@ async def test_put_this_server(api) -> None:  # type: ignore[no-untyped-def]
 async def test_put_this_server_refusals_change_nothing(api, body, code) -> None:  # type: ignore[no-untyped-def]
     before = (await api.client.get("/server", headers=api.server_headers)).json()
     response = await api.client.put("/server", json={"TrackOpens": True, **body}, headers=api.server_headers)
-    assert_error(response, 422, code)
+    assert_api_error(response, code)
     assert (await api.client.get("/server", headers=api.server_headers)).json() == before
 
 
 async def test_this_server_needs_a_server_token(api) -> None:  # type: ignore[no-untyped-def]
     for headers in ({}, {"X-Postmark-Server-Token": api.account_token}, api.account_headers):
-        assert_error(await api.client.get("/server", headers=headers), 401, 10)
-        assert_error(await api.client.put("/server", json={"Name": "x"}, headers=headers), 401, 10)
+        assert_api_error(await api.client.get("/server", headers=headers), 10, status=401)
+        assert_api_error(await api.client.put("/server", json={"Name": "x"}, headers=headers), 10, status=401)
 
 
 # -- servers, account token (docs/postmark-api.md §8.4) ---------------------------------------------------
@@ -503,7 +499,7 @@ async def test_server_name_filter_takes_wildcards_literally(api) -> None:  # typ
 @pytest.mark.parametrize("query", ["count=0&offset=0", "count=501&offset=0", "count=10&offset=-1", "count=x&offset=0"])
 async def test_server_list_paging_errors_are_600(api, query) -> None:  # type: ignore[no-untyped-def]
     response = await api.client.get(f"/servers?{query}", headers=api.account_headers)
-    assert_error(response, 422, 600)
+    assert_api_error(response, 600)
 
 
 async def test_create_get_and_use_a_server(api) -> None:  # type: ignore[no-untyped-def]
@@ -560,7 +556,7 @@ async def test_a_created_server_has_the_default_streams(api) -> None:  # type: i
 )
 async def test_create_server_refusals(api, body, code) -> None:  # type: ignore[no-untyped-def]
     response = await api.client.post("/servers", json=body, headers=api.account_headers)
-    assert_error(response, 422, code)
+    assert_api_error(response, code)
     assert await server_list(api) == (1, ["default"])
 
 
@@ -577,11 +573,11 @@ async def test_edit_a_server(api) -> None:  # type: ignore[no-untyped-def]
     assert red.status_code == 200 and red.json()["Color"] == "red"
     listed = (await api.client.get("/servers?count=10&offset=0", headers=api.account_headers)).json()["Servers"]
     assert [s["Color"] for s in listed if s["ID"] == created["ID"]] == ["red"]
-    assert_error(await api.client.put(f"/servers/{created['ID']}", json={"Color": "pink"}, headers=api.account_headers),
-                 422, 607)
+    pink = await api.client.put(f"/servers/{created['ID']}", json={"Color": "pink"}, headers=api.account_headers)
+    assert_api_error(pink, 607)
     assert await server_list(api) == (2, ["default", "QA"])
     clash = await api.client.put(f"/servers/{created['ID']}", json={"Name": "Default"}, headers=api.account_headers)
-    assert_error(clash, 422, 603)
+    assert_api_error(clash, 603)
     same = await api.client.put(f"/servers/{created['ID']}", json={"Name": "qa"}, headers=api.account_headers)
     assert same.status_code == 200
     assert same.json()["Name"] == "qa"
@@ -595,11 +591,11 @@ async def test_delete_a_server_refuses_its_token(api) -> None:  # type: ignore[n
     assert response.status_code == 200, response.text
     assert response.json() == {"ErrorCode": 0, "Message": f"Server {created['ID']} removed."}
     # The token was used (and cached) a moment ago; deleting must still refuse it at once.
-    assert_error(await api.client.post("/email", json=MINIMAL, headers=server_headers(token)), 401, 10)
-    assert_error(await api.client.get("/server", headers=server_headers(token)), 401, 10)
-    assert_error(await api.client.get(f"/servers/{created['ID']}", headers=api.account_headers), 404, 609)
+    assert_api_error(await api.client.post("/email", json=MINIMAL, headers=server_headers(token)), 10, status=401)
+    assert_api_error(await api.client.get("/server", headers=server_headers(token)), 10, status=401)
+    assert_api_error(await api.client.get(f"/servers/{created['ID']}", headers=api.account_headers), 609, status=404)
     assert await server_list(api) == (1, ["default"])
-    assert_error(await api.client.delete(f"/servers/{created['ID']}", headers=api.account_headers), 404, 609)
+    assert_api_error(await api.client.delete(f"/servers/{created['ID']}", headers=api.account_headers), 609, status=404)
 
 
 async def test_a_new_server_does_not_inherit_a_deleted_servers_messages(api) -> None:  # type: ignore[no-untyped-def]
@@ -611,7 +607,7 @@ async def test_a_new_server_does_not_inherit_a_deleted_servers_messages(api) -> 
     headers = server_headers(fresh["ApiTokens"][0])
     page = (await api.client.get("/messages/outbound?count=10&offset=0", headers=headers)).json()
     assert page == {"TotalCount": 0, "Messages": []}, (doomed["ID"], fresh["ID"])
-    assert_error(await api.client.get(f"/messages/outbound/{old_message}/details", headers=headers), 422, 701)
+    assert_api_error(await api.client.get(f"/messages/outbound/{old_message}/details", headers=headers), 701)
 
 
 @pytest.mark.parametrize("path", ["/servers/999", "/servers/abc"])
@@ -627,9 +623,9 @@ async def test_servers_need_the_account_token(api) -> None:  # type: ignore[no-u
     wrong = [{}, {"X-Postmark-Account-Token": api.server_token}, api.server_headers,
              {"X-Postmark-Account-Token": "nope"}]
     for headers in wrong:
-        assert_error(await api.client.get("/servers?count=10&offset=0", headers=headers), 401, 10)
-        assert_error(await api.client.get("/servers/1", headers=headers), 401, 10)
-        assert_error(await api.client.post("/servers", json={"Name": "x"}, headers=headers), 401, 10)
-        assert_error(await api.client.put("/servers/1", json={"Name": "x"}, headers=headers), 401, 10)
-        assert_error(await api.client.delete("/servers/1", headers=headers), 401, 10)
+        assert_api_error(await api.client.get("/servers?count=10&offset=0", headers=headers), 10, status=401)
+        assert_api_error(await api.client.get("/servers/1", headers=headers), 10, status=401)
+        assert_api_error(await api.client.post("/servers", json={"Name": "x"}, headers=headers), 10, status=401)
+        assert_api_error(await api.client.put("/servers/1", json={"Name": "x"}, headers=headers), 10, status=401)
+        assert_api_error(await api.client.delete("/servers/1", headers=headers), 10, status=401)
     assert await server_list(api) == (1, ["default"])

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from support import assert_api_error
+
 WELCOME = {
     "Name": "Welcome",
     "Alias": "welcome",
@@ -22,14 +24,6 @@ LAYOUT = {
     "TextBody": "{{company}}\n{{{ @content }}}\n--",
 }
 ENVELOPE = {"From": "sender@example.com", "To": "receiver@example.com"}
-
-
-def assert_error(response: Any, code: int, status: int = 422, text: str = "") -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["ErrorCode"] == code, body
-    assert text in body["Message"]
-    assert response.headers["X-PM-ApiErrorCode"] == str(code)
 
 
 async def create(api, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -102,9 +96,9 @@ async def test_create_get_list_edit_delete(api) -> None:  # type: ignore[no-unty
     # A deleted template still reads back by id, inactive; by alias it is gone, and the alias is free again.
     gone = (await api.client.get(f"/templates/{template_id}", headers=api.server_headers)).json()
     assert gone["Active"] is False
-    assert_error(await api.client.get("/templates/welcome-2", headers=api.server_headers), 1101)
-    assert_error(await api.client.delete(f"/templates/{template_id}", headers=api.server_headers), 1101)
-    assert_error(
+    assert_api_error(await api.client.get("/templates/welcome-2", headers=api.server_headers), 1101)
+    assert_api_error(await api.client.delete(f"/templates/{template_id}", headers=api.server_headers), 1101)
+    assert_api_error(
         await api.client.put(f"/templates/{template_id}", json={"Name": "x"}, headers=api.server_headers), 1101
     )
     listed = (await api.client.get("/templates?count=10&offset=0", headers=api.server_headers)).json()
@@ -116,8 +110,8 @@ async def test_create_get_list_edit_delete(api) -> None:  # type: ignore[no-unty
 async def test_templates_belong_to_their_server(api) -> None:  # type: ignore[no-untyped-def]
     created = await create(api, WELCOME)
     _, other = await second_server(api)
-    assert_error(await api.client.get(f"/templates/{created['TemplateId']}", headers=other), 1101)
-    assert_error(await api.client.get("/templates/welcome", headers=other), 1101)
+    assert_api_error(await api.client.get(f"/templates/{created['TemplateId']}", headers=other), 1101)
+    assert_api_error(await api.client.get("/templates/welcome", headers=other), 1101)
     assert (await api.client.get("/templates?count=10&offset=0", headers=other)).json()["TotalCount"] == 0
     await create(api, WELCOME, headers=other)  # the same alias on another server is fine
 
@@ -160,13 +154,13 @@ CREATE_REFUSALS = [
 @pytest.mark.parametrize(("body", "code", "text"), CREATE_REFUSALS)
 async def test_create_refusals(api, body, code, text) -> None:  # type: ignore[no-untyped-def]
     response = await api.client.post("/templates", json=body, headers=api.server_headers)
-    assert_error(response, code, text=text)
+    assert_api_error(response, code, text=text)
     assert await api.count("templates") == 0
 
 
 async def test_alias_is_unique_per_server_case_insensitively(api) -> None:  # type: ignore[no-untyped-def]
     first = await create(api, WELCOME)
-    assert_error(
+    assert_api_error(
         await api.client.post("/templates", json=base(Alias="WELCOME"), headers=api.server_headers),
         1122,
         text="already used by template",
@@ -175,7 +169,7 @@ async def test_alias_is_unique_per_server_case_insensitively(api) -> None:  # ty
     response = await api.client.put(
         f"/templates/{second['TemplateId']}", json={"Alias": "Welcome"}, headers=api.server_headers
     )
-    assert_error(response, 1122, text=f"template {first['TemplateId']}")
+    assert_api_error(response, 1122, text=f"template {first['TemplateId']}")
     # Re-casing one's own alias is not a clash.
     response = await api.client.put("/templates/welcome", json={"Alias": "Welcome"}, headers=api.server_headers)
     assert response.status_code == 200 and response.json()["Alias"] == "Welcome"
@@ -185,7 +179,7 @@ async def test_a_server_holds_at_most_100_templates(api) -> None:  # type: ignor
     for n in range(100):
         await create(api, {"Name": f"t{n}", "Subject": "s", "TextBody": "t"})
     response = await api.client.post("/templates", json=WELCOME, headers=api.server_headers)
-    assert_error(response, 1105, text="100")
+    assert_api_error(response, 1105, text="100")
     await api.client.delete("/templates/1", headers=api.server_headers)
     await create(api, WELCOME)
 
@@ -205,7 +199,7 @@ EDIT_REFUSALS = [
 @pytest.mark.parametrize(("body", "code"), EDIT_REFUSALS)
 async def test_edit_refusals_change_nothing(api, body, code) -> None:  # type: ignore[no-untyped-def]
     created = await create(api, WELCOME)
-    assert_error(await api.client.put("/templates/welcome", json=body, headers=api.server_headers), code)
+    assert_api_error(await api.client.put("/templates/welcome", json=body, headers=api.server_headers), code)
     got = (await api.client.get(f"/templates/{created['TemplateId']}", headers=api.server_headers)).json()
     assert {k: got[k] for k in WELCOME} == WELCOME
 
@@ -221,13 +215,13 @@ async def test_unknown_template_and_no_body(api) -> None:  # type: ignore[no-unt
         (await api.client.put("/templates/nope", json={"Name": "x"}, headers=api.server_headers), by_alias),
         (await api.client.delete("/templates/nope", headers=api.server_headers), by_alias),
     ):
-        assert_error(response, 1101)
+        assert_api_error(response, 1101)
         assert response.json()["Message"] == words
     response = await api.client.post(
         "/templates", content=b"null", headers={**api.server_headers, "Content-Type": "application/json"}
     )
-    assert_error(response, 1109)
-    assert_error(await api.client.post("/templates", json={"Name": 5}, headers=api.server_headers), 403)
+    assert_api_error(response, 1109)
+    assert_api_error(await api.client.post("/templates", json={"Name": 5}, headers=api.server_headers), 403)
 
 
 @pytest.mark.parametrize(
@@ -241,12 +235,12 @@ async def test_unknown_template_and_no_body(api) -> None:  # type: ignore[no-unt
     ],
 )
 async def test_list_query_errors_are_1100(api, query, text) -> None:  # type: ignore[no-untyped-def]
-    assert_error(await api.client.get(f"/templates?{query}", headers=api.server_headers), 1100, text=text)
+    assert_api_error(await api.client.get(f"/templates?{query}", headers=api.server_headers), 1100, text=text)
 
 
 async def test_templates_need_a_server_token(api) -> None:  # type: ignore[no-untyped-def]
-    assert_error(await api.client.get("/templates?count=1&offset=0"), 10, 401)
-    assert_error(await api.client.post("/templates", json=WELCOME, headers=api.account_headers), 10, 401)
+    assert_api_error(await api.client.get("/templates?count=1&offset=0"), 10, 401)
+    assert_api_error(await api.client.post("/templates", json=WELCOME, headers=api.account_headers), 10, 401)
 
 
 # -- layouts ------------------------------------------------------------------------------------------
@@ -261,7 +255,7 @@ async def test_layouts_list_filters_rename_and_delete_rules(api) -> None:  # typ
     assert standard["LayoutTemplate"] == "base"  # stored as the layout's own alias
     await create(api, base(Alias="plain", Name="Plain"))
     # A Standard template cannot name a Standard template as its layout.
-    assert_error(
+    assert_api_error(
         await api.client.post("/templates", json=base(Alias="x", LayoutTemplate="plain"), headers=api.server_headers),
         1122,
         text="not a layout",
@@ -278,12 +272,12 @@ async def test_layouts_list_filters_rename_and_delete_rules(api) -> None:  # typ
     assert await listed("LayoutTemplate=Base") == ["welcome"]
 
     # A layout in use cannot be deleted (1131's sibling, 1130), and it stays a layout (TemplateType is fixed).
-    assert_error(await api.client.delete("/templates/base", headers=api.server_headers), 1130, text="1 template")
-    assert_error(
+    assert_api_error(await api.client.delete("/templates/base", headers=api.server_headers), 1130, text="1 template")
+    assert_api_error(
         await api.client.put("/templates/base", json={"TemplateType": "Standard"}, headers=api.server_headers), 1123
     )
-    assert_error(await api.client.put("/templates/base", json={"Subject": "s"}, headers=api.server_headers), 1123)
-    assert_error(  # postmark.js's "editTemplate - layout / invalid" expects these opening words
+    assert_api_error(await api.client.put("/templates/base", json={"Subject": "s"}, headers=api.server_headers), 1123)
+    assert_api_error(  # postmark.js's "editTemplate - layout / invalid" expects these opening words
         await api.client.put("/templates/base", json={"HtmlBody": "<p>none</p>"}, headers=api.server_headers), 1131,
         text="The layout content placeholder must be present",
     )
@@ -359,10 +353,10 @@ async def test_validate_a_render_failure_and_missing_parts(api) -> None:  # type
     assert result["Subject"] is None and result["TextBody"] is None
     error = result["HtmlBody"]["ValidationErrors"][0]
     assert "used like an array" in error["Message"] and error["Line"] is None
-    assert_error(
+    assert_api_error(
         await api.client.post("/templates/validate", json={"TestRenderModel": {}}, headers=api.server_headers), 1109
     )
-    assert_error(
+    assert_api_error(
         await api.client.post(
             "/templates/validate", json={"HtmlBody": "x", "TestRenderModel": [1]}, headers=api.server_headers
         ),
@@ -386,13 +380,13 @@ async def test_validate_layouts_and_with_a_layout(api) -> None:  # type: ignore[
     assert [(e["Line"], e["CharacterPosition"]) for e in result["TextBody"]["ValidationErrors"]] == [(1, 18)]
     ok = await validate(api, {"TemplateType": "Layout", "TextBody": "[{{{ @content }}}]"})
     assert ok["TextBody"]["RenderedContent"] == "[]"
-    assert_error(
+    assert_api_error(
         await api.client.post(
             "/templates/validate", json={"Subject": "x", "LayoutTemplate": "nope"}, headers=api.server_headers
         ),
         1101,
     )
-    assert_error(
+    assert_api_error(
         await api.client.post(
             "/templates/validate", json={"TemplateType": "Layout", "Subject": "x"}, headers=api.server_headers
         ),
@@ -458,7 +452,7 @@ async def test_push_refusals(api) -> None:  # type: ignore[no-untyped-def]
         return await api.client.put("/templates/push", json=body, headers=headers or api.account_headers)
 
     body = {"SourceServerID": source, "DestinationServerID": destination, "PerformChanges": True}
-    assert_error(await push(body), 1124, text="nothing to push")
+    assert_api_error(await push(body), 1124, text="nothing to push")
     # Postmark's words, exactly as postmark.js's own push tests expect them.
     for changes, words in (
         ({"SourceServerID": 0, "DestinationServerID": 9999}, "The source and destination servers were not found."),
@@ -468,12 +462,12 @@ async def test_push_refusals(api) -> None:  # type: ignore[no-untyped-def]
         ({"SourceServerID": None}, "The source server was not found."),
     ):
         refused = await push({**body, **changes})
-        assert_error(refused, 601)
+        assert_api_error(refused, 601)
         assert refused.json()["Message"] == words
-    assert_error(await push(body, api.server_headers), 10, 401)
+    assert_api_error(await push(body, api.server_headers), 10, 401)
     await create(api, WELCOME)
     await create(api, {**LAYOUT, "Alias": "welcome"}, headers=dest_headers)
-    assert_error(await push(body), 1125, text="'welcome'")
+    assert_api_error(await push(body), 1125, text="'welcome'")
 
 
 # -- sending with templates ---------------------------------------------------------------------------
@@ -534,7 +528,7 @@ async def test_send_with_a_layout(api) -> None:  # type: ignore[no-untyped-def]
     assert message["TextBody"].replace("\r\n", "\n").rstrip("\n") == "ACME\nHi Ann\n--"
     # A layout is not something to send.
     layout_id = (await api.client.get("/templates/base", headers=api.server_headers)).json()["TemplateId"]
-    assert_error(
+    assert_api_error(
         await api.client.post(
             "/email/withTemplate",
             json={**ENVELOPE, "TemplateId": layout_id, "TemplateModel": {}},
@@ -563,7 +557,7 @@ SEND_REFUSALS = [
 async def test_send_with_template_refusals(api, changes, code, text) -> None:  # type: ignore[no-untyped-def]
     await create(api, base(TextBody="{{#each items}}{{.}}{{/each}}"))
     response = await api.client.post("/email/withTemplate", json={**ENVELOPE, **changes}, headers=api.server_headers)
-    assert_error(response, code, text=text)
+    assert_api_error(response, code, text=text)
     assert await api.count("messages") == 0
 
 
@@ -581,7 +575,7 @@ async def test_send_with_template_test_token_stores_nothing(api) -> None:  # typ
     )
     assert [r["ErrorCode"] for r in batch.json()] == [0, 1101]
     assert await api.count("messages") == 0
-    assert_error(await api.client.post("/email/withTemplate", json={**ENVELOPE, "TemplateAlias": "w"}), 10, 401)
+    assert_api_error(await api.client.post("/email/withTemplate", json={**ENVELOPE, "TemplateAlias": "w"}), 10, 401)
 
 
 async def test_batch_with_templates_fails_only_the_item_that_cannot_render(api) -> None:  # type: ignore[no-untyped-def]
@@ -619,11 +613,11 @@ async def test_batch_with_templates_fails_only_the_item_that_cannot_render(api) 
 async def test_batch_with_templates_request_errors(api) -> None:  # type: ignore[no-untyped-def]
     await create(api, WELCOME)
     one = {**ENVELOPE, "TemplateAlias": "welcome", "TemplateModel": {}}
-    assert_error(
+    assert_api_error(
         await api.client.post("/email/batchWithTemplates", json={"Messages": [one] * 501}, headers=api.server_headers),
         410,
     )
-    assert_error(
+    assert_api_error(
         await api.client.post("/email/batchWithTemplates", json={}, headers=api.server_headers), 300, text="'Messages'"
     )
     bare = await api.client.post("/email/batchWithTemplates", json=[one, one], headers=api.server_headers)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from posthouse.server.store.webhooks import PostAttempt, PostUpdate
+from support import assert_api_error
 
 URL = "https://hooks.example.com/postmark"
 ALL_OFF = {
@@ -33,12 +34,6 @@ DELIVERY_KEYS = {
     "History",
 }
 ATTEMPT_KEYS = {"AttemptedAt", "Outcome", "StatusCode", "ResponseExcerpt", "DurationMs", "Error"}
-
-
-def assert_error(response, status: int, code: int) -> None:  # type: ignore[no-untyped-def]
-    assert response.status_code == status, response.text
-    assert response.json()["ErrorCode"] == code, response.text
-    assert response.headers["X-PM-ApiErrorCode"] == str(code)
 
 
 async def create(api, **fields: Any) -> Any:  # type: ignore[no-untyped-def]
@@ -183,8 +178,8 @@ async def test_an_edit_changes_only_what_it_names(api) -> None:  # type: ignore[
 
 async def test_the_id_and_stream_of_a_webhook_cannot_change(api) -> None:  # type: ignore[no-untyped-def]
     hook = await created(api)
-    assert_error(await edit(api, hook["ID"], MessageStream="broadcast"), 422, 1357)
-    assert_error(await edit(api, hook["ID"], ID=hook["ID"] + 1), 422, 1357)
+    assert_api_error(await edit(api, hook["ID"], MessageStream="broadcast"), 1357)
+    assert_api_error(await edit(api, hook["ID"], ID=hook["ID"] + 1), 1357)
 
 
 # -- deleting -------------------------------------------------------------------------------------
@@ -195,8 +190,8 @@ async def test_deleting_a_webhook(api) -> None:  # type: ignore[no-untyped-def]
     response = await api.client.delete(f"/webhooks/{hook['ID']}", headers=api.server_headers)
     assert response.status_code == 200, response.text
     assert response.json() == {"ErrorCode": 0, "Message": f"Webhook {hook['ID']} removed."}
-    assert_error(await api.client.get(f"/webhooks/{hook['ID']}", headers=api.server_headers), 422, 1352)
-    assert_error(await api.client.delete(f"/webhooks/{hook['ID']}", headers=api.server_headers), 422, 1352)
+    assert_api_error(await api.client.get(f"/webhooks/{hook['ID']}", headers=api.server_headers), 1352)
+    assert_api_error(await api.client.delete(f"/webhooks/{hook['ID']}", headers=api.server_headers), 1352)
     assert (await api.client.get("/webhooks", headers=api.server_headers)).json() == {"Webhooks": []}
 
 
@@ -235,39 +230,39 @@ async def test_deleting_a_webhook(api) -> None:  # type: ignore[no-untyped-def]
     ],
 )
 async def test_bad_webhooks_are_refused(api, fields: dict[str, Any], code: int) -> None:  # type: ignore[no-untyped-def]
-    assert_error(await create(api, **fields), 422, code)
+    assert_api_error(await create(api, **fields), code)
     assert (await api.client.get("/webhooks", headers=api.server_headers)).json() == {"Webhooks": []}
 
 
 async def test_bad_edits_are_refused_and_change_nothing(api) -> None:  # type: ignore[no-untyped-def]
     hook = await created(api, HttpHeaders=[{"Name": "Authorization", "Value": "Bearer x"}])
-    assert_error(await edit(api, hook["ID"], Url="http://192.168.0.1/"), 422, 1354)
+    assert_api_error(await edit(api, hook["ID"], Url="http://192.168.0.1/"), 1354)
     # New HttpAuth conflicts with the Authorization header the webhook keeps.
-    assert_error(await edit(api, hook["ID"], HttpAuth={"Username": "u", "Password": "p"}), 422, 1358)
+    assert_api_error(await edit(api, hook["ID"], HttpAuth={"Username": "u", "Password": "p"}), 1358)
     assert await fetch(api, hook["ID"]) == hook
 
 
 async def test_an_archived_stream_takes_no_webhooks(api) -> None:  # type: ignore[no-untyped-def]
     archived = await api.client.post("/message-streams/broadcast/archive", headers=api.server_headers)
     assert archived.status_code == 200, archived.text
-    assert_error(await create(api, MessageStream="broadcast"), 422, 1350)
+    assert_api_error(await create(api, MessageStream="broadcast"), 1350)
 
 
 async def test_empty_bodies_are_1355(api) -> None:  # type: ignore[no-untyped-def]
     hook = await created(api)
     headers = {**api.server_headers, "Content-Type": "application/json"}
-    assert_error(await api.client.post("/webhooks", content=b"", headers=headers), 422, 1355)
-    assert_error(await api.client.put(f"/webhooks/{hook['ID']}", content=b" ", headers=headers), 422, 1355)
+    assert_api_error(await api.client.post("/webhooks", content=b"", headers=headers), 1355)
+    assert_api_error(await api.client.put(f"/webhooks/{hook['ID']}", content=b" ", headers=headers), 1355)
 
 
 @pytest.mark.parametrize("webhook_id", ["424242", "abc", "99999999999999999999999"])
 async def test_an_unknown_webhook_is_1352(api, webhook_id: str) -> None:  # type: ignore[no-untyped-def]
     headers = api.server_headers
-    assert_error(await api.client.get(f"/webhooks/{webhook_id}", headers=headers), 422, 1352)
-    assert_error(await api.client.put(f"/webhooks/{webhook_id}", json={"Url": URL}, headers=headers), 422, 1352)
-    assert_error(await api.client.delete(f"/webhooks/{webhook_id}", headers=headers), 422, 1352)
-    assert_error(await api.client.get(f"/webhooks/{webhook_id}/deliveries", headers=headers), 422, 1352)
-    assert_error(await api.client.post(f"/webhooks/{webhook_id}/deliveries/1/redeliver", headers=headers), 422, 1352)
+    assert_api_error(await api.client.get(f"/webhooks/{webhook_id}", headers=headers), 1352)
+    assert_api_error(await api.client.put(f"/webhooks/{webhook_id}", json={"Url": URL}, headers=headers), 1352)
+    assert_api_error(await api.client.delete(f"/webhooks/{webhook_id}", headers=headers), 1352)
+    assert_api_error(await api.client.get(f"/webhooks/{webhook_id}/deliveries", headers=headers), 1352)
+    assert_api_error(await api.client.post(f"/webhooks/{webhook_id}/deliveries/1/redeliver", headers=headers), 1352)
 
 
 async def test_another_servers_webhooks_are_invisible(api) -> None:  # type: ignore[no-untyped-def]
@@ -275,9 +270,9 @@ async def test_another_servers_webhooks_are_invisible(api) -> None:  # type: ign
     made = await api.client.post("/servers", json={"Name": "other"}, headers=api.account_headers)
     other = {"X-Postmark-Server-Token": made.json()["ApiTokens"][0], "Accept": "application/json"}
     assert (await api.client.get("/webhooks", headers=other)).json() == {"Webhooks": []}
-    assert_error(await api.client.get(f"/webhooks/{hook['ID']}", headers=other), 422, 1352)
-    assert_error(await api.client.put(f"/webhooks/{hook['ID']}", json={"Url": URL}, headers=other), 422, 1352)
-    assert_error(await api.client.delete(f"/webhooks/{hook['ID']}", headers=other), 422, 1352)
+    assert_api_error(await api.client.get(f"/webhooks/{hook['ID']}", headers=other), 1352)
+    assert_api_error(await api.client.put(f"/webhooks/{hook['ID']}", json={"Url": URL}, headers=other), 1352)
+    assert_api_error(await api.client.delete(f"/webhooks/{hook['ID']}", headers=other), 1352)
     assert await fetch(api, hook["ID"]) == hook
 
 
@@ -295,7 +290,7 @@ async def test_another_servers_webhooks_are_invisible(api) -> None:  # type: ign
 )
 async def test_webhooks_need_a_server_token(api, method: str, path: str) -> None:  # type: ignore[no-untyped-def]
     response = await api.client.request(method, path, json={"Url": URL}, headers=api.account_headers)
-    assert_error(response, 401, 10)
+    assert_api_error(response, 10, status=401)
 
 
 # -- the delivery log (extensions) ----------------------------------------------------------------
@@ -361,19 +356,20 @@ async def test_the_delivery_log_shows_each_post_and_its_attempts_and_redelivers(
     assert again["NextAttemptAt"] is not None and len(again["History"]) == 1  # the log is kept
 
     for unknown in ("999999", "x"):
-        assert_error(await api.client.post(f"{path}/{unknown}/redeliver", headers=api.server_headers), 404, 1352)
+        unknown_answer = await api.client.post(f"{path}/{unknown}/redeliver", headers=api.server_headers)
+        assert_api_error(unknown_answer, 1352, status=404)
     other = await created(api)
     misplaced = await api.client.post(
         f"/webhooks/{other['ID']}/deliveries/{failed['ID']}/redeliver", headers=api.server_headers
     )
-    assert_error(misplaced, 404, 1352)
+    assert_api_error(misplaced, 1352, status=404)
 
 
 @pytest.mark.parametrize("params", [{"count": 0}, {"count": 501}, {"offset": -1}, {"count": "many"}])
 async def test_bad_delivery_paging_is_refused(api, params: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
     hook = await created(api)
     response = await api.client.get(f"/webhooks/{hook['ID']}/deliveries", params=params, headers=api.server_headers)
-    assert_error(response, 422, 1361)
+    assert_api_error(response, 1361)
 
 
 async def test_a_late_post_result_of_a_lost_lease_changes_and_logs_nothing(api) -> None:  # type: ignore[no-untyped-def]
@@ -408,6 +404,6 @@ async def test_a_stream_takes_at_most_ten_webhooks(api) -> None:  # type: ignore
     answers = await asyncio.gather(*(create(api, Url=f"{URL}/{i}") for i in range(12)))
     assert sorted(a.status_code for a in answers) == [200] * 10 + [422] * 2
     for refused in (a for a in answers if a.status_code == 422):
-        assert_error(refused, 422, 1359)
+        assert_api_error(refused, 1359)
     assert len((await api.client.get("/webhooks", headers=api.server_headers)).json()["Webhooks"]) == 10
     assert (await create(api, MessageStream="broadcast")).status_code == 200  # another stream has its own ten
