@@ -93,9 +93,10 @@ def test_bad_environment_and_config_file_are_one_line(tmp_path) -> None:  # type
 
 
 def test_toml_file_sets_the_listen_address(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    port, smtp_port = free_port(), free_port()
+    port, smtp_port, tracking_port = free_port(), free_port(), free_port()
     config = tmp_path / "posthouse.toml"
-    config.write_text(f'http = "127.0.0.1:{port}"\nsmtp = "127.0.0.1:{smtp_port}"\ndata_dir = "{tmp_path / "d"}"\n')
+    config.write_text(f'http = "127.0.0.1:{port}"\nsmtp = "127.0.0.1:{smtp_port}"\ndata_dir = "{tmp_path / "d"}"\n'
+                      f'tracking_http = "127.0.0.1:{tracking_port}"\n')
     process = subprocess.Popen([sys.executable, "-m", "posthouse.server.cli", "--config", str(config), "serve"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -103,7 +104,9 @@ def test_toml_file_sets_the_listen_address(tmp_path) -> None:  # type: ignore[no
         lines = [process.stdout.readline() for _ in range(5)]
         listening = next(line for line in lines if "Posthouse is listening" in line)
         assert f"http://127.0.0.1:{port}" in listening and f"SMTP on 127.0.0.1:{smtp_port}" in listening
+        assert f"tracking on http://127.0.0.1:{tracking_port}" in listening
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{tracking_port}/healthz").status_code == 200
     finally:
         process.terminate()
         assert process.wait(15) == 0

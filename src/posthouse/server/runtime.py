@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import socket
 import ssl
 import uuid
@@ -14,6 +15,7 @@ from typing import Any
 
 from posthouse.server.api.app import create_app
 from posthouse.server.api.state import ApiState
+from posthouse.server.api.tracking import TrackingApp, create_tracking_app
 from posthouse.server.config import Settings, parse_duration
 from posthouse.server.delivery.base import Transport
 from posthouse.server.delivery.relay import RelayTransport
@@ -24,6 +26,7 @@ from posthouse.server.services.accounts import AccountService
 from posthouse.server.services.bounces import BounceService
 from posthouse.server.services.bulk import BulkService
 from posthouse.server.services.clock import Clock
+from posthouse.server.services.geoip import GeoIp
 from posthouse.server.services.hints import WebhookHints
 from posthouse.server.services.history import HistoryService
 from posthouse.server.services.inbound_bounces import BounceReceiver
@@ -32,6 +35,7 @@ from posthouse.server.services.sending import SendingService
 from posthouse.server.services.submission import SubmissionService
 from posthouse.server.services.suppressions import SuppressionService
 from posthouse.server.services.templates import TemplateService
+from posthouse.server.services.tracking import TrackingService
 from posthouse.server.services.wakeup import Wakeup
 from posthouse.server.services.webhooks import WebhookService
 from posthouse.server.store.base import Store
@@ -39,6 +43,7 @@ from posthouse.server.webhooks.poster import WebhookPoster
 from posthouse.server.workers.bulk import BulkWorker
 from posthouse.server.workers.delivery import DeliveryWorker
 from posthouse.server.workers.housekeeping import Housekeeper
+from posthouse.server.workers.tracking import TrackingRecorder
 from posthouse.server.workers.webhooks import WebhookDispatcher
 
 
@@ -104,6 +109,10 @@ class Runtime:
         self._bulk_task: asyncio.Task[None] | None = None
         self.housekeeper: Housekeeper | None = None
         self._housekeeping_task: asyncio.Task[None] | None = None
+        self.tracking: TrackingService | None = None
+        self.tracking_recorder: TrackingRecorder | None = None
+        self._tracking_task: asyncio.Task[None] | None = None
+        self.geo: GeoIp | None = None
 
     def smtp_server(self) -> Any:
         """The SMTP submission server for this process's settings (not started): TLS from the configured
@@ -151,12 +160,31 @@ class Runtime:
         self._housekeeping_task = asyncio.create_task(self.housekeeper.run(), name="housekeeping")
         self.ready["worker"] = True
 
+    async def start_tracking(self) -> TrackingApp:
+        """The tracking service and its recorder (started), and the listener's ASGI app (not served yet)."""
+        s = self.settings
+        key = bytes.fromhex(await self.store.secret("tracking-key", secrets.token_hex(32)))
+        self.geo = GeoIp(s.geoip_database) if s.geoip_database else None
+        self.tracking = TrackingService(self.store, key, self.clock, queue_size=s.tracking_queue_size, geo=self.geo,
+                                        hints=self.webhook_hints, on_recorded=self.webhook_wakeup.notify)
+        self.tracking_recorder = TrackingRecorder(self.tracking)
+        self._tracking_task = asyncio.create_task(self.tracking_recorder.run(), name="tracking-recorder")
+        return create_tracking_app(self.tracking, trusted_proxies=s.tracking_proxy_networks,
+                                   ready=lambda: all(self.ready.values()))
+
     @property
     def worker_task(self) -> asyncio.Task[None] | None:
         return self._worker_task
 
     async def stop(self) -> None:
-        """Stop the worker (in-flight deliveries finish and are recorded), then close the transports."""
+        """Record the tracking hits still queued, stop the worker (in-flight deliveries finish and are
+        recorded), then close the transports."""
+        if self.tracking_recorder is not None and self._tracking_task is not None:
+            self.tracking_recorder.stop()
+            await asyncio.gather(self._tracking_task, return_exceptions=True)
+        if self.geo is not None:
+            self.geo.close()
+            self.geo = None
         if self.worker is not None and self._worker_task is not None:
             self.worker.stop()
             await asyncio.gather(self._worker_task, return_exceptions=True)

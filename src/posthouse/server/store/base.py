@@ -32,6 +32,7 @@ from posthouse.server.store.sql import (
     resolve_refs,
 )
 from posthouse.server.store.templates import TemplateQueries
+from posthouse.server.store.tracking import TrackingQueries
 from posthouse.server.store.webhooks import WebhookEvent, WebhookQueries, webhook_fanout
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,8 @@ def _message_record(row: Sequence[Any], content: bytes | None = None) -> Message
     )
 
 
-class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries, BulkQueries, Queries):
+class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries, BulkQueries, TrackingQueries,
+            Queries):
     """Every query Posthouse makes; a dialect subclass supplies the executor."""
 
     dialect: str
