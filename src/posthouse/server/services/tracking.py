@@ -75,7 +75,7 @@ from posthouse.server.webhooks import payloads
 log = logging.getLogger("posthouse.tracking")
 
 # The 43-byte transparent 1×1 GIF served for every /o/ request.
-PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
 assert len(PIXEL) == 43
 
 _CACHE_SIZE = 100_000  # deliveries and links remembered (they never change once stored)
