@@ -8,9 +8,12 @@ import json
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
+from mmdb_writer import MMDBWriter
+from netaddr import IPSet  # type: ignore[import-untyped]
 
 from posthouse.server.config import load_settings
 from posthouse.server.domain.tracking import OPEN, TrackingToken, encode_token
@@ -135,3 +138,29 @@ async def harness(store: Store, **settings: Any) -> AsyncIterator[Harness]:
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://track.test") as tracker:
         yield Harness(runtime, api, tracker, tokens[0])
     await runtime.stop()
+
+
+# -- a GeoIP database in GeoLite2-City's layout, made with mmdb-writer ------------------------------------------
+
+NOVI_SAD = {
+    "country": {"iso_code": "RS", "names": {"en": "Serbia", "de": "Serbien"}},
+    "subdivisions": [{"iso_code": "VO", "names": {"en": "Autonomna Pokrajina Vojvodina"}}],
+    "city": {"names": {"en": "Novi Sad"}},
+    "postal": {"code": "21000"},
+    "location": {"latitude": 45.2517, "longitude": 19.8369},
+}
+COUNTRY_ONLY = {"country": {"iso_code": "FR", "names": {"en": "France"}}}
+REGISTERED_ONLY = {"registered_country": {"iso_code": "US", "names": {"en": "United States"}}}
+
+
+def write_city_db(path: Path, *, ip_version: int = 6) -> Path:
+    writer = MMDBWriter(ip_version=ip_version, database_type="GeoLite2-City", languages=["en"],
+                        description="Posthouse test", ipv4_compatible=ip_version == 6)
+    writer.insert_network(IPSet(["188.2.95.0/24"]), NOVI_SAD)
+    writer.insert_network(IPSet(["90.0.0.0/8"]), COUNTRY_ONLY)
+    writer.insert_network(IPSet(["100.64.0.0/10"] if ip_version == 4 else ["2001:db8::/32"]), NOVI_SAD)
+    writer.insert_network(IPSet(["8.8.8.0/24"]), REGISTERED_ONLY)
+    if ip_version == 6:
+        writer.insert_network(IPSet(["2a02:2f0c::/32"]), COUNTRY_ONLY)
+    writer.to_db_file(str(path))
+    return path

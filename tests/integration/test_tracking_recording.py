@@ -25,8 +25,8 @@ from tracking_helpers import (
     Harness,
     harness,
     tracking_key,
+    write_city_db,
 )
-from unit.test_geoip import write_city_db
 
 
 @pytest.fixture

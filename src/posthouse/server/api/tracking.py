@@ -22,14 +22,11 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Sequence
-from typing import Any
+
+from starlette.types import Receive, Scope, Send
 
 from posthouse.server.config import IPNetwork
 from posthouse.server.services.tracking import PIXEL, TrackingService
-
-Scope = dict[str, Any]
-Receive = Callable[[], Any]
-Send = Callable[[dict[str, Any]], Any]
 
 _PIXEL_HEADERS = [
     (b"content-type", b"image/gif"),
