@@ -102,16 +102,21 @@ class ServerProcess:
         self.extra_env = env or {}
         self.port = free_port()
         self.smtp_port = free_port()
+        self.tracking_port = free_port()
         self.process: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
         self.server_token: str | None = None
         self.account_token: str | None = None
         self.started_once = False
-        self._chosen = (self.port, self.smtp_port)
+        self._chosen = (self.port, self.smtp_port, self.tracking_port)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def tracking_url(self) -> str:
+        return f"http://127.0.0.1:{self.tracking_port}"
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         """Start and wait until healthy. On a first start with ports this object chose, a port taken by some
@@ -121,11 +126,11 @@ class ServerProcess:
             try:
                 return self._start(timeout)
             except _PortTaken:
-                named = {"POSTHOUSE_HTTP", "POSTHOUSE_SMTP"} & set(self.extra_env) or \
-                    (self.port, self.smtp_port) != self._chosen
+                named = {"POSTHOUSE_HTTP", "POSTHOUSE_SMTP", "POSTHOUSE_TRACKING_HTTP"} & set(self.extra_env) or \
+                    (self.port, self.smtp_port, self.tracking_port) != self._chosen
                 if attempt == 2 or self.started_once or named:
                     raise AssertionError("server could not bind its ports:\n" + "".join(self.lines)) from None
-                self.port, self.smtp_port = self._chosen = free_port(), free_port()
+                self.port, self.smtp_port, self.tracking_port = self._chosen = free_port(), free_port(), free_port()
                 self.lines.clear()
         raise AssertionError("unreachable")
 
@@ -134,6 +139,7 @@ class ServerProcess:
         env.update({
             "POSTHOUSE_HTTP": f"127.0.0.1:{self.port}",
             "POSTHOUSE_SMTP": f"127.0.0.1:{self.smtp_port}",
+            "POSTHOUSE_TRACKING_HTTP": f"127.0.0.1:{self.tracking_port}",
             "POSTHOUSE_DATA_DIR": str(self.data_dir),
             "POSTHOUSE_DATABASE_URL": self.database_url,
             "POSTHOUSE_DELIVERY": self.delivery,

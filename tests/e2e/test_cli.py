@@ -16,7 +16,8 @@ from support import ServerProcess, free_port
 def posthouse(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("POSTHOUSE_")}
     # Never the default ports: a flag given by the test still wins over these.
-    clean.update({"POSTHOUSE_HTTP": f"127.0.0.1:{free_port()}", "POSTHOUSE_SMTP": f"127.0.0.1:{free_port()}"})
+    clean.update({"POSTHOUSE_HTTP": f"127.0.0.1:{free_port()}", "POSTHOUSE_SMTP": f"127.0.0.1:{free_port()}",
+                  "POSTHOUSE_TRACKING_HTTP": f"127.0.0.1:{free_port()}"})
     return subprocess.run([sys.executable, "-m", "posthouse.server.cli", *args], capture_output=True, text=True,
                           env={**clean, **(env or {})}, timeout=timeout, check=False)
 
@@ -79,9 +80,16 @@ def test_port_in_use_is_one_line(tmp_path) -> None:  # type: ignore[no-untyped-d
     (["--database", "mysql://db"], "invalid database URL"),
     (["--database", "postgresql://nobody@127.0.0.1:1/none"], "cannot connect to PostgreSQL"),
     (["--role", "api,mailman"], "unknown role"),
+    (["--tracking", "localhost"], "invalid tracking address"),
 ])
 def test_bad_settings_are_one_line(tmp_path, args, text) -> None:  # type: ignore[no-untyped-def]
     assert_one_line_error(posthouse("serve", "--data-dir", str(tmp_path), *args), text)
+
+
+def test_a_missing_geoip_database_is_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    missing = str(tmp_path / "no.mmdb")
+    result = posthouse("serve", "--data-dir", str(tmp_path), env={"POSTHOUSE_GEOIP_DATABASE": missing})
+    assert_one_line_error(result, "cannot open the GeoIP database")
 
 
 def test_bad_environment_and_config_file_are_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -93,9 +101,10 @@ def test_bad_environment_and_config_file_are_one_line(tmp_path) -> None:  # type
 
 
 def test_toml_file_sets_the_listen_address(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    port, smtp_port = free_port(), free_port()
+    port, smtp_port, tracking_port = free_port(), free_port(), free_port()
     config = tmp_path / "posthouse.toml"
-    config.write_text(f'http = "127.0.0.1:{port}"\nsmtp = "127.0.0.1:{smtp_port}"\ndata_dir = "{tmp_path / "d"}"\n')
+    config.write_text(f'http = "127.0.0.1:{port}"\nsmtp = "127.0.0.1:{smtp_port}"\ndata_dir = "{tmp_path / "d"}"\n'
+                      f'tracking_http = "127.0.0.1:{tracking_port}"\n')
     process = subprocess.Popen([sys.executable, "-m", "posthouse.server.cli", "--config", str(config), "serve"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -103,7 +112,9 @@ def test_toml_file_sets_the_listen_address(tmp_path) -> None:  # type: ignore[no
         lines = [process.stdout.readline() for _ in range(5)]
         listening = next(line for line in lines if "Posthouse is listening" in line)
         assert f"http://127.0.0.1:{port}" in listening and f"SMTP on 127.0.0.1:{smtp_port}" in listening
+        assert f"tracking on http://127.0.0.1:{tracking_port}" in listening
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{tracking_port}/healthz").status_code == 200
     finally:
         process.terminate()
         assert process.wait(15) == 0

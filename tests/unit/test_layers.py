@@ -31,6 +31,8 @@ OWNERS = {
     "uvicorn": [S + "cli"],
     "click": [S + "cli"],
     "css_inline": [S + "domain.inlining"],
+    "ua_parser": [S + "domain.useragents"],
+    "maxminddb": [S + "services.geoip"],
 }
 
 

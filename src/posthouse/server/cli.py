@@ -83,6 +83,7 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
     roles = settings.role_set
     # Bind every listener first, so a port in use is reported before anything else happens.
     sock = _bind(*settings.http_address) if "api" in roles else None
+    tracking_sock = _bind(*settings.tracking_address) if "tracking" in roles else None
     smtp_socks = [(_bind(host, port), implicit) for host, port, implicit in settings.smtp_listeners] \
         if "smtp" in roles else []
     store = await _open_store(settings)
@@ -99,6 +100,8 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
         loop.add_signal_handler(signum, stopping.set)
     tasks: list[asyncio.Task[Any]] = []
     http_server: Any = None
+    tracking_server: Any = None
+    tracking_task: asyncio.Task[Any] | None = None
     smtp_server: Any = None
     listening: list[str] = []
     try:
@@ -114,6 +117,16 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
             await runtime.start_worker()
             assert runtime.worker_task is not None
             tasks.append(runtime.worker_task)
+        if tracking_sock is not None:
+            tracking_config = uvicorn.Config(await runtime.start_tracking(), lifespan="off", log_level="warning",
+                                             access_log=False, loop="none", http="httptools", timeout_keep_alive=30)
+            tracking_server = _uvicorn_server(tracking_config)
+            tracking_task = asyncio.create_task(tracking_server.serve(sockets=[tracking_sock]), name="tracking-http")
+            tasks.append(tracking_task)
+            while not tracking_server.started and not tracking_task.done():  # noqa: ASYNC110 — uvicorn has only a flag
+                await asyncio.sleep(0.01)
+            runtime.ready["tracking"] = True
+            listening.append("tracking on http://{}:{}".format(*tracking_sock.getsockname()[:2]))
         if sock is not None:
             config = uvicorn.Config(runtime.app, lifespan="off", log_level="warning", access_log=False,
                                     loop="none", http="httptools", timeout_keep_alive=30)
@@ -136,6 +149,9 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
         if http_server is not None:
             http_server.should_exit = True
             await asyncio.gather(tasks[-1], return_exceptions=True)
+        if tracking_server is not None and tracking_task is not None:
+            tracking_server.should_exit = True
+            await asyncio.gather(tracking_task, return_exceptions=True)
         if smtp_server is not None:
             await smtp_server.stop(grace=10.0)
         await runtime.stop()
@@ -172,10 +188,13 @@ def main(ctx: click.Context, config_file: str | None) -> None:
 @click.option("--relay", "relay_url", help="Smarthost URL for relay delivery [POSTHOUSE_RELAY_URL].")
 @click.option("--smtp", multiple=True, help="SMTP listener HOST:PORT, or smtps://HOST:PORT for implicit TLS; "
               "repeat for several [POSTHOUSE_SMTP, 127.0.0.1:2525].")
-@click.option("--role", "roles", help="Roles to run: api, smtp, worker (comma-separated) [POSTHOUSE_ROLES].")
+@click.option("--tracking", "tracking_http",
+              help="HOST:PORT for the tracking listener [POSTHOUSE_TRACKING_HTTP, 127.0.0.1:8081].")
+@click.option("--role", "roles",
+              help="Roles to run: api, smtp, worker, tracking (comma-separated) [POSTHOUSE_ROLES].")
 @click.pass_context
 def serve_command(ctx: click.Context, /, **flags: Any) -> None:
-    """Start the HTTP API, the SMTP submission server and the delivery workers."""
+    """Start the HTTP API, the SMTP submission server, the delivery workers and the tracking listener."""
     flags["smtp"] = ",".join(flags["smtp"]) or None
     try:
         settings = _settings(ctx, **flags)

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 from posthouse.server.errors import ConfigurationError
 
 ENV_PREFIX = "POSTHOUSE_"
-ROLES = ("api", "smtp", "worker")
+ROLES = ("api", "smtp", "worker", "tracking")
 UNSAFE_SYNCHRONOUS = ("NORMAL", "OFF")  # below FULL: a power cut can lose commits already acknowledged
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -113,7 +113,8 @@ class Settings:
         "30s,2m,10m,30m,1h,2h,4h", "delays between delivery attempts; the last one repeats"
     )
     max_message_age: str = _setting("5d", "give up (bounce) a message not delivered after this long")
-    roles: str = _setting("api,smtp,worker", "comma-separated roles this process runs: api, smtp, worker")
+    roles: str = _setting("api,smtp,worker,tracking",
+                          "comma-separated roles this process runs: api, smtp, worker, tracking")
     smtp: str = _setting("127.0.0.1:2525", "SMTP submission listeners, comma-separated HOST:PORT (STARTTLS offered); "
                          "smtps://HOST:PORT for implicit TLS")
     smtp_hostname: str = _setting("", "name in the SMTP greeting; empty means this machine's FQDN")
@@ -161,6 +162,15 @@ class Settings:
     webhook_allowed_networks: str = _setting(
         "", "private networks webhooks may target (CIDR, comma-separated); loopback is always allowed")
     webhook_concurrency: int = _setting(16, "webhook posts in flight at most per process")
+    tracking_http: str = _setting("127.0.0.1:8081", "HOST:PORT the tracking listener (open pixel, tracked links) "
+                                  "listens on")
+    tracking_trusted_proxies: str = _setting(
+        "", "reverse proxies in front of the tracking listener (CIDR, comma-separated) whose X-Forwarded-For is "
+        "believed for the reader's address")
+    tracking_queue_size: int = _setting(10_000, "opens and clicks waiting to be recorded at most; beyond, the "
+                                        "listener waits")
+    geoip_database: str = _setting("", "MaxMind DB file (GeoLite2/GeoIP2 City or Country) for the Geo of opens and "
+                                   "clicks; empty: no Geo")
     log_level: str = _setting("info", "debug, info, warning or error")
 
     # Derived, validated views ------------------------------------------------------------
@@ -168,6 +178,15 @@ class Settings:
     @property
     def http_address(self) -> tuple[str, int]:
         return parse_hostport(self.http, what="HTTP")
+
+    @property
+    def tracking_address(self) -> tuple[str, int]:
+        return parse_hostport(self.tracking_http, what="tracking")
+
+    @property
+    def tracking_proxy_networks(self) -> tuple[IPNetwork, ...]:
+        return tuple(_network(n, "tracking_trusted_proxies") for n in self.tracking_trusted_proxies.split(",")
+                     if n.strip())
 
     @property
     def resolved_database_url(self) -> str:
@@ -278,6 +297,9 @@ class Settings:
         _ = (self.http_address, self.retry_delays, self.max_message_age_seconds, self.lease_seconds)
         _ = (self.poll_seconds, self.smtp_timeout_seconds, self.role_set, self.plaintext_auth_networks)
         _ = (self.trusted_networks, parse_duration(self.smtp_command_timeout), parse_duration(self.smtp_data_timeout))
+        _ = (self.tracking_address, self.tracking_proxy_networks)
+        if self.tracking_queue_size < 1:
+            raise ConfigurationError(f"tracking_queue_size must be at least 1, got {self.tracking_queue_size}")
         if "smtp" in self.role_set and not self.smtp_listeners:
             raise ConfigurationError("the smtp role needs at least one listener (--smtp HOST:PORT)")
         if bool(self.smtp_tls_cert) != bool(self.smtp_tls_key):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import socket
 import ssl
 import uuid
@@ -15,6 +16,7 @@ from typing import Any
 
 from posthouse.server.api.app import create_app
 from posthouse.server.api.state import ApiState
+from posthouse.server.api.tracking import TrackingApp, create_tracking_app
 from posthouse.server.config import Settings, parse_duration
 from posthouse.server.delivery.base import Transport
 from posthouse.server.delivery.relay import RelayTransport
@@ -25,6 +27,7 @@ from posthouse.server.services.accounts import AccountService
 from posthouse.server.services.bounces import BounceService
 from posthouse.server.services.bulk import BulkService
 from posthouse.server.services.clock import Clock
+from posthouse.server.services.geoip import GeoIp
 from posthouse.server.services.hints import WebhookHints
 from posthouse.server.services.history import HistoryService
 from posthouse.server.services.inbound_bounces import BounceReceiver
@@ -33,6 +36,7 @@ from posthouse.server.services.sending import SendingService
 from posthouse.server.services.submission import SubmissionService
 from posthouse.server.services.suppressions import SuppressionService
 from posthouse.server.services.templates import TemplateService
+from posthouse.server.services.tracking import TrackingService
 from posthouse.server.services.wakeup import Wakeup
 from posthouse.server.services.webhooks import WebhookService
 from posthouse.server.store.base import Store
@@ -41,6 +45,7 @@ from posthouse.server.workers.bulk import BulkWorker
 from posthouse.server.workers.delivery import DeliveryWorker
 from posthouse.server.workers.housekeeping import Housekeeper
 from posthouse.server.workers.presence import WorkerPresence
+from posthouse.server.workers.tracking import TrackingRecorder
 from posthouse.server.workers.webhooks import WebhookDispatcher
 
 BULK_LEASE_SECONDS = 60.0  # extended after every chunk, so only a dead expander's lease runs out
@@ -110,6 +115,10 @@ class Runtime:
         self._housekeeping_task: asyncio.Task[None] | None = None
         self.presence: WorkerPresence | None = None
         self._presence_task: asyncio.Task[None] | None = None
+        self.tracking: TrackingService | None = None
+        self.tracking_recorder: TrackingRecorder | None = None
+        self._tracking_task: asyncio.Task[None] | None = None
+        self.geo: GeoIp | None = None
 
     def smtp_server(self) -> Any:
         """The SMTP submission server for this process's settings (not started): TLS from the configured
@@ -173,12 +182,31 @@ class Runtime:
         self.webhook_wakeup.notify()
         self.bulk_wakeup.notify()
 
+    async def start_tracking(self) -> TrackingApp:
+        """The tracking service and its recorder (started), and the listener's ASGI app (not served yet)."""
+        s = self.settings
+        key = bytes.fromhex(await self.store.secret("tracking-key", secrets.token_hex(32)))
+        self.geo = GeoIp(s.geoip_database) if s.geoip_database else None
+        self.tracking = TrackingService(self.store, key, self.clock, queue_size=s.tracking_queue_size, geo=self.geo,
+                                        hints=self.webhook_hints, on_recorded=self.webhook_wakeup.notify)
+        self.tracking_recorder = TrackingRecorder(self.tracking)
+        self._tracking_task = asyncio.create_task(self.tracking_recorder.run(), name="tracking-recorder")
+        return create_tracking_app(self.tracking, trusted_proxies=s.tracking_proxy_networks,
+                                   ready=lambda: all(self.ready.values()))
+
     @property
     def worker_task(self) -> asyncio.Task[None] | None:
         return self._worker_task
 
     async def stop(self) -> None:
-        """Stop the worker (in-flight deliveries finish and are recorded), then close the transports."""
+        """Record the tracking hits still queued, stop the worker (in-flight deliveries finish and are
+        recorded), then close the transports."""
+        if self.tracking_recorder is not None and self._tracking_task is not None:
+            self.tracking_recorder.stop()
+            await asyncio.gather(self._tracking_task, return_exceptions=True)
+        if self.geo is not None:
+            self.geo.close()
+            self.geo = None
         if self.worker is not None and self._worker_task is not None:
             self.worker.stop()
             await asyncio.gather(self._worker_task, return_exceptions=True)

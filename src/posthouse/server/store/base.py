@@ -32,6 +32,7 @@ from posthouse.server.store.sql import (
     resolve_refs,
 )
 from posthouse.server.store.templates import TemplateQueries
+from posthouse.server.store.tracking import TrackingQueries
 from posthouse.server.store.webhooks import WebhookEvent, WebhookQueries, webhook_fanout
 from posthouse.server.store.workers import WorkerQueries
 
@@ -182,6 +183,7 @@ def _message_record(row: Sequence[Any], content: bytes | None = None) -> Message
 
 
 class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries, BulkQueries, WorkerQueries,
+            TrackingQueries,
             Queries):
     """Every query Posthouse makes; a dialect subclass supplies the executor."""
 
