@@ -60,14 +60,21 @@ class ApiHarness:
 
 
 @pytest.fixture
-async def api(store: Store) -> AsyncIterator[ApiHarness]:
+def api_settings() -> dict[str, str]:
+    """Settings the `api` fixture adds to its defaults; a module overrides this fixture to change them
+    (`support.WEBHOOKS_TO_LOOPBACK` for tests whose webhooks point at a receiver on this machine)."""
+    return {}
+
+
+@pytest.fixture
+async def api(store: Store, api_settings: dict[str, str]) -> AsyncIterator[ApiHarness]:
     """The HTTP API in-process over a real database, sandbox delivery, worker not running."""
     import httpx
 
     from posthouse.server.config import load_settings
     from posthouse.server.runtime import Runtime
 
-    settings = load_settings({"delivery": "sandbox"}, environ={})
+    settings = load_settings({"delivery": "sandbox", **api_settings}, environ={})
     runtime = Runtime(settings, store)
     tokens = await runtime.accounts.bootstrap()
     assert tokens is not None

@@ -77,6 +77,7 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
     stop accepting HTTP, let the worker finish what it holds, close transports, close the store."""
     import uvicorn
 
+    from posthouse.server.api.listener import ConnectionGuard
     from posthouse.server.runtime import Runtime
 
     roles = settings.role_set
@@ -114,8 +115,12 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
             assert runtime.worker_task is not None
             tasks.append(runtime.worker_task)
         if sock is not None:
-            config = uvicorn.Config(runtime.app, lifespan="off", log_level="warning", access_log=False,
-                                    loop="none", http="httptools", timeout_keep_alive=30)
+            header_timeout, keep_alive_timeout, _, _ = settings.http_timeouts
+            runtime.http_guard = ConnectionGuard(max_connections=settings.http_max_connections,
+                                                 header_timeout=header_timeout, keep_alive_timeout=keep_alive_timeout)
+            config = uvicorn.Config(runtime.app, lifespan="off", log_level="warning", access_log=False, loop="none",
+                                    http=runtime.http_guard.protocol_factory(),
+                                    timeout_keep_alive=max(1, round(keep_alive_timeout)))
             http_server = _uvicorn_server(config)
             tasks.append(asyncio.create_task(http_server.serve(sockets=[sock]), name="http"))
             while not http_server.started and not tasks[-1].done():  # noqa: ASYNC110 — uvicorn has only a flag

@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from posthouse.server.api import endpoints, feedback, openapi
 from posthouse.server.api import templates as template_routes
+from posthouse.server.api.limits import RequestLimits
 from posthouse.server.api.payloads import error_response, json_response
 from posthouse.server.api.routing import Router
 from posthouse.server.errors import ApiError, StoreError, StoreFullError
@@ -38,6 +39,7 @@ class ApiState:
     webhooks: Any = None
     templates: Any = None
     bulk: Any = None
+    limits: RequestLimits | None = None  # body budget and test-token limits (api.limits); defaults when None
 
 
 def _translate(exc: Exception) -> Response:
@@ -59,6 +61,7 @@ class ApiApp:
 
     def __init__(self, state: ApiState) -> None:
         self.state = state
+        self.limits = state.limits or RequestLimits()
         self.router = Router()
         endpoints.register(self.router, state)
         feedback.register(self.router, state)  # each group only when its service is given
@@ -90,7 +93,6 @@ class ApiApp:
             return
         if scope["type"] != "http":
             return
-        request = Request(scope, receive)
         handler, path_params, path_known = self.router.match(scope["method"], scope["path"])
         if handler is None:
             if path_known:
@@ -99,7 +101,8 @@ class ApiApp:
                 response = error_response(404, 0, f"No endpoint at {scope['path']}.")
         else:
             try:
-                response = await handler(request, **path_params)
+                async with self.limits.admit(scope, receive) as metered:
+                    response = await handler(Request(scope, metered), **path_params)
             except Exception as exc:  # noqa: BLE001 — every failure becomes one JSON error, logged in _translate
                 response = _translate(exc)
         await response(scope, receive, send)

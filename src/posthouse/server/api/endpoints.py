@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from posthouse import wire
 from posthouse.server.api.payloads import decode, json_response, read_body
-from posthouse.server.api.routing import Query, Router
+from posthouse.server.api.routing import Query, Router, parse_id
 from posthouse.server.errors import ApiError
 from posthouse.server.services.accounts import Server
 from posthouse.server.services.clock import from_micros, iso
@@ -231,9 +231,10 @@ def register(router: Router, state: ApiState) -> None:
         await accounts.authenticate_account(request.headers.get("x-postmark-account-token"))
 
     def server_id_of(value: str) -> int:
-        if not value.isdigit():
+        number = parse_id(value)
+        if number is None:
             raise ApiError(609, f"Invalid server ID: '{value}'.")
-        return int(value)
+        return number
 
     async def list_servers(request: Request) -> Response:
         await account(request)
