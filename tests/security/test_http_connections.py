@@ -11,6 +11,8 @@ import contextlib
 import os
 import smtplib
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -165,3 +167,19 @@ def _healthy(server: ServerProcess) -> bool:
         return httpx.get(server.base_url + "/healthz", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_serve_raises_a_low_open_file_limit_to_fit_its_connection_caps() -> None:
+    """A soft limit of 1024 (a common default) is fewer than the two listeners' caps together."""
+    code = (
+        "import resource, logging\n"
+        "from posthouse.server.cli import _raise_file_limit\n"
+        "from posthouse.server.config import load_settings\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "_raise_file_limit(load_settings({}, environ={}))\n"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30)
+    raised, hard = (int(n) for n in result.stdout.split())
+    assert raised == min(hard, 1000 + 1000 + 256)

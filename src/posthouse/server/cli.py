@@ -69,6 +69,25 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _raise_file_limit(settings: Settings) -> None:
+    """Every connection is a file descriptor: take the hard limit for the soft one (a common soft limit
+    is 1024, fewer than the two listeners' caps), and say so when even that is below the caps."""
+    import resource
+
+    needed = settings.http_max_connections + settings.smtp_max_connections + 256  # the store, logs, workers
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard == resource.RLIM_INFINITY else max(soft, min(hard, needed))
+    if soft != resource.RLIM_INFINITY and wanted > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d: %s", soft, exc)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning("the open-file limit (%d) is below http_max_connections + smtp_max_connections + 256 (%d): "
+                    "raise it (ulimit -n) or lower the caps, or a flood of connections can exhaust it", soft, needed)
+
+
 # -- serve ------------------------------------------------------------------------------------
 
 
@@ -81,6 +100,7 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
     from posthouse.server.runtime import Runtime
 
     roles = settings.role_set
+    _raise_file_limit(settings)
     # Bind every listener first, so a port in use is reported before anything else happens.
     sock = _bind(*settings.http_address) if "api" in roles else None
     smtp_socks = [(_bind(host, port), implicit) for host, port, implicit in settings.smtp_listeners] \
