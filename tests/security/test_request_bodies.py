@@ -86,7 +86,7 @@ def test_a_flood_of_large_test_token_batches_costs_no_memory(server: ServerProce
         healthz = time.monotonic() - started
         statuses = [answer.result() for answer in answers]
     assert statuses == [413] * 16
-    assert healthz < 2
+    assert healthz < 3  # it took 13 s when every body was read and validated
     assert rss_mb(server) - before < 50  # 16 bodies of 8 MB were never held
 
 
