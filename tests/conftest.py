@@ -67,14 +67,21 @@ class ApiHarness:
 
 
 @pytest.fixture
-async def api(store: Store, tmp_path) -> AsyncIterator[ApiHarness]:  # type: ignore[no-untyped-def]
+def api_settings() -> dict[str, str]:
+    """Settings the `api` fixture adds to its defaults; a module overrides this fixture to change them
+    (`support.WEBHOOKS_TO_LOOPBACK` for tests whose webhooks point at a receiver on this machine)."""
+    return {}
+
+
+@pytest.fixture
+async def api(store: Store, api_settings: dict[str, str], tmp_path) -> AsyncIterator[ApiHarness]:  # type: ignore[no-untyped-def]
     """The HTTP API in-process over a real database, sandbox delivery, worker not running."""
     import httpx
 
     from posthouse.server.config import load_settings
     from posthouse.server.runtime import Runtime
 
-    settings = load_settings({"delivery": "sandbox", "data_dir": str(tmp_path / "data")}, environ={})
+    settings = load_settings({"delivery": "sandbox", "data_dir": str(tmp_path / "data"), **api_settings}, environ={})
     runtime = Runtime(settings, store)
     tokens = await runtime.accounts.bootstrap()
     assert tokens is not None

@@ -20,6 +20,11 @@ from typing import Any
 import httpx
 
 POSTGRES_URL_ENV = "POSTHOUSE_TEST_POSTGRES_URL"
+# Webhooks to loopback are refused unless the operator allows them: tests whose webhook receivers listen on
+# this machine set this (as settings for the `api` fixture, via its `api_settings`) or `LOOPBACK_WEBHOOKS_ENV`
+# (for a ServerProcess).
+WEBHOOKS_TO_LOOPBACK = {"webhook_allowed_networks": "127.0.0.0/8,::1/128"}
+LOOPBACK_WEBHOOKS_ENV = {"POSTHOUSE_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128"}
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:

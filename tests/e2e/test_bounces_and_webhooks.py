@@ -16,12 +16,14 @@ from postmarker.core import PostmarkClient
 from standardwebhooks.webhooks import Webhook
 
 from integration.smtp_peers import RecordingSink
-from support import ServerProcess, wait_for
+from support import LOOPBACK_WEBHOOKS_ENV, ServerProcess, wait_for
 from webhook_receiver import WebhookReceiver
 
 MESSAGE = {"From": "app@example.com", "To": "user@example.com", "Subject": "Hello", "TextBody": "Hi"}
+# The webhook receivers listen on loopback, which the operator must allow.
 FAST = {"POSTHOUSE_RETRY_SCHEDULE": "300ms", "POSTHOUSE_POLL_INTERVAL": "200ms",
-        "POSTHOUSE_WEBHOOK_RETRY_SCHEDULE": "300ms,300ms,300ms", "POSTHOUSE_WEBHOOK_TIMEOUT": "2s"}
+        "POSTHOUSE_WEBHOOK_RETRY_SCHEDULE": "300ms,300ms,300ms", "POSTHOUSE_WEBHOOK_TIMEOUT": "2s",
+        **LOOPBACK_WEBHOOKS_ENV}
 ALL_TRIGGERS = {"Delivery": {"Enabled": True}, "Bounce": {"Enabled": True, "IncludeContent": True},
                 "SpamComplaint": {"Enabled": True, "IncludeContent": False},
                 "SubscriptionChange": {"Enabled": True}}

@@ -16,7 +16,7 @@ from posthouse.server.domain.statuses import BounceType
 from posthouse.server.services import notifications
 from posthouse.server.services.clock import to_micros
 from posthouse.server.store.base import BounceRecord
-from support import assert_api_error
+from support import WEBHOOKS_TO_LOOPBACK, assert_api_error
 
 # docs/postmark-api.md §5 (a superset of what §11.3 says postmark-python requires).
 BOUNCE_KEYS = {
@@ -40,6 +40,12 @@ BOUNCE_KEYS = {
     "Subject",
 }
 DUMP = "Return-Path: <>\r\nSubject: Undelivered Mail Returned to Sender\r\n\r\n550 5.1.1 no such user\r\n"
+
+
+@pytest.fixture
+def api_settings() -> dict[str, str]:
+    """This module's webhooks point at loopback, which the operator must allow."""
+    return WEBHOOKS_TO_LOOPBACK
 
 
 def at(text: str) -> int:

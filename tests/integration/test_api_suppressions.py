@@ -11,10 +11,16 @@ import pytest
 from posthouse.server.domain.statuses import BounceType
 from posthouse.server.services import notifications
 from posthouse.server.store.base import BounceRecord
-from support import assert_api_error
+from support import WEBHOOKS_TO_LOOPBACK, assert_api_error
 
 INVALID = "An invalid email address was provided."
 MESSAGE = {"From": "app@example.com", "Subject": "Hi", "TextBody": "Hi"}
+
+
+@pytest.fixture
+def api_settings() -> dict[str, str]:
+    """This module's webhooks point at loopback, which the operator must allow."""
+    return WEBHOOKS_TO_LOOPBACK
 
 
 def body(*emails: str | None) -> dict[str, Any]:

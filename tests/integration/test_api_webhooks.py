@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from posthouse.server.store.webhooks import PostAttempt, PostUpdate
-from support import assert_api_error
+from support import WEBHOOKS_TO_LOOPBACK, assert_api_error
 
 URL = "https://hooks.example.com/postmark"
 ALL_OFF = {
@@ -158,13 +158,13 @@ async def test_an_edit_changes_only_what_it_names(api) -> None:  # type: ignore[
         await edit(
             api,
             hook["ID"],
-            Url="http://127.0.0.1:8080/hook",
+            Url="https://other.example.com:8080/hook",
             MessageStream="outbound",
             ID=hook["ID"],
             HttpHeaders=[{"Name": "X-Two", "Value": "2"}],
         )
     ).json()
-    assert changed["Url"] == "http://127.0.0.1:8080/hook"  # loopback is allowed: a self-hosted app next door
+    assert changed["Url"] == "https://other.example.com:8080/hook"
     assert changed["HttpHeaders"] == [{"Name": "X-Two", "Value": "2"}]
     assert changed["HttpAuth"] == {"Username": "u", "Password": "p"}
     # Empty credentials remove them; an empty list removes the headers.
@@ -209,6 +209,14 @@ async def test_deleting_a_webhook(api) -> None:  # type: ignore[no-untyped-def]
         ({"Url": "http://169.254.169.254/latest/meta-data/"}, 1354),  # the cloud metadata service
         ({"Url": "http://[::ffff:192.168.1.1]/"}, 1354),
         ({"Url": "http://2130706433.example.com\\@10.0.0.1/"}, 1354),  # parser differential
+        # Loopback, unless the operator allows it: a server token must not reach this machine's services.
+        ({"Url": "http://127.0.0.1:8080/hook"}, 1354),
+        ({"Url": "http://localhost:8080/hook"}, 1354),
+        ({"Url": "http://[::1]/hook"}, 1354),
+        # Full-width and ideographic digits and dots are what they stand for (checked once normalised).
+        ({"Url": "http://１０．０．０．５/hook"}, 1354),
+        ({"Url": "http://１２７。０。０。１:8080/hook"}, 1354),
+        ({"Url": "http://１９２.１６８.０.１/hook"}, 1354),
         ({"Url": "https://u:p@hooks.example.com/", "HttpAuth": {"Username": "v", "Password": "q"}}, 1361),
         ({"HttpAuth": {"Username": "a:b", "Password": "p"}}, 1361),
         ({"HttpHeaders": [{"Name": "X-Evil", "Value": "a\r\nHost: internal"}]}, 1358),  # header injection
@@ -232,6 +240,21 @@ async def test_deleting_a_webhook(api) -> None:  # type: ignore[no-untyped-def]
 async def test_bad_webhooks_are_refused(api, fields: dict[str, Any], code: int) -> None:  # type: ignore[no-untyped-def]
     assert_api_error(await create(api, **fields), code)
     assert (await api.client.get("/webhooks", headers=api.server_headers)).json() == {"Webhooks": []}
+
+
+@pytest.mark.parametrize("api_settings", [WEBHOOKS_TO_LOOPBACK])
+@pytest.mark.parametrize(
+    ("url", "saved"),
+    [
+        ("http://127.0.0.1:8080/hook", "http://127.0.0.1:8080/hook"),
+        ("http://１２７。０。０。１:8080/hook", "http://127.0.0.1:8080/hook"),
+        ("https://ｈｏｏｋｓ．example。com/in", "https://hooks.example.com/in"),
+    ],
+)
+async def test_loopback_when_allowed_and_urls_saved_as_they_are_posted(api, url: str, saved: str) -> None:  # type: ignore[no-untyped-def]
+    hook = await created(api, Url=url)
+    assert hook["Url"] == saved  # normalised once, when saved: the poster posts to exactly what was checked
+    assert (await fetch(api, hook["ID"]))["Url"] == saved
 
 
 async def test_bad_edits_are_refused_and_change_nothing(api) -> None:  # type: ignore[no-untyped-def]

@@ -17,12 +17,13 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from ipaddress import ip_network
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from posthouse.server.webhooks.poster import (
-    EXCERPT_CHARS,
+    EXCERPT_BYTES,
     PostOutcome,
     PostResult,
     PostTarget,
@@ -32,6 +33,8 @@ from posthouse.server.webhooks.poster import (
 from posthouse.server.webhooks.signing import new_secret
 from support import free_port
 
+# The receivers here listen on loopback, which an operator must allow (webhook_allowed_networks).
+LOOPBACK = [ip_network("127.0.0.0/8"), ip_network("::1/128")]
 BODY = b'{"RecordType":"Delivery","MessageID":"883953f4-6105-42a2-a16a-77a8eac79483","Recipient":"john@example.com"}'
 EVENT_ID = "evt_2f6c1c0e"
 
@@ -73,22 +76,30 @@ async def hang(request: Received, writer: asyncio.StreamWriter) -> None:
     await asyncio.Event().wait()  # cancelled when the receiver closes
 
 
-async def endless(request: Received, writer: asyncio.StreamWriter) -> None:
-    """200 with a body that never ends: the poster must stop reading, not wait or buffer."""
-    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000\r\n\r\n")
-    chunk = b"x" * 65536
-    while True:
-        writer.write(chunk)
-        await writer.drain()
+def endless(status: int = 200) -> Respond:
+    """An answer whose body never ends: the poster must stop reading, not wait or buffer."""
+
+    async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
+        writer.write(f"HTTP/1.1 {status} Scripted\r\nContent-Length: 1000000000000\r\n\r\n".encode())
+        chunk = b"x" * 65536
+        while True:
+            writer.write(chunk)
+            await writer.drain()
+
+    return respond
 
 
-async def drip(request: Received, writer: asyncio.StreamWriter) -> None:
-    """200 whose body arrives one byte at a time, forever: only a total deadline ends it."""
-    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
-    while True:
-        writer.write(b"x")
-        await writer.drain()
-        await asyncio.sleep(0.05)
+def drip(status: int) -> Respond:
+    """An answer whose body arrives one byte at a time, forever."""
+
+    async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
+        writer.write(f"HTTP/1.1 {status} Scripted\r\nContent-Length: 1000000\r\n\r\n".encode())
+        while True:
+            writer.write(b"x")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+    return respond
 
 
 OK = answer(200, b'{"ok":true}')
@@ -167,9 +178,10 @@ def fixed_resolver(table: dict[str, list[str]]):  # type: ignore[no-untyped-def]
 
 
 class Poster:
-    """A WebhookPoster for one test, closed afterwards."""
+    """A WebhookPoster for one test, closed afterwards; loopback allowed unless `allowed_networks` says."""
 
     def __init__(self, **kwargs: object) -> None:
+        kwargs.setdefault("allowed_networks", LOOPBACK)
         self.poster = WebhookPoster(**kwargs)  # type: ignore[arg-type]
 
     async def __aenter__(self) -> WebhookPoster:
@@ -192,7 +204,7 @@ async def test_delivered_signed_and_shaped_like_postmark() -> None:
     async with Receiver() as receiver, Poster() as poster:
         result = await post(poster, receiver.url(), secret)
     assert result.outcome is PostOutcome.DELIVERED
-    assert (result.status_code, result.response_excerpt, result.error) == (200, '{"ok":true}', None)
+    assert (result.status_code, result.response_excerpt, result.error) == (200, "", None)  # nothing of a 2xx kept
     assert result.duration_ms > 0
     [request] = receiver.requests
     assert (request.method, request.target, request.body) == ("POST", "/hook", BODY)
@@ -252,7 +264,8 @@ async def test_status_decides_the_outcome(status: int, outcome: PostOutcome) -> 
     body = b"" if status in (204, 304) else b"receiver says " + str(status).encode()
     async with Receiver(answer(status, body)) as receiver, Poster() as poster:
         result = await post(poster, receiver.url())
-    assert (result.outcome, result.status_code, result.response_excerpt) == (outcome, status, body.decode())
+    excerpt = "" if outcome is PostOutcome.DELIVERED else body.decode()  # only an answer that failed is kept
+    assert (result.outcome, result.status_code, result.response_excerpt) == (outcome, status, excerpt)
     assert classify_status(status) is outcome
     if outcome is PostOutcome.DELIVERED:
         assert result.error is None
@@ -284,12 +297,20 @@ async def test_a_receiver_that_never_answers_is_retried_after_the_timeout() -> N
 
 
 async def test_a_dripping_answer_is_cut_by_the_total_timeout() -> None:
-    # Each byte arrives well within the read timeout: only the total deadline can end this.
-    async with Receiver(drip) as receiver, Poster(total_timeout=1.0) as poster:
+    # Each byte of the excerpt arrives well within the read timeout: only the total deadline can end this.
+    async with Receiver(drip(500)) as receiver, Poster(total_timeout=1.0) as poster:
         started = time.monotonic()
         result = await post(poster, receiver.url())
     assert result.outcome is PostOutcome.RETRY and result.status_code is None
     assert time.monotonic() - started < 4
+
+
+async def test_a_dripping_2xx_is_delivered_without_waiting_for_its_body() -> None:
+    async with Receiver(drip(200)) as receiver, Poster(total_timeout=5.0) as poster:
+        started = time.monotonic()
+        result = await post(poster, receiver.url())
+    assert (result.outcome, result.status_code, result.response_excerpt) == (PostOutcome.DELIVERED, 200, "")
+    assert time.monotonic() - started < 2
 
 
 async def test_connection_refused_is_retried() -> None:
@@ -309,20 +330,20 @@ async def test_an_unresolvable_host_is_retried() -> None:
 # --- Response size -----------------------------------------------------------------------------
 
 
-async def test_a_huge_answer_is_cut_to_the_excerpt() -> None:
-    async with Receiver(endless) as receiver, Poster(total_timeout=5) as poster:
+@pytest.mark.parametrize(("status", "excerpt"), [(200, ""), (500, "x" * EXCERPT_BYTES)])
+async def test_a_huge_answer_is_cut_to_the_excerpt(status: int, excerpt: str) -> None:
+    async with Receiver(endless(status)) as receiver, Poster(total_timeout=5) as poster:
         started = time.monotonic()
         result = await post(poster, receiver.url())
-    assert (result.outcome, result.status_code) == (PostOutcome.DELIVERED, 200)
-    assert result.response_excerpt == "x" * EXCERPT_CHARS
+    assert result.status_code == status
+    assert result.response_excerpt == excerpt
     assert time.monotonic() - started < 2  # it stopped reading; it did not wait for the end
 
 
 async def test_a_binary_answer_becomes_readable_text() -> None:
     async with Receiver(answer(500, b"\xff\xfe" + "é".encode() * 600)) as receiver, Poster() as poster:
         result = await post(poster, receiver.url())
-    assert len(result.response_excerpt) == EXCERPT_CHARS
-    assert result.response_excerpt.startswith("\ufffd\ufffdé")
+    assert result.response_excerpt == "\ufffd\ufffd" + "é" * ((EXCERPT_BYTES - 2) // 2)  # 256 bytes, decoded
 
 
 # --- Auth and custom headers -------------------------------------------------------------------
@@ -397,7 +418,7 @@ async def test_a_forbidden_target_is_refused_without_a_connection(url: str) -> N
 
 
 async def test_a_name_resolving_to_a_forbidden_address_is_refused() -> None:
-    # DNS rebinding: one public-looking answer (loopback is allowed) and one private one.
+    # DNS rebinding: one allowed answer (loopback, allowed here) and one private one.
     resolver = fixed_resolver({"rebind.example.com": ["127.0.0.1", "10.0.0.7"]})
     async with Receiver() as receiver, Poster(resolver=resolver) as poster:
         result = await post(poster, receiver.url("rebind.example.com"))
@@ -426,9 +447,29 @@ async def test_the_next_checked_address_is_tried_when_one_refuses() -> None:
     assert len(receiver.requests) == 1
 
 
-async def test_allowed_networks_reach_a_private_receiver() -> None:
-    from ipaddress import ip_network
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]", "2130706433"])
+async def test_loopback_is_refused_unless_the_operator_allows_it(host: str) -> None:
+    # The threat: with a server token, a webhook at http://127.0.0.1:<port>/ would post to any local
+    # HTTP service and show its answer in the delivery log.
+    async with Receiver(answer(404, b"<h1>admin console</h1>")) as receiver, Poster(allowed_networks=()) as poster:
+        result = await post(poster, receiver.url(host))
+    assert (result.outcome, result.status_code, result.response_excerpt) == (PostOutcome.REFUSED, None, "")
+    assert result.error is not None and "loopback" in result.error
+    assert receiver.requests == []
 
+
+async def test_a_non_ascii_host_saved_before_normalisation_is_posted_as_checked() -> None:
+    # "１２７。０。０。１" was once saved as a name; httpx cannot parse it. Checked and posted as 127.0.0.1.
+    async with Receiver() as receiver, Poster() as poster:
+        result = await post(poster, receiver.url("１２７。０。０。１"))
+    assert result.outcome is PostOutcome.DELIVERED
+    assert receiver.requests[0].headers["host"] == f"127.0.0.1:{receiver.port}"
+    async with Receiver() as receiver, Poster(allowed_networks=()) as poster:
+        refused = await post(poster, receiver.url("１２７。０。０。１"))
+    assert refused.outcome is PostOutcome.REFUSED and receiver.requests == []
+
+
+async def test_allowed_networks_reach_a_private_receiver() -> None:
     # 192.0.2.0/24 is documentation-only (RFC 5737): refused by default, and nothing answers there.
     resolver = fixed_resolver({"hooks.internal.example": ["192.0.2.7"]})
     async with Poster(resolver=resolver, allowed_networks=[ip_network("192.0.2.0/24")], connect_timeout=0.2) as poster:
@@ -487,8 +528,8 @@ async def _uvloop_scenarios() -> None:
     async with Receiver() as receiver, Poster() as poster:
         assert (await post(poster, receiver.url(), secret)).outcome is PostOutcome.DELIVERED
         verified(receiver.requests[0], secret)
-    async with Receiver(endless) as receiver, Poster() as poster:
-        assert (await post(poster, receiver.url())).response_excerpt == "x" * EXCERPT_CHARS
+    async with Receiver(endless(502)) as receiver, Poster() as poster:
+        assert (await post(poster, receiver.url())).response_excerpt == "x" * EXCERPT_BYTES
     async with Receiver(hang) as receiver, Poster(total_timeout=0.3) as poster:
         assert (await post(poster, receiver.url())).outcome is PostOutcome.RETRY
 

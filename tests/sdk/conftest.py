@@ -12,7 +12,14 @@ import httpx
 import pytest
 
 from sdk.sdk_support import Flavour, Tenant
-from support import ServerProcess, create_postgres_database, drop_postgres_database, free_port, require_postgres
+from support import (
+    LOOPBACK_WEBHOOKS_ENV,
+    ServerProcess,
+    create_postgres_database,
+    drop_postgres_database,
+    free_port,
+    require_postgres,
+)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
@@ -30,7 +37,9 @@ def posthouse_process(
         url = asyncio.run(create_postgres_database(base))
     server = ServerProcess(folder / "data", url)
     server.smtps_port = free_port()  # type: ignore[attr-defined]
-    server.extra_env = {"POSTHOUSE_SMTP": f"127.0.0.1:{server.smtp_port},smtps://127.0.0.1:{server.smtps_port}"}
+    # Webhook tests post to receivers on loopback, which the operator must allow.
+    server.extra_env = {"POSTHOUSE_SMTP": f"127.0.0.1:{server.smtp_port},smtps://127.0.0.1:{server.smtps_port}",
+                        **LOOPBACK_WEBHOOKS_ENV}
     try:
         with server:
             yield server

@@ -196,7 +196,7 @@ async def test_webhooks_post_signed_deliveries_that_can_be_redelivered(tenant: T
             assert delivery.record_type == "Delivery" and delivery.attempts == 1
             [attempt] = delivery.history
             assert isinstance(attempt, posthouse.WebhookAttempt)
-            assert (attempt.status_code, attempt.response_excerpt) == (200, "answer 200")
+            assert (attempt.status_code, attempt.response_excerpt) == (200, "")  # nothing of a 2xx answer is kept
             assert (await flavour(client.webhooks.deliveries(created.id, count=1, offset=1))).deliveries == []
 
             assert await flavour(client.webhooks.redeliver(created.id, delivery.id)) is None

@@ -28,7 +28,7 @@ OWNERS = {
     "sqlite3": [S + "store"],
     "asyncpg": [S + "store"],
     "starlette": [S + "api"],
-    "uvicorn": [S + "cli"],
+    "uvicorn": [S + "cli", S + "api.listener"],
     "click": [S + "cli"],
     "css_inline": [S + "domain.inlining"],
     "ua_parser": [S + "domain.useragents"],

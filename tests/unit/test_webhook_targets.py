@@ -21,21 +21,35 @@ ALLOWED = [
     "https://hooks.example.com/postmark",
     "http://hooks.example.com:8080/a/b?c=d#e",
     "HTTPS://Hooks.Example.COM/",
-    "https://ουτοπία.δπθ.gr/hook",
     "http://8.8.8.8/",
     "http://[2606:4700:4700::1111]:8443/",
-    # Loopback is allowed: a self-hosted server often posts to an app on the same machine.
+    # Numeric forms are what the resolver makes of them (inet_aton): here 8.8.8.8.
+    "http://134744072/",
+]
+
+# Loopback is refused unless the operator lists it (webhook_allowed_networks): a server token must not
+# read the HTTP services of the machine Posthouse runs on.
+LOOPBACK = [
     "http://127.0.0.1:3000/hook",
     "http://127.255.255.254/",
     "http://[::1]/",
     "http://localhost:8000/",
+    "http://api.localhost/",  # RFC 6761 §6.3: every *.localhost name is loopback
     "http://[::ffff:127.0.0.1]/",  # IPv4-mapped loopback is loopback
-    # Numeric forms are what the resolver makes of them (inet_aton): here 127.0.0.1 and 8.8.8.8.
+    # Numeric forms the resolver reads as 127.0.0.1 (inet_aton).
     "http://2130706433/",
     "http://0x7f.1/",
     "http://0177.0.0.1/",
     "http://127.1/",
-    "http://134744072/",
+]
+LOOPBACK_NETWORKS: list[IPv4Network | IPv6Network] = [ip_network("127.0.0.0/8"), ip_network("::1/128")]
+
+# Non-ASCII hosts are normalised once (IDNA, UTS #46: NFKC-style folding, "。" read as a dot), and the
+# normalised URL is what is checked, saved and posted to.
+NORMALISED = [
+    ("https://ουτοπία.δπθ.gr/hook", "https://xn--kxae4bafwg.xn--pxaix.gr/hook"),
+    ("https://ｈｏｏｋｓ．example。com/a?b=ｃ", "https://hooks.example.com/a?b=ｃ"),
+    ("http://８。８。８。８/", "http://8.8.8.8/"),
 ]
 
 REFUSED = [
@@ -109,6 +123,38 @@ def test_allowed(url: str) -> None:
     assert validate_webhook_url(url) == url
 
 
+@pytest.mark.parametrize("url", LOOPBACK)
+def test_loopback_only_when_the_operator_allows_it(url: str) -> None:
+    with pytest.raises(WebhookUrlError, match="loopback"):
+        validate_webhook_url(url)
+    assert validate_webhook_url(url, allowed_networks=LOOPBACK_NETWORKS) == url
+
+
+@pytest.mark.parametrize(("url", "normalised"), NORMALISED)
+def test_non_ascii_hosts_are_normalised_once(url: str, normalised: str) -> None:
+    assert validate_webhook_url(url) == normalised
+    assert validate_webhook_url(normalised) == normalised
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        # Full-width and ideographic digits and dots: what the HTTP client would connect to is checked.
+        ("http://１０．０．０．１/", "10.0.0.1 is a private address"),
+        ("http://１２７。０。０。１:8080/", "127.0.0.1 is a loopback address"),
+        ("http://①⑥⑨.254.169.254/", "169.254.169.254 is a link-local address"),
+        ("http://192．168．0．1/", "192.168.0.1 is a private address"),
+        ("http://ｌｏｃａｌｈｏｓｔ/", "localhost"),
+        ("http://evil．com／@127.0.0.1/", "malformed"),  # urlsplit's own NFKC check (CVE-2019-9636)
+        ("http://hooks.example.com:８０８０/", "malformed"),
+        ("http://٣.0.0.1/", "not a valid name"),
+    ],
+)
+def test_non_ascii_hosts_are_checked_as_what_they_become(url: str, reason: str) -> None:
+    with pytest.raises(WebhookUrlError, match=re.escape(reason)):
+        validate_webhook_url(url)
+
+
 @pytest.mark.parametrize(("url", "reason"), REFUSED)
 def test_refused(url: str, reason: str) -> None:
     with pytest.raises(WebhookUrlError, match=re.escape(reason)) as caught:
@@ -158,7 +204,9 @@ def fake_resolver(table: dict[str, Sequence[str]]):  # type: ignore[no-untyped-d
 
 @pytest.mark.parametrize("host", ["2130706433", "0x7f.1", "127.1", "localhost", "127.0.0.1", "::1"])
 async def test_the_system_resolver_decides_numeric_forms(host: str) -> None:
-    addresses = await resolve_and_check(host, 80)
+    with pytest.raises(WebhookUrlError, match="loopback"):
+        await resolve_and_check(host, 80)
+    addresses = await resolve_and_check(host, 80, LOOPBACK_NETWORKS)
     assert addresses and all(a in ("127.0.0.1", "::1") for a in addresses)
 
 
@@ -194,7 +242,10 @@ async def test_a_name_for_a_forbidden_address_is_refused(address: str) -> None:
 
 async def test_allowed_networks_apply_to_resolved_addresses() -> None:
     resolver = fake_resolver({"internal.example.com": ["10.0.0.7", "10.0.0.7", "127.0.0.1"]})
-    allowed = [ip_network("10.0.0.0/24")]
+    allowed: list[IPv4Network | IPv6Network] = [ip_network("10.0.0.0/24")]
+    with pytest.raises(WebhookUrlError, match=r"\(127\.0\.0\.1\) is a loopback address"):
+        await resolve_and_check("internal.example.com", 80, allowed, resolver=resolver)
+    allowed.append(ip_network("127.0.0.0/8"))
     assert await resolve_and_check("internal.example.com", 80, allowed, resolver=resolver) == ["10.0.0.7", "127.0.0.1"]
 
 

@@ -70,6 +70,25 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _raise_file_limit(settings: Settings) -> None:
+    """Every connection is a file descriptor: take the hard limit for the soft one (a common soft limit
+    is 1024, fewer than the two listeners' caps), and say so when even that is below the caps."""
+    import resource
+
+    needed = settings.http_max_connections + settings.smtp_max_connections + 256  # the store, logs, workers
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard == resource.RLIM_INFINITY else max(soft, min(hard, needed))
+    if soft != resource.RLIM_INFINITY and wanted > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d: %s", soft, exc)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning("the open-file limit (%d) is below http_max_connections + smtp_max_connections + 256 (%d): "
+                    "raise it (ulimit -n) or lower the caps, or a flood of connections can exhaust it", soft, needed)
+
+
 # -- serve ------------------------------------------------------------------------------------
 
 
@@ -78,9 +97,11 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
     stop accepting HTTP, let the worker finish what it holds, close transports, close the store."""
     import uvicorn
 
+    from posthouse.server.api.listener import ConnectionGuard
     from posthouse.server.runtime import Runtime
 
     roles = settings.role_set
+    _raise_file_limit(settings)
     # Bind every listener first, so a port in use is reported before anything else happens.
     sock = _bind(*settings.http_address) if "api" in roles else None
     tracking_sock = _bind(*settings.tracking_address) if "tracking" in roles else None
@@ -128,8 +149,12 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
             runtime.ready["tracking"] = True
             listening.append("tracking on http://{}:{}".format(*tracking_sock.getsockname()[:2]))
         if sock is not None:
-            config = uvicorn.Config(runtime.app, lifespan="off", log_level="warning", access_log=False,
-                                    loop="none", http="httptools", timeout_keep_alive=30)
+            header_timeout, keep_alive_timeout, _, _ = settings.http_timeouts
+            runtime.http_guard = ConnectionGuard(max_connections=settings.http_max_connections,
+                                                 header_timeout=header_timeout, keep_alive_timeout=keep_alive_timeout)
+            config = uvicorn.Config(runtime.app, lifespan="off", log_level="warning", access_log=False, loop="none",
+                                    http=runtime.http_guard.protocol_factory(),
+                                    timeout_keep_alive=max(1, round(keep_alive_timeout)))
             http_server = _uvicorn_server(config)
             tasks.append(asyncio.create_task(http_server.serve(sockets=[sock]), name="http"))
             while not http_server.started and not tasks[-1].done():  # noqa: ASYNC110 — uvicorn has only a flag

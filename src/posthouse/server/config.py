@@ -130,6 +130,10 @@ class Settings:
     smtp_max_connections: int = _setting(1000, "concurrent SMTP connections at most (421 4.7.0 beyond)")
     smtp_command_timeout: str = _setting("5m", "idle time allowed between SMTP commands (RFC 5321 §4.5.3.2.7)")
     smtp_data_timeout: str = _setting("10m", "time allowed for one message's DATA")
+    smtp_max_connections_per_client: int = _setting(
+        50, "concurrent SMTP connections from one client address (IPv6: one /64) at most (421 4.7.0 beyond)")
+    smtp_unauthenticated_timeout: str = _setting(
+        "60s", "idle time allowed between SMTP commands before AUTH (or a trusted network) identifies the client")
     sqlite_synchronous: str = _setting(
         "FULL", "SQLite synchronous pragma: FULL fsyncs every commit; NORMAL can lose the last ones on power loss"
     )
@@ -160,7 +164,8 @@ class Settings:
         "1m,5m,10m,10m,10m,15m,30m,1h,2h,6h", "delays between webhook post attempts (Postmark's); then it fails")
     webhook_timeout: str = _setting("10s", "time allowed for one webhook post, connection included")
     webhook_allowed_networks: str = _setting(
-        "", "private networks webhooks may target (CIDR, comma-separated); loopback is always allowed")
+        "", "non-public networks webhooks may target (CIDR, comma-separated), e.g. 127.0.0.0/8,::1/128 for an "
+        "application on this machine; none by default")
     webhook_concurrency: int = _setting(16, "webhook posts in flight at most per process")
     tracking_http: str = _setting("127.0.0.1:8081", "HOST:PORT the tracking listener (open pixel, tracked links) "
                                   "listens on")
@@ -171,6 +176,20 @@ class Settings:
                                         "listener waits")
     geoip_database: str = _setting("", "MaxMind DB file (GeoLite2/GeoIP2 City or Country) for the Geo of opens and "
                                    "clicks; empty: no Geo")
+    http_max_connections: int = _setting(
+        1000, "open HTTP connections at most; past it the longest-idle one is closed, or the new one hears 503")
+    http_header_timeout: str = _setting(
+        "20s", "time allowed from connect (or from the first byte of a kept-alive request) to the end of its headers")
+    http_keep_alive_timeout: str = _setting("30s", "idle time a kept-alive HTTP connection waits for its next request")
+    http_body_timeout: str = _setting("30s", "idle time allowed between pieces of a request body (408 beyond)")
+    http_body_budget: int = _setting(
+        128 * 1024 * 1024, "bytes of request bodies read and handled at once across all requests; a request past "
+        "it waits up to http_body_wait, then hears 503")
+    http_body_wait: str = _setting("5s", "how long a request body waits for room in http_body_budget")
+    test_token_max_body: int = _setting(
+        1024 * 1024, "largest request body taken with the POSTMARK_API_TEST token, which needs no account (413 beyond)")
+    test_token_concurrency: int = _setting(
+        4, "requests with the POSTMARK_API_TEST token handled at once (429 beyond)")
     log_level: str = _setting("info", "debug, info, warning or error")
 
     # Derived, validated views ------------------------------------------------------------
@@ -233,6 +252,12 @@ class Settings:
     @property
     def webhook_timeout_seconds(self) -> float:
         return parse_duration(self.webhook_timeout)
+
+    @property
+    def http_timeouts(self) -> tuple[float, float, float, float]:
+        """(header, keep-alive, body, body wait) timeouts of the HTTP listener, in seconds."""
+        return (parse_duration(self.http_header_timeout), parse_duration(self.http_keep_alive_timeout),
+                parse_duration(self.http_body_timeout), parse_duration(self.http_body_wait))
 
     @property
     def webhook_networks(self) -> tuple[IPNetwork, ...]:
@@ -300,6 +325,13 @@ class Settings:
         _ = (self.tracking_address, self.tracking_proxy_networks)
         if self.tracking_queue_size < 1:
             raise ConfigurationError(f"tracking_queue_size must be at least 1, got {self.tracking_queue_size}")
+        if parse_duration(self.smtp_unauthenticated_timeout) <= 0 or min(self.http_timeouts) <= 0:
+            raise ConfigurationError("smtp_unauthenticated_timeout and the http_*_timeout / http_body_wait settings "
+                                     "must be more than zero")
+        for name in ("http_max_connections", "http_body_budget", "test_token_max_body", "test_token_concurrency",
+                     "smtp_max_connections", "smtp_max_connections_per_client"):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"{name} must be at least 1, got {getattr(self, name)}")
         if "smtp" in self.role_set and not self.smtp_listeners:
             raise ConfigurationError("the smtp role needs at least one listener (--smtp HOST:PORT)")
         if bool(self.smtp_tls_cert) != bool(self.smtp_tls_key):

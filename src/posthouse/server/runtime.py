@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from posthouse.server.api.app import create_app
+from posthouse.server.api.limits import LimitSettings, RequestLimits
 from posthouse.server.api.state import ApiState
 from posthouse.server.api.tracking import TrackingApp, create_tracking_app
 from posthouse.server.config import Settings, parse_duration
@@ -100,10 +101,16 @@ class Runtime:
         self.templates = TemplateService(store, self.accounts, self.sending, self.clock)
         self.bulk_wakeup = Wakeup()
         self.bulk = BulkService(store, self.sending, self.accounts, self.clock, self.bulk_wakeup, self.templates)
+        _, _, body_timeout, body_wait = settings.http_timeouts
+        self.limits = RequestLimits(LimitSettings(
+            body_budget=settings.http_body_budget, body_wait=body_wait, body_timeout=body_timeout,
+            test_token_max_body=settings.test_token_max_body, test_token_concurrency=settings.test_token_concurrency))
+        self.http_guard: Any = None  # the HTTP listener's ConnectionGuard, set by cli.serve when it listens
         self.app = create_app(ApiState(accounts=self.accounts, sending=self.sending, history=self.history,
                                        bounces=self.bounces, suppressions=self.suppressions, webhooks=self.webhooks,
                                        templates=self.templates, bulk=self.bulk,
-                                       idempotency=self.sending.idempotency, ready=lambda: all(self.ready.values())))
+                                       idempotency=self.sending.idempotency, ready=lambda: all(self.ready.values()),
+                                       limits=self.limits))
         self.worker: DeliveryWorker | None = None
         self._worker_task: asyncio.Task[None] | None = None
         self.webhook_wakeup = Wakeup()
@@ -135,7 +142,9 @@ class Runtime:
         config = SmtpServerConfig(
             hostname=hostname, max_message_size=s.smtp_max_message_size, max_recipients=s.smtp_max_recipients,
             command_timeout=parse_duration(s.smtp_command_timeout), data_timeout=parse_duration(s.smtp_data_timeout),
-            max_connections=s.smtp_max_connections, auth_requires_tls=s.smtp_auth_requires_tls,
+            max_connections=s.smtp_max_connections, max_connections_per_client=s.smtp_max_connections_per_client,
+            unauthenticated_timeout=parse_duration(s.smtp_unauthenticated_timeout),
+            auth_requires_tls=s.smtp_auth_requires_tls,
             plaintext_auth_networks=s.plaintext_auth_networks,
             return_domain=self.return_paths.domain if self.return_paths else "")
         self.smtp_certificate = str(cert)

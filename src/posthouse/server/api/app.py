@@ -100,7 +100,6 @@ class ApiApp:
             return
         if scope["type"] != "http":
             return
-        request = Request(scope, receive)
         route, path_params, path_known = self.router.match(scope["method"], scope["path"])
         if route is None:
             # ErrorCode 0 means success in Postmark's convention, so these carry NO_ENDPOINT instead (see there).
@@ -111,8 +110,9 @@ class ApiApp:
                 response = error_response(404, NO_ENDPOINT, f"No endpoint at {scope['path']}.")
         else:
             try:
-                call = await route.access.admit(request, self.state)
-                response = await route.handler(call, **path_params)
+                async with self.state.limits.admit(scope, receive) as metered:
+                    call = await route.access.admit(Request(scope, metered), self.state)
+                    response = await route.handler(call, **path_params)
             except Exception as exc:  # noqa: BLE001 — every failure becomes one JSON error, logged in _translate
                 response = _translate(exc)
         await response(scope, receive, send)

@@ -14,6 +14,12 @@ from posthouse.server.errors import ApiError
 
 T = TypeVar("T")
 _FIELD_PATH = re.compile(r"at `\$(?:\[\d+\])?\.?([A-Za-z]*)")
+# Arrays and objects nested deeper than this are refused (402). Real payloads (a TemplateModel) nest a few
+# levels; the limit keeps far below the interpreter's recursion limit, so what was accepted here can be
+# decoded and encoded again anywhere (the bulk worker re-reads stored requests) without a RecursionError.
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 JSON = "application/json"
 MAX_SINGLE = 10 * 1024 * 1024  # docs/postmark-api.md §1.2: 10 MB for /email
 MAX_BATCH = 50 * 1024 * 1024  # and 50 MB for a batch
@@ -65,7 +71,10 @@ def decode(body: bytes, kind: type[T], request: Request | None = None) -> T:
     if not body.strip():
         raise ApiError(402, "Invalid JSON: the request body is empty.")
     try:
-        return msgspec.json.decode(body, type=kind)
+        value = msgspec.json.decode(body, type=kind)
+    except RecursionError:
+        raise ApiError(402, f"Invalid JSON: arrays and objects nested more than {MAX_JSON_DEPTH} levels deep.") \
+            from None
     except msgspec.ValidationError as exc:
         # A well-formed body with a field of the wrong type: Postmark's 403 "Invalid request field(s)".
         found = _FIELD_PATH.search(str(exc))
@@ -75,5 +84,23 @@ def decode(body: bytes, kind: type[T], request: Request | None = None) -> T:
         raise ApiError(403, f"Invalid request field(s): '{field_name}'. {exc}") from None
     except msgspec.DecodeError as exc:
         raise ApiError(402, f"Invalid JSON: {exc}") from None
+    if nests_deeper_than(body, MAX_JSON_DEPTH):
+        raise ApiError(402, f"Invalid JSON: arrays and objects nested more than {MAX_JSON_DEPTH} levels deep.")
+    return value
+
+
+def nests_deeper_than(document: bytes, depth: int) -> bool:
+    """Whether valid JSON nests arrays and objects more than `depth` levels deep.
+
+    Without a Python loop over the bytes: strings are cut out, everything but brackets dropped, and
+    innermost pairs removed one level per round, at most `depth` rounds (bytes methods run in C)."""
+    if document.count(b"[") + document.count(b"{") <= depth:
+        return False
+    brackets = _JSON_STRING.sub(b"", document).translate(None, _NOT_BRACKETS)
+    for _ in range(depth):
+        if not brackets:
+            return False
+        brackets = brackets.replace(b"[]", b"").replace(b"{}", b"")
+    return bool(brackets)
 
 

@@ -15,6 +15,15 @@ from posthouse.server.errors import ApiError
 
 Handler = Callable[..., Awaitable[Response]]
 _PARAM = re.compile(r"\{(\w+)\}")
+_INTEGER = re.compile(r"[+-]?[0-9]{1,19}")  # str.isdigit() and int() also take "¹", "١" and "1_000"
+_MAX_INT = 2**63 - 1
+
+
+def parse_id(value: str) -> int | None:
+    """A numeric path id as the database stores it (ASCII digits, below 2^63), or None."""
+    if not value.isascii() or not value.isdigit() or len(value) > 19 or int(value) > _MAX_INT:
+        return None
+    return int(value)
 Call = TypeVar("Call")
 
 
@@ -32,7 +41,8 @@ class Route:
         self.access: Access[object] = access
         escaped = re.escape(path).replace(r"\{", "{").replace(r"\}", "}")
         regex = _PARAM.sub(lambda m: f"(?P<{m.group(1)}>[^/]+)", escaped)
-        self.pattern = re.compile(f"^{regex}/?$", re.IGNORECASE)
+        # Matched with fullmatch: `$` would also match before a final newline ("/email/bulk/\n" is not a path).
+        self.pattern = re.compile(f"{regex}/?", re.IGNORECASE)
 
     def __repr__(self) -> str:
         return f"Route({self.method} {self.path})"
@@ -48,7 +58,7 @@ class Router:
         """(route, path params, path exists with another method)."""
         path_known = False
         for route in self.routes:
-            found = route.pattern.match(path)
+            found = route.pattern.fullmatch(path)
             if found:
                 if route.method == method:
                     return route, found.groupdict(), True
@@ -74,13 +84,14 @@ class Query:
         return value if value not in (None, "") else None
 
     def int(self, name: str, error_code: int) -> int | None:
+        """An integer parameter: ASCII digits with an optional sign, within what the database stores
+        (a 64-bit integer); anything else is `error_code`, never a 500 further down."""
         value = self.get(name)
         if value is None:
             return None
-        try:
-            return int(value)
-        except ValueError:
-            raise ApiError(error_code, f"The '{name}' parameter must be a number.") from None
+        if not _INTEGER.fullmatch(value) or not -_MAX_INT <= int(value) <= _MAX_INT:
+            raise ApiError(error_code, f"The '{name}' parameter must be a whole number below 2^63.")
+        return int(value)
 
     def bool(self, name: str) -> bool | None:
         value = self.get(name)

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from posthouse import wire
 from posthouse.server.api.access import ACCOUNT, SERVER, AccountCall, ServerCall
 from posthouse.server.api.payloads import MAX_OTHER, decode, json_response, read_body
-from posthouse.server.api.routing import Query, Route
+from posthouse.server.api.routing import Query, Route, parse_id
 from posthouse.server.api.state import ApiState
 from posthouse.server.errors import ApiError
 from posthouse.server.store.base import ServerRecord
@@ -46,9 +46,10 @@ async def _server_response(state: ApiState, request: Request, record: ServerReco
 
 
 def _server_id(value: str) -> int:
-    if not value.isdigit():
+    number = parse_id(value)
+    if number is None:
         raise ApiError(609, f"Invalid server ID: '{value}'.")
-    return int(value)
+    return number
 
 
 # -- this server, server token (§8.3) -------------------------------------------------------------

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from posthouse.server.api.limits import RequestLimits
 from posthouse.server.services.accounts import AccountService
 from posthouse.server.services.bounces import BounceService
 from posthouse.server.services.bulk import BulkService
@@ -30,3 +31,4 @@ class ApiState:
     bulk: BulkService
     idempotency: IdempotencyService  # the sends' `Idempotency-Key` answers (the one SendingService records into)
     ready: Callable[[], bool]  # /healthz: every role of this process is running
+    limits: RequestLimits = field(default_factory=RequestLimits)  # body budget, test-token limits (api/limits.py)

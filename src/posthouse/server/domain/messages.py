@@ -92,13 +92,17 @@ class ComposedMessage:
         return json.dumps([{"Email": a.email, "Name": a.name} for a in addresses], ensure_ascii=False)
 
 
+def invalid_address(label: str, text: str) -> ApiError:
+    return invalid(f"Invalid '{label}' address: '{text}'.")
+
+
 def _address_field(label: str, value: str | None) -> list[Address]:
     if value is None or not value.strip():
         return []
     try:
         return parse_address_list(value)
     except AddressError as exc:
-        raise invalid(f"Invalid '{label}' address: '{exc.text}'.") from None
+        raise invalid_address(label, exc.text) from None
 
 
 def _check_text(label: str, value: str | None, limit: int) -> str | None:
@@ -109,6 +113,22 @@ def _check_text(label: str, value: str | None, limit: int) -> str | None:
     if len(value) > limit:
         raise invalid(f"The '{label}' field is too long: at most {limit} characters.")
     return value
+
+
+def check_common(*, recipients: int, subject: str | None, tag: str | None, metadata: dict[str, object] | None
+                 ) -> tuple[str, str | None, dict[str, str]]:
+    """The rules every message meets however it arrives, API or SMTP (docs/postmark-api.md §2.1): at most
+    50 recipients, Subject ≤ 2000 and Tag ≤ 1000 characters, Postmark's metadata rules, and no line break
+    in any of them (header injection). Returns (subject, tag, metadata) checked.
+
+    One place, so SMTP cannot accept what the API refuses: a message submitted over SMTP is stored,
+    listed and posted to webhooks like any other. (Addresses are checked by whoever parses them, with
+    the same words: `invalid_address`.)"""
+    if recipients > MAX_RECIPIENTS:
+        raise invalid(f"Too many recipients: {recipients}. A message can have at most {MAX_RECIPIENTS}.")
+    checked_subject = _check_text("Subject", subject, MAX_SUBJECT) or ""
+    checked_tag = _check_text("Tag", tag, MAX_TAG) or None
+    return checked_subject, checked_tag, metadata_from(metadata)
 
 
 def metadata_from(raw: dict[str, object] | None) -> dict[str, str]:
@@ -215,11 +235,8 @@ def compose(request: wire.EmailRequest, *, now: datetime, default_stream: str = 
     bcc = _address_field("Bcc", request.bcc)
     if not (to or cc or bcc):
         raise invalid("Zero recipients specified")
-    total = len(to) + len(cc) + len(bcc)
-    if total > MAX_RECIPIENTS:
-        raise invalid(f"Too many recipients: {total}. A message can have at most {MAX_RECIPIENTS}.")
-    subject = _check_text("Subject", request.subject, MAX_SUBJECT) or ""
-    tag = _check_text("Tag", request.tag, MAX_TAG) or None
+    subject, tag, metadata = check_common(recipients=len(to) + len(cc) + len(bcc), subject=request.subject,
+                                          tag=request.tag, metadata=request.metadata)
     if not request.html_body and not request.text_body:
         raise invalid("Provide either email TextBody or HtmlBody or both.")
     for label, body in (("HtmlBody", request.html_body), ("TextBody", request.text_body)):
@@ -228,7 +245,6 @@ def compose(request: wire.EmailRequest, *, now: datetime, default_stream: str = 
     if request.track_links is not None and request.track_links not in TRACK_LINKS_VALUES:
         allowed = ", ".join(TRACK_LINKS_VALUES)
         raise invalid(f"Invalid 'TrackLinks' value: '{request.track_links}'. Use one of {allowed}.")
-    metadata = metadata_from(request.metadata)
     headers, custom_message_id, reply_to_header = _headers(request.headers)
     reply_to = _address_field("ReplyTo", request.reply_to if request.reply_to else reply_to_header)
     attachments = _attachments(request.attachments)

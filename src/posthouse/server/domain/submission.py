@@ -23,14 +23,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from email.header import decode_header, make_header
 
-from posthouse.server.domain.addresses import Address, AddressError, normalize_email
+from posthouse.server.domain.addresses import Address, AddressError, has_line_break, normalize_email
 from posthouse.server.domain.ids import new_message_id
 from posthouse.server.domain.messages import (
-    MAX_METADATA_KEYS,
-    MAX_TAG,
     ComposedMessage,
+    check_common,
     invalid,
-    metadata_from,
+    invalid_address,
     parse_send_at,
     unique_emails,
 )
@@ -76,9 +75,15 @@ def _decoded(value: str) -> str:
     return decoded.encode("utf-8", "replace").decode("utf-8")
 
 
-def _addresses(values: Sequence[str]) -> list[Address]:
+def _addresses(values: Sequence[str], label: str) -> list[Address]:
+    decoded = [_decoded(v) for v in values]
+    for text in decoded:
+        # An encoded word can hide a line break ("=?utf-8?q?App=0D=0ABcc:_x@example.com?="): the API refuses
+        # one in any address, and the parser would read what follows it as another address.
+        if has_line_break(text):
+            raise invalid_address(label, re.sub(r"[\r\n\0]+", " ", text))
     result = []
-    for name, addr in email.utils.getaddresses([_decoded(v) for v in values]):
+    for name, addr in email.utils.getaddresses(decoded):
         if not addr:
             continue
         try:
@@ -162,11 +167,17 @@ def compose_submitted(data: bytes, *, mail_from: str, recipients: Sequence[str],
         # Message-ID is ours.
         if not (name.startswith(("x-pm-", "x-posthouse-")) or name in ("bcc", "message-id")):
             kept.append(field)
-    if len(metadata) > MAX_METADATA_KEYS:
-        raise invalid(f"Metadata can have at most {MAX_METADATA_KEYS} fields.")
-    if tag is not None and len(tag) > MAX_TAG:
-        raise invalid(f"The X-PM-Tag header is too long: at most {MAX_TAG} characters.")
+    _addresses(headers.get("from", [])[:1], "From")  # refuses a line break hidden in an encoded word
     sender, from_header = _sender(headers.get("from", []), mail_from)
+    to = _addresses(headers.get("to", []), "To")
+    cc = _addresses(headers.get("cc", []), "Cc")
+    shown = {a.email.lower() for a in (*to, *cc)}
+    envelope = unique_emails(recipients)
+    bcc = [Address(r) for r in envelope if r.lower() not in shown]
+    # The API's limits, checked where the API checks them (the raw X-PM-Tag and metadata, the decoded Subject).
+    subject, checked_tag, checked_metadata = check_common(
+        recipients=len(to) + len(cc) + len(bcc), subject=_decoded(headers.get("subject", [""])[0]), tag=tag,
+        metadata=metadata)
     message_id = new_message_id()
     original_ids = headers.get("message-id", [])
     message_id_header = original_ids[0] if keep_id and original_ids else f"<{message_id}@{message_id_domain}>"
@@ -178,20 +189,16 @@ def compose_submitted(data: bytes, *, mail_from: str, recipients: Sequence[str],
     # RFC 5321 §4.4: a server that accepts a message adds its trace ("Received") at the top.
     trace = f"Received: {received} id {message_id};\r\n\t{email.utils.format_datetime(now)}\r\n" if received else ""
     content = trace.encode("ascii", "replace") + b"".join(kept) + "".join(added).encode("utf-8") + rest
-    to = _addresses(headers.get("to", []))
-    cc = _addresses(headers.get("cc", []))
-    shown = {a.email.lower() for a in (*to, *cc)}
-    envelope = unique_emails(recipients)
     return ComposedMessage(
         message_id=message_id,
         stream=(stream or "").strip() or "outbound",
         sender=sender,
         to=to,
         cc=cc,
-        bcc=[Address(r) for r in envelope if r.lower() not in shown],
-        subject=_decoded(headers.get("subject", [""])[0]),
-        tag=tag or None,
-        metadata=metadata_from(metadata),
+        bcc=bcc,
+        subject=subject,
+        tag=checked_tag,
+        metadata=checked_metadata,
         track_opens=track_opens,
         track_links=track_links,
         attachment_names=[],

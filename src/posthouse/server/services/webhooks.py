@@ -166,7 +166,7 @@ class WebhookService:
         if url_auth is not None and requested_auth is not None:
             raise ApiError(1361, "Give Basic credentials either in the 'Url' or in 'HttpAuth', not both.")
         try:
-            validate_webhook_url(url, allowed_networks=self.allowed_networks)
+            url = validate_webhook_url(url, allowed_networks=self.allowed_networks)  # saved as normalised
         except WebhookUrlError as exc:
             raise ApiError(1354, f"Invalid 'Url': {exc}.") from None
         if url_auth is not None:

@@ -26,6 +26,7 @@ __all__ = [
     "S421_SHUTTING_DOWN",
     "S421_TOO_MANY_CONNECTIONS",
     "S421_TOO_MANY_ERRORS",
+    "S421_TOO_MANY_FROM_CLIENT",
     "S451_INTERNAL_ERROR",
     "S452_TOO_MANY_RECIPIENTS",
     "S454_AUTH_TEMPORARY_FAILURE",
@@ -93,6 +94,7 @@ S354_DATA = SmtpReply(354, "End data with <CR><LF>.<CR><LF>")
 S421_INTERNAL_ERROR = SmtpReply(421, "4.3.0 Internal error, try again later")
 S421_SHUTTING_DOWN = SmtpReply(421, "4.3.2 Service shutting down")
 S421_TOO_MANY_CONNECTIONS = SmtpReply(421, "4.7.0 Too many connections, try again later")
+S421_TOO_MANY_FROM_CLIENT = SmtpReply(421, "4.7.0 Too many connections from your address, try again later")
 S421_TOO_MANY_ERRORS = SmtpReply(421, "4.7.0 Too many errors")
 S451_INTERNAL_ERROR = SmtpReply(451, "4.3.0 Internal error, try again later")
 S452_TOO_MANY_RECIPIENTS = SmtpReply(452, "4.5.3 Too many recipients")  # RFC 5321 §4.5.3.1.10

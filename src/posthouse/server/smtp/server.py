@@ -3,7 +3,8 @@
 Two layers, as in the delivery client: `_Connection` moves bytes between the transport and the
 sans-I/O `smtp.session.SmtpSession`, and carries out what the session asks (call the handler,
 start TLS, close); every SMTP decision is the session's. The server keeps what outlives one
-connection: the listeners, the connection count, and AUTH failures per client address.
+connection: the listeners, the connection counts (in all and per client address), and AUTH failures
+per client address.
 
     server = SmtpServer(handler, SmtpServerConfig(), ssl_context)
     addresses = await server.start([Listener("127.0.0.1", 2525)])
@@ -59,6 +60,7 @@ _AUTH_FAILURE_MEMORY = 15 * 60.0
 _AUTH_FAILURE_ADDRESSES = 10_000  # past this many remembered addresses, stale ones are dropped
 
 _W421_TOO_MANY_CONNECTIONS = encode_reply(r.S421_TOO_MANY_CONNECTIONS)
+_W421_TOO_MANY_FROM_CLIENT = encode_reply(r.S421_TOO_MANY_FROM_CLIENT)
 _W421_SHUTTING_DOWN = encode_reply(r.S421_SHUTTING_DOWN)
 
 
@@ -88,6 +90,11 @@ class SmtpServerConfig:
     command_timeout: float = 300.0  # RFC 5321 §4.5.3.2.7: the server waits 5 minutes for a command
     data_timeout: float = 600.0  # for the whole DATA phase, from 354 to the end of data
     max_connections: int = 1000  # beyond it 421 4.7.0 at connect
+    # One client address (an IPv6 /64) cannot take every connection (421 4.7.0 at connect beyond this).
+    max_connections_per_client: int = 50
+    # Before AUTH (or a trusted network) says who the client is, it may idle this long between commands,
+    # not command_timeout: holding a connection must cost an unknown client more than a known one.
+    unauthenticated_timeout: float = 60.0
     auth_requires_tls: bool = True  # AUTH only after STARTTLS or on implicit TLS …
     plaintext_auth_networks: tuple[IPNetwork, ...] = _LOOPBACK  # … except from these client networks
     auth_failure_free: int = 3  # AUTH failures per client address answered without delay
@@ -96,7 +103,8 @@ class SmtpServerConfig:
     return_domain: str = ""  # mail for this domain (bounces to VERP return paths) needs no AUTH
 
     def __post_init__(self) -> None:
-        for name in ("command_timeout", "data_timeout", "max_connections"):
+        for name in ("command_timeout", "data_timeout", "max_connections", "max_connections_per_client",
+                     "unauthenticated_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"SmtpServerConfig.{name} must be positive")
         if self.auth_failure_free < 0 or self.auth_failure_max_delay < 0:
@@ -171,6 +179,7 @@ class SmtpServer:
         self._throttle = _AuthThrottle(config.auth_failure_free, config.auth_failure_max_delay)
         self._servers: list[asyncio.Server] = []
         self._connections: set[_Connection] = set()
+        self._per_client: dict[str, int] = {}  # open connections by _AuthThrottle.key of the client address
         self._tasks: set[asyncio.Task[None]] = set()  # handler calls and TLS handshakes in flight
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
@@ -292,6 +301,14 @@ class SmtpServer:
 
     def _connection_closed(self, connection: _Connection) -> None:
         self._connections.discard(connection)
+        key = connection.client_key
+        if key is not None:
+            connection.client_key = None
+            left = self._per_client.get(key, 1) - 1
+            if left > 0:
+                self._per_client[key] = left
+            else:
+                self._per_client.pop(key, None)
         if self._idle is not None:
             self._check_idle()
 
@@ -316,8 +333,10 @@ class _Connection(asyncio.Protocol):
         self._session: SmtpSession | None = None
         self._peer = Peer("", 0, implicit_tls)
         self._throttle_key = ""
+        self.client_key: str | None = None  # counted in the server's per-client connections under this key
         self._task: asyncio.Task[None] | None = None  # the request out, if any
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0  # when the timer fires
         self._last_activity = 0.0
         self._data_started: float | None = None
         self._reading_paused = False
@@ -343,12 +362,21 @@ class _Connection(asyncio.Protocol):
             self._transport.write(_W421_TOO_MANY_CONNECTIONS)
             self._transport.close()
             return
-        server._connections.add(self)
         peername = transport.get_extra_info("peername")
         host, port = (str(peername[0]), int(peername[1])) if isinstance(peername, tuple) else ("", 0)
+        key = _AuthThrottle.key(host)
+        if server._per_client.get(key, 0) >= self._config.max_connections_per_client:
+            log.info("SMTP: refusing a connection from %s: %d open from it (max_connections_per_client)", host,
+                     server._per_client[key])
+            self._transport.write(_W421_TOO_MANY_FROM_CLIENT)
+            self._transport.close()
+            return
+        server._connections.add(self)
+        server._per_client[key] = server._per_client.get(key, 0) + 1
+        self.client_key = key
         is_tls = self._peer.is_tls
         self._peer = Peer(host, port, is_tls)
-        self._throttle_key = _AuthThrottle.key(host)
+        self._throttle_key = key
         self._session = SmtpSession(
             server._policy,
             tls=is_tls,
@@ -357,7 +385,7 @@ class _Connection(asyncio.Protocol):
         )
         now = self._loop.time()
         self._last_activity = now
-        self._timer = self._loop.call_at(now + self._config.command_timeout, self._on_timer)
+        self._arm_timer(now + self._idle_timeout())
         # Input that comes before the greeting is held by the session (it greets first).
         self._task = server._start_task(self._identify())
 
@@ -450,6 +478,20 @@ class _Connection(asyncio.Protocol):
             self._backlog_paused = False
             self._update_reading()
         self._track_data_phase(session)
+        # While the request was out the timer waited for the handler; the client's clock runs again now,
+        # and it may be the short pre-AUTH one (after a failed AUTH, or a STARTTLS that reset the AUTH).
+        deadline = self._last_activity + self._idle_timeout()
+        if not self._closing and self._task is None and self._transport is not None and \
+                (self._timer is None or self._timer_at > deadline):
+            self._arm_timer(deadline)
+
+    def _idle_timeout(self) -> float:
+        """How long the client may stay silent between commands now."""
+        config = self._config
+        session = self._session
+        if session is not None and session.is_identified:
+            return config.command_timeout
+        return min(config.command_timeout, config.unauthenticated_timeout)
 
     def _track_data_phase(self, session: SmtpSession) -> None:
         if not session.in_data:
@@ -482,6 +524,7 @@ class _Connection(asyncio.Protocol):
     def _arm_timer(self, when: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        self._timer_at = when
         self._timer = self._loop.call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
@@ -504,7 +547,7 @@ class _Connection(asyncio.Protocol):
             # The handler or the TLS handshake is slow, not the client.
             self._arm_timer(now + config.command_timeout)
             return
-        deadline = self._last_activity + config.command_timeout
+        deadline = self._last_activity + self._idle_timeout()
         if self._data_started is not None:
             deadline = min(deadline, self._data_started + config.data_timeout)
         if now < deadline:

@@ -260,6 +260,11 @@ class SmtpSession:
         return self._state is _DATA
 
     @property
+    def is_identified(self) -> bool:
+        """The client is known: authenticated, or in a trusted network (the shorter pre-AUTH timeout is over)."""
+        return self._auth_identity is not None or self._network_identity is not None
+
+    @property
     def is_closed(self) -> bool:
         return self._state is _CLOSED
 

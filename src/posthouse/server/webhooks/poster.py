@@ -10,7 +10,12 @@ This is the only module that posts webhooks over HTTP (httpx). A post goes:
    `sni_hostname` request extension). If the first address refuses the connection the next is
    tried, as any client does. No second DNS lookup happens, so DNS rebinding cannot redirect us;
 4. send the body with Content-Type, User-Agent, the Standard Webhooks headers, HTTP Basic auth
-   and the custom headers; read at most 64 KiB of the answer; classify the status.
+   and the custom headers; classify the status; keep at most EXCERPT_BYTES of a non-2xx answer's
+   body and nothing of a 2xx one's (below).
+
+The excerpt is readable by whoever holds the server token (the delivery log), so it is kept short and
+only where it explains a failure: a webhook aimed at a service the operator allowed (a private
+network, loopback) must not become a way to read that service's pages.
 
 Every way the exchange can fail is translated in one place, `_translate`: a 4xx/5xx answer is a
 value, never an exception (docs/architecture.md §5).
@@ -50,8 +55,7 @@ from posthouse.server.webhooks.targets import (
 )
 
 __all__ = [
-    "EXCERPT_CHARS",
-    "MAX_RESPONSE_BYTES",
+    "EXCERPT_BYTES",
     "PostOutcome",
     "PostResult",
     "PostTarget",
@@ -59,10 +63,9 @@ __all__ = [
     "classify_status",
 ]
 
-# Enough of the answer to show in the delivery log; the rest is read up to the cap and dropped.
-EXCERPT_CHARS = 500
-# A receiver cannot make us buffer more than this, however long (or endless) its answer is.
-MAX_RESPONSE_BYTES = 64 * 1024
+# Of a non-2xx answer's body, this much is read and kept for the delivery log (enough for an error message);
+# the rest is never read, so a receiver cannot make us buffer more, however long (or endless) its answer.
+EXCERPT_BYTES = 256
 # Postmark stops retrying when the receiver answers 403 (docs/postmark-api.md §7.2, stated for inbound
 # hooks); 410 Gone says the endpoint was removed on purpose, so retrying for 10 hours helps nobody.
 _STOP_STATUSES = frozenset({403, 410})
@@ -93,7 +96,7 @@ class PostResult:
 
     outcome: PostOutcome
     status_code: int | None  # None when no answer arrived
-    response_excerpt: str  # the first EXCERPT_CHARS characters of the answer's body
+    response_excerpt: str  # a non-2xx answer's first EXCERPT_BYTES bytes (UTF-8, errors replaced); "" for 2xx
     duration_ms: float
     error: str | None  # why it was not delivered, in words; None when delivered
 
@@ -208,11 +211,12 @@ class WebhookPoster:
         return PostResult(outcome, status_code, excerpt, _elapsed_ms(started), error)
 
     async def _exchange(self, target: PostTarget, event_id: str, body: bytes, now_s: int) -> tuple[int, str]:
-        validate_webhook_url(target.url, allowed_networks=self._allowed_networks)
+        # The URL as checked (normalised: a row saved before normalisation is posted in its checked form).
+        checked = validate_webhook_url(target.url, allowed_networks=self._allowed_networks)
         custom = validate_webhook_headers(target.headers, has_basic_auth=target.basic_auth is not None)
         # Check the host as httpx parsed it, since that is the parse the request is built from:
         # two URL parsers that disagree about the host are a classic SSRF bypass.
-        url = httpx.URL(target.url)
+        url = httpx.URL(checked)
         host = url.raw_host.decode("ascii")  # IDNA-encoded, no brackets
         port = url.port or (443 if url.scheme == "https" else 80)
         addresses = await resolve_and_check(host, port, self._allowed_networks, resolver=self._resolver)
@@ -240,18 +244,19 @@ class WebhookPoster:
 
     async def _send(self, request: httpx.Request) -> tuple[int, str]:
         response = await self._client.send(request, stream=True)
+        received = bytearray()
         try:
-            received = bytearray()
-            # aiter_raw is an async generator; close it here rather than when it is collected.
-            raw = cast(AsyncGenerator[bytes, None], response.aiter_raw())
-            async with contextlib.aclosing(raw) as chunks:
-                async for chunk in chunks:
-                    received += chunk[: MAX_RESPONSE_BYTES - len(received)]
-                    if len(received) >= MAX_RESPONSE_BYTES:
-                        break  # the rest is never read; closing the response drops the connection
+            if classify_status(response.status_code) is not PostOutcome.DELIVERED:
+                # aiter_raw is an async generator; close it here rather than when it is collected.
+                raw = cast(AsyncGenerator[bytes, None], response.aiter_raw())
+                async with contextlib.aclosing(raw) as chunks:
+                    async for chunk in chunks:
+                        received += chunk[: EXCERPT_BYTES - len(received)]
+                        if len(received) >= EXCERPT_BYTES:
+                            break  # the rest is never read; closing the response drops the connection
         finally:
             await response.aclose()
-        return response.status_code, received.decode("utf-8", "replace")[:EXCERPT_CHARS]
+        return response.status_code, received.decode("utf-8", "replace")
 
 
 def _elapsed_ms(started: float) -> float:

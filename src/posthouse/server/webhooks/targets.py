@@ -8,14 +8,20 @@ and read the answer back through the delivery log (server-side request forgery, 
 Two layers, both needed:
 
 - `validate_webhook_url` checks the text of the URL (scheme, host, no userinfo) and, when the host
-  is an address literal, the address. It runs when a webhook is saved and before every post.
+  is an address literal, the address. It runs when a webhook is saved and before every post, and
+  returns the URL normalised: a non-ASCII host becomes the ASCII name a connection would use (IDNA,
+  UTS #46, which folds full-width and other compatibility forms as NFKC does and reads "。" as a dot).
+  So "http://１０。０。０。１/" is checked as the 10.0.0.1 it is, once, when saved, and the poster
+  posts to exactly the URL that was checked.
 - `resolve_and_check` resolves the host name and refuses it if *any* address is forbidden; the
   poster then connects to one of exactly those addresses. Checking one resolution and letting
   the HTTP client resolve again would let a DNS server answer "public" to the check and "private"
   to the connect (DNS rebinding).
 
-Loopback (127.0.0.0/8, ::1) is allowed: a self-hosted server commonly posts to an application on
-the same machine. Everything in `allowed_networks` (the operator's setting) is allowed as well.
+Loopback (127.0.0.0/8, ::1) is refused like any other non-public address: whoever holds a server
+token could otherwise post to every HTTP service on the machine and read its answers in the delivery
+log. An operator whose application runs on the same machine lists loopback in `allowed_networks`
+(`webhook_allowed_networks = "127.0.0.0/8,::1/128"`); everything listed there is allowed.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import socket
 from collections.abc import Awaitable, Callable, Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from urllib.parse import unquote, urlsplit, urlunsplit
+
+import idna
 
 __all__ = [
     "Network",
@@ -99,10 +107,9 @@ def _refusal(address: Address, allowed_networks: Sequence[Network]) -> str | Non
     if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
         # An IPv4-mapped address is the IPv4 address: judge that one (::ffff:10.0.0.1 is private).
         return _refusal(address.ipv4_mapped, allowed_networks)
-    if address.is_loopback:
-        return None
     reason = (
-        "an unspecified address" if address.is_unspecified
+        "a loopback address" if address.is_loopback
+        else "an unspecified address" if address.is_unspecified
         else "a link-local address" if address.is_link_local  # 169.254.169.254: the cloud metadata service
         else "a multicast address" if address.is_multicast
         else "a shared (carrier-grade NAT) address" if address in _SHARED
@@ -113,9 +120,8 @@ def _refusal(address: Address, allowed_networks: Sequence[Network]) -> str | Non
         else "not a public address" if not address.is_global
         else None
     )  # fmt: skip
-    if reason is None and embedded is not None and (embedded.is_loopback or _refusal(embedded, ()) is not None):
-        # 6to4 and NAT64 forms reach the embedded IPv4 address through a gateway, so that address
-        # decides; an embedded loopback would be the gateway's loopback, not ours.
+    if reason is None and embedded is not None and _refusal(embedded, ()) is not None:
+        # 6to4 and NAT64 forms reach the embedded IPv4 address through a gateway, so that address decides.
         reason = f"an IPv6 address that embeds the non-public {embedded}"
     return reason
 
@@ -125,8 +131,8 @@ def _check_address(host: str, address: Address, allowed_networks: Sequence[Netwo
     if reason is not None:
         shown = host if host == str(address) else f"{host} ({address})"
         raise WebhookUrlError(
-            f"webhook URL host {shown} is {reason}; webhooks go only to public addresses, loopback"
-            " and the configured allowed networks"
+            f"webhook URL host {shown} is {reason}; webhooks go only to public addresses and the networks"
+            " listed in the webhook_allowed_networks setting"
         )
 
 
@@ -163,14 +169,24 @@ def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
     return urlunsplit(parts._replace(netloc=host)), (unquote(username), unquote(password))
 
 
+def _ascii_host(host: str) -> str:
+    """A non-ASCII host as the ASCII name a connection uses (IDNA with UTS #46 mapping)."""
+    try:
+        return idna.encode(host, uts46=True, std3_rules=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise WebhookUrlError(f"webhook URL host {host} is not a valid name: {exc}") from None
+
+
 def validate_webhook_url(url: str, *, allowed_networks: Sequence[Network] = ()) -> str:
-    """Return `url` if it may be a webhook target, else raise WebhookUrlError saying why.
+    """Return `url`, normalised, if it may be a webhook target, else raise WebhookUrlError saying why.
 
     Refused: schemes other than http and https; a missing host; userinfo ("user:pass@", since
     credentials belong in HttpAuth where they are not logged with the URL); and hosts that are
-    addresses outside the public internet (private, link-local, unique-local, unspecified,
-    multicast, reserved, shared/CGNAT), unless they lie in `allowed_networks`. Loopback is allowed.
-    Host names are not resolved here: `resolve_and_check` does that before each post.
+    addresses outside the public internet (loopback, private, link-local, unique-local, unspecified,
+    multicast, reserved, shared/CGNAT), unless they lie in `allowed_networks`. A non-ASCII host (or
+    port) is normalised first (module docstring) and the normalised URL is what is checked and
+    returned; save and post that one. Host names are not resolved here: `resolve_and_check` does
+    that before each post.
     """
     if _UNSAFE_URL_CHARS.search(url):
         raise WebhookUrlError("webhook URL must not contain spaces, control characters or backslashes")
@@ -190,10 +206,19 @@ def validate_webhook_url(url: str, *, allowed_networks: Sequence[Network] = ()) 
         raise WebhookUrlError("webhook URL has no host")
     if port == 0:
         raise WebhookUrlError("webhook URL port must be between 1 and 65535")
+    if not parts.netloc.isascii():
+        # Written once in the form the HTTP client reads it in (a non-ASCII port never gets here: urlsplit
+        # refuses one).
+        netloc = _ascii_host(host) + (f":{port}" if port is not None else "")
+        url = urlunsplit(parts._replace(netloc=netloc))
+        parts = urlsplit(url)
+        host = parts.hostname or ""
     if "%" in host:
         # An IPv6 zone ("[fe80::1%25eth0]") names an interface of this machine: never a webhook.
         raise WebhookUrlError("webhook URL host must not carry an IPv6 zone")
     address = _literal_address(host)
+    if address is None and (host.rstrip(".") == "localhost" or host.rstrip(".").endswith(".localhost")):
+        address = IPv4Address("127.0.0.1")  # RFC 6761 §6.3: these names are loopback, whatever DNS says
     if address is not None:
         _check_address(host, address, allowed_networks)
     return url
