@@ -19,7 +19,7 @@ from posthouse.server.config import load_settings
 from posthouse.server.domain.tracking import OPEN, TrackingToken, encode_token
 from posthouse.server.runtime import Runtime
 from posthouse.server.store.base import Store
-from support import async_wait_for
+from support import WEBHOOKS_TO_LOOPBACK, async_wait_for
 
 # A mail client's and a browser's user agents: what a reader's software sends with the pixel and the click.
 APPLE_MAIL = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)"
@@ -130,7 +130,8 @@ def _rows(rows: list[Any]) -> list[dict[str, Any]]:
 
 
 async def harness(store: Store, **settings: Any) -> AsyncIterator[Harness]:
-    runtime = Runtime(load_settings({"delivery": "sandbox", **settings}, environ={}), store)
+    # The tests' webhooks point at a receiver on this machine, which the operator must allow.
+    runtime = Runtime(load_settings({"delivery": "sandbox", **WEBHOOKS_TO_LOOPBACK, **settings}, environ={}), store)
     tokens = await runtime.accounts.bootstrap()
     assert tokens is not None
     app = await runtime.start_tracking()

@@ -16,11 +16,11 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from posthouse.server.store import open_store_for
-from support import ServerProcess, wait_for
+from support import LOOPBACK_WEBHOOKS_ENV, ServerProcess, wait_for
 from tracking_helpers import APPLE_MAIL, CHROME, TrackedMessage, track
 from webhook_receiver import WebhookReceiver
 
-FAST = {"POSTHOUSE_POLL_INTERVAL": "200ms", "POSTHOUSE_WEBHOOK_TIMEOUT": "2s"}
+FAST = {"POSTHOUSE_POLL_INTERVAL": "200ms", "POSTHOUSE_WEBHOOK_TIMEOUT": "2s", **LOOPBACK_WEBHOOKS_ENV}
 
 
 @pytest.fixture

@@ -75,7 +75,8 @@ def _raise_file_limit(settings: Settings) -> None:
     is 1024, fewer than the two listeners' caps), and say so when even that is below the caps."""
     import resource
 
-    needed = settings.http_max_connections + settings.smtp_max_connections + 256  # the store, logs, workers
+    # The API and the tracking listener each have their own cap (the tracking one faces the public).
+    needed = 2 * settings.http_max_connections + settings.smtp_max_connections + 256  # + the store, logs, workers
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = hard if hard == resource.RLIM_INFINITY else max(soft, min(hard, needed))
     if soft != resource.RLIM_INFINITY and wanted > soft:
@@ -85,7 +86,7 @@ def _raise_file_limit(settings: Settings) -> None:
         except (ValueError, OSError) as exc:
             log.warning("could not raise the open-file limit from %d: %s", soft, exc)
     if soft != resource.RLIM_INFINITY and soft < needed:
-        log.warning("the open-file limit (%d) is below http_max_connections + smtp_max_connections + 256 (%d): "
+        log.warning("the open-file limit (%d) is below 2 × http_max_connections + smtp_max_connections + 256 (%d): "
                     "raise it (ulimit -n) or lower the caps, or a flood of connections can exhaust it", soft, needed)
 
 
@@ -95,9 +96,7 @@ def _raise_file_limit(settings: Settings) -> None:
 async def serve(settings: Settings, *, announce: Callable[[str], None] = click.echo) -> None:
     """Run every configured role in this process until SIGINT/SIGTERM, then stop in order:
     stop accepting HTTP, let the worker finish what it holds, close transports, close the store."""
-    import uvicorn
 
-    from posthouse.server.api.listener import ConnectionGuard
     from posthouse.server.runtime import Runtime
 
     roles = settings.role_set
@@ -139,8 +138,9 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
             assert runtime.worker_task is not None
             tasks.append(runtime.worker_task)
         if tracking_sock is not None:
-            tracking_config = uvicorn.Config(await runtime.start_tracking(), lifespan="off", log_level="warning",
-                                             access_log=False, loop="none", http="httptools", timeout_keep_alive=30)
+            # The tracking listener faces every reader of every message: the same connection cap and
+            # deadlines as the API's (api/listener.py), a guard of its own.
+            tracking_config, _ = _guarded_http_config(await runtime.start_tracking(), settings)
             tracking_server = _uvicorn_server(tracking_config)
             tracking_task = asyncio.create_task(tracking_server.serve(sockets=[tracking_sock]), name="tracking-http")
             tasks.append(tracking_task)
@@ -149,12 +149,7 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
             runtime.ready["tracking"] = True
             listening.append("tracking on http://{}:{}".format(*tracking_sock.getsockname()[:2]))
         if sock is not None:
-            header_timeout, keep_alive_timeout, _, _ = settings.http_timeouts
-            runtime.http_guard = ConnectionGuard(max_connections=settings.http_max_connections,
-                                                 header_timeout=header_timeout, keep_alive_timeout=keep_alive_timeout)
-            config = uvicorn.Config(runtime.app, lifespan="off", log_level="warning", access_log=False, loop="none",
-                                    http=runtime.http_guard.protocol_factory(),
-                                    timeout_keep_alive=max(1, round(keep_alive_timeout)))
+            config, runtime.http_guard = _guarded_http_config(runtime.app, settings)
             http_server = _uvicorn_server(config)
             tasks.append(asyncio.create_task(http_server.serve(sockets=[sock]), name="http"))
             while not http_server.started and not tasks[-1].done():  # noqa: ASYNC110 — uvicorn has only a flag
@@ -181,6 +176,22 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
             await smtp_server.stop(grace=10.0)
         await runtime.stop()
         await store.close()
+
+
+def _guarded_http_config(app: Any, settings: Settings) -> tuple[Any, Any]:
+    """uvicorn's configuration for one HTTP listener behind its own ConnectionGuard (cap and deadlines)."""
+    import uvicorn
+
+    from posthouse.server.api.listener import ConnectionGuard
+
+    header_timeout, keep_alive_timeout, _, _ = settings.http_timeouts
+    guard = ConnectionGuard(max_connections=settings.http_max_connections, header_timeout=header_timeout,
+                            keep_alive_timeout=keep_alive_timeout)
+    # uvicorn calls `http` to make each connection's protocol, so a factory works where its stubs say a class.
+    protocol: Any = guard.protocol_factory()
+    config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False, loop="none",
+                            http=protocol, timeout_keep_alive=max(1, round(keep_alive_timeout)))
+    return config, guard
 
 
 def _uvicorn_server(config: Any) -> Any:
