@@ -24,6 +24,8 @@ ENV_PREFIX = "POSTHOUSE_"
 ROLES = ("api", "smtp", "worker")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_TRACKING_BASE_URL = re.compile(r"https?://[A-Za-z0-9.\[\]:-]+(?:/[A-Za-z0-9._~%:/-]*)?")
+_DEFAULT_TRACKING_HTTP = "127.0.0.1:8081"
 
 
 def parse_duration(text: str) -> float:
@@ -153,6 +155,9 @@ class Settings:
     webhook_allowed_networks: str = _setting(
         "", "private networks webhooks may target (CIDR, comma-separated); loopback is always allowed")
     webhook_concurrency: int = _setting(16, "webhook posts in flight at most per process")
+    tracking_base_url: str = _setting(
+        "", "public base URL of the tracking listener, as recipients reach it (http(s)://host[:port][/path]); the "
+        "open pixel and tracked links point there; empty means http://{tracking_http}")
     log_level: str = _setting("info", "debug, info, warning or error")
 
     # Derived, validated views ------------------------------------------------------------
@@ -215,6 +220,21 @@ class Settings:
         return local, (domain or hostname).lower()
 
     @property
+    def resolved_tracking_base_url(self) -> str:
+        """Where tracked mail's pixel and links point, without a trailing "/"."""
+        if self.tracking_base_url.strip():
+            url = self.tracking_base_url.strip().rstrip("/")
+            # Characters that need no escaping in HTML, quoted-printable or a URL (domain/links.py BASE_URL).
+            if not _TRACKING_BASE_URL.fullmatch(url):
+                raise ConfigurationError(
+                    f"invalid tracking_base_url {self.tracking_base_url!r} (use http(s)://host[:port][/path], "
+                    "without query or fragment)")
+            return url
+        # The tracking listener's own address (`tracking_http`, issue 13's listener setting).
+        host, port = parse_hostport(getattr(self, "tracking_http", _DEFAULT_TRACKING_HTTP), what="tracking HTTP")
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    @property
     def role_set(self) -> frozenset[str]:
         roles = frozenset(r.strip() for r in self.roles.split(",") if r.strip())
         unknown = roles - set(ROLES)
@@ -262,6 +282,7 @@ class Settings:
         _ = (self.http_address, self.retry_delays, self.max_message_age_seconds, self.lease_seconds)
         _ = (self.poll_seconds, self.smtp_timeout_seconds, self.role_set, self.plaintext_auth_networks)
         _ = (self.trusted_networks, parse_duration(self.smtp_command_timeout), parse_duration(self.smtp_data_timeout))
+        _ = self.resolved_tracking_base_url
         if "smtp" in self.role_set and not self.smtp_listeners:
             raise ConfigurationError("the smtp role needs at least one listener (--smtp HOST:PORT)")
         if bool(self.smtp_tls_cert) != bool(self.smtp_tls_key):

@@ -69,7 +69,8 @@ class Runtime:
         self.history = HistoryService(store, self.clock)
         self.sending = SendingService(store, self.accounts, self.clock, self.wakeup,
                                       sandbox_all=settings.delivery == "sandbox",
-                                      max_schedule_ahead=settings.max_schedule_ahead_seconds)
+                                      max_schedule_ahead=settings.max_schedule_ahead_seconds,
+                                      tracking_base_url=settings.resolved_tracking_base_url)
         hostname = settings.smtp_hostname or socket.getfqdn()
         return_path = settings.return_path_parts(hostname)
         self.return_paths = ReturnPaths(store, *return_path) if return_path else None

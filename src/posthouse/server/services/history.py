@@ -8,6 +8,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 
 from posthouse import wire
+from posthouse.server.domain.links import untrack_message
 from posthouse.server.domain.statuses import POSTMARK_EVENT_TYPES, MessageStatus
 from posthouse.server.errors import ApiError, NotFoundError
 from posthouse.server.services.clock import Clock, iso
@@ -107,9 +108,17 @@ class HistoryService:
         return wire.OutboundMessageList(total_count=total, messages=[message_summary(r, now) for r in records])
 
     async def _record(self, server_id: int, message_id: str) -> MessageRecord:
+        """The message with its content as the sender wrote it: a tracked message's stored content has the
+        pixel and rewritten links (with placeholders), which details and dump do not show, as Postmark
+        keeps the pixel out of the raw source so that viewing it is not an open (domain/links.py)."""
         record = await self.store.get_message(server_id, message_id.lower(), with_content=True)
         if record is None:
             raise NotFoundError(701, f"The message '{message_id}' was not found.")
+        tracked = record.track_opens or record.track_links != "None"
+        if tracked and record.content is not None and b"phtrk" in record.content:
+            links = await self.store.list_message_links(record.message_id)
+            written = {link: text if text is not None else url for link, url, _, text in links}
+            record.content = untrack_message(record.content, written)
         return record
 
     async def details(self, server_id: int, message_id: str) -> wire.OutboundMessageDetails:
