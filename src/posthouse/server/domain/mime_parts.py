@@ -31,7 +31,7 @@ from posthouse.server.domain.mime import quoted_printable
 _MAX_DEPTH = 32  # nested multiparts followed at most (a message nested deeper is left as it is)
 _MAX_LINE = 998  # RFC 5322 §2.1.1, RFC 2045 §2.7-2.8
 _IDENTITY = ("7bit", "8bit", "binary")
-_FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+_FIELD_NAME = re.compile(rb"([!-9;-~]+)[ \t]*:")
 # Text that tracking adds must come out of the part's charset as the same ASCII bytes.
 _ASCII_PROBE = '<img src="https://t.example:8081/o/phtrk0000xxxxxxxxxxxxxxxxxxx" alt="" />&=%?#_~'
 
