@@ -242,6 +242,7 @@ def test_on_messy_html_the_scanner_agrees_with_the_parser(html: str) -> None:
 
 @settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(messy_html(), st.booleans())
+@example("</", True)
 def test_tracking_changes_only_the_urls_and_the_parser_sees_them(html: str, opens: bool) -> None:
     table = LinkTable()
     tracked = track_html(html, base_url=BASE, table=table, add_pixel=opens)
@@ -285,6 +286,8 @@ def test_an_email_is_rewritten_in_place() -> None:
     ("<p>x</p><!-- unclosed", "<p>x</p><!-- unclosed"),  # appended, it would be inside the comment
     ('<a href="x', '<a href="x'),
     ("<script>if (a < b) {", "<script>if (a < b) {"),
+    ("<p>x</", "<p>x</"),  # "</<img …>" would be a comment
+    ("<p>x<", "<p>x<{pixel}"),
 ])
 def test_the_pixel_goes_before_the_body_end_or_at_a_clean_end(html: str, expected: str) -> None:
     tracked = track_html(html, base_url=BASE, table=None, add_pixel=True)

@@ -118,7 +118,8 @@ def scan_tags(html: str, names: Collection[str]) -> Scan:
             elif c2 == ">":
                 pos = lt + 3  # "</>" is dropped
             elif not c2:
-                return Scan(found, True)  # "</" at the end is text
+                # "</" at the end is text, but what is appended would continue it ("</<img…>" is a comment).
+                return Scan(found, False)
             else:
                 pos = _bogus_comment_end(html, lt + 2)
         elif c == "!":
