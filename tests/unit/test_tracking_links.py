@@ -8,6 +8,7 @@ document has, and after rewriting the parser sees the tracked URLs in their plac
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
@@ -50,7 +51,7 @@ def parsed_links(html: str) -> list[str]:
 
 def scanned_links(html: str) -> list[str]:
     found: list[str] = []
-    for tag in scan_tags(html, ("a",)).tags:
+    for tag in scan_tags(html, starts=("a",)).tags:
         href = tag.attribute("href")
         if not tag.closing and href is not None:
             value = attribute_value(html[href.start:href.end])
@@ -95,10 +96,24 @@ def test_tracking_follows_postmarks_rules(message: tuple[bool | None, str | None
     ("https://example.com/{{ name }}", False),  # a template leftover
     ("https://example.com/" + "a" * 8000, False),
     ("https://[::1]:8080/", True),
-    ("https://[::1/", False),  # urlsplit refuses it
+    ("https://user@[2001:db8::7]/x", True),
+    ("https://[::1/", False),
+    ("https://::1]/", False),
+    ("https://[example.com]/", False),  # only an IPv6 address goes in brackets
+    ("https://[::1]x[/", False),
 ])
 def test_which_urls_are_tracked(url: str, trackable: bool) -> None:
     assert is_trackable(url) is trackable
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab1:@/?#.%-_~")), max_size=20), st.sampled_from(["http", "HTTPS"]))
+def test_the_host_check_agrees_with_urlsplit(rest: str, scheme: str) -> None:
+    url = f"{scheme}://{rest}"
+    try:
+        expected = bool(urlsplit(url).hostname)
+    except ValueError:
+        expected = False
+    assert is_trackable(url) is expected
 
 
 # -- attribute values ------------------------------------------------------------------------------------------
@@ -243,6 +258,7 @@ def test_on_messy_html_the_scanner_agrees_with_the_parser(html: str) -> None:
 @settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(messy_html(), st.booleans())
 @example("</", True)
+@example('</body><a href="https://e.example/p" >', True)
 def test_tracking_changes_only_the_urls_and_the_parser_sees_them(html: str, opens: bool) -> None:
     table = LinkTable()
     tracked = track_html(html, base_url=BASE, table=table, add_pixel=opens)
@@ -288,10 +304,11 @@ def test_an_email_is_rewritten_in_place() -> None:
     ("<script>if (a < b) {", "<script>if (a < b) {"),
     ("<p>x</", "<p>x</"),  # "</<img …>" would be a comment
     ("<p>x<", "<p>x<{pixel}"),
+    ('</body><a href="https://a.example/">', '{pixel}</body><a href="https://track.example.com/c/{first}">'),
 ])
 def test_the_pixel_goes_before_the_body_end_or_at_a_clean_end(html: str, expected: str) -> None:
-    tracked = track_html(html, base_url=BASE, table=None, add_pixel=True)
-    assert tracked.html == expected.replace("{pixel}", pixel(BASE))
+    tracked = track_html(html, base_url=BASE, table=LinkTable(), add_pixel=True)
+    assert tracked.html == expected.replace("{pixel}", pixel(BASE)).replace("{first}", placeholder(1))
     assert tracked.pixel is ("{pixel}" in expected)
 
 

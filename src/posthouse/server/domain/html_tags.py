@@ -21,19 +21,55 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
+from functools import lru_cache
 
 # §13.2.5.1: after input preprocessing CR is LF, so CR counts as whitespace too.
-_SPACE = "\t\n\f\r "
-_SPACES = re.compile(r"[\t\n\f\r ]*")
-_BEFORE_ATTRIBUTE = re.compile(r"[\t\n\f\r /]*")  # "/" not followed by ">" acts as a separator (§13.2.5.40)
-_TAG_NAME = re.compile(r"[A-Za-z][^\t\n\f\r />]*")
-_ATTRIBUTE_NAME = re.compile(r"[^\t\n\f\r />][^\t\n\f\r /=>]*")  # a leading "=" is part of the name
-_UNQUOTED_VALUE = re.compile(r"[^\t\n\f\r >]+")
+_DELIMITER = "\t\n\f\r />"  # what ends a tag name (§13.2.5.8) and makes "</name" an end tag (§13.2.5.11)
+# The rest of a tag, from after its name to after its ">" (§13.2.5.32-40): attributes (a name that may start
+# with "=" or hold quotes, then maybe "=" and a quoted or unquoted value), spaces and "/" between them. Possessive
+# quantifiers take a name, a value or a run of spaces whole, never split on backtracking, so the match is linear.
+# It fails only where the tokenizer reaches the end of the file inside the tag (no ">", or a quoted value that
+# never closes: a "=" is then neither followed by a value nor by nothing), and there the tag does not exist.
+_TAG_REST = re.compile(r"""
+    (?:
+        [\t\n\f\r /]*+
+        [^\t\n\f\r />][^\t\n\f\r /=>]*+
+        (?: [\t\n\f\r ]*+ = [\t\n\f\r ]*+ (?: "[^"]*+" | '[^']*+' | (?!["'])[^\t\n\f\r >]*+ )
+          | (?! [\t\n\f\r ]*+ = ) )
+    )*+
+    [\t\n\f\r /]*+ >""", re.X)
+# One attribute of a tag that `_TAG_REST` took: its name, and its value double-quoted, single-quoted or unquoted.
+_ATTRIBUTE = re.compile(r"""
+    [\t\n\f\r /]*+
+    ([^\t\n\f\r />][^\t\n\f\r /=>]*+)
+    (?: [\t\n\f\r ]*+ = [\t\n\f\r ]*+ (?: "([^"]*+)" | '([^']*+)' | ([^\t\n\f\r >]*+) ) )?""", re.X)
+# Where markup starts (§13.2.5.6): a tag ("<" or "</", then a letter: its name), a comment, a declaration or
+# processing instruction, or "</" before anything else. A "<" before anything else is text.
+_MARKUP = re.compile(r"<(?:(/?)([A-Za-z][^\t\n\f\r />]*+)|!--|!|\?|/)")
 
 # Elements whose content the tree builder tells the tokenizer to read as text until their end tag
 # (§13.2.6.4.4 / §13.2.6.4.7): RCDATA (character references decoded) or RAWTEXT; either way no tags.
 _TEXT_ELEMENTS = frozenset({"title", "textarea", "style", "xmp", "iframe", "noembed", "noframes"})
+_SWITCHING = _TEXT_ELEMENTS | {"script", "plaintext"}
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+@lru_cache(maxsize=16)
+def _plain_run(starts: frozenset[str], ends: frozenset[str]) -> re.Pattern[str]:
+    """A run of what a scan for `starts`/`ends` passes over, matched in one go: text, a "<" that is text, and
+    whole tags that are neither asked for nor switch the tokenizer to reading text."""
+
+    def not_named(names: frozenset[str]) -> str:
+        if not names:
+            return ""
+        return "(?!(?i:" + "|".join(sorted(map(re.escape, names))) + r")[\t\n\f\r />])"
+
+    tag = r"[A-Za-z][^\t\n\f\r />]*+(?:" + _TAG_REST.pattern + ")"
+    return re.compile(
+        r"(?:[^<]++|<(?![A-Za-z/!?])"
+        + "|</" + not_named(ends) + tag
+        + "|<" + not_named(starts | _SWITCHING) + tag
+        + ")*+", re.X)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,63 +110,84 @@ class Scan:
     complete: bool
 
 
-def _skip(pattern: re.Pattern[str], html: str, pos: int) -> int:
-    """After what `pattern` (which may match nothing) matches at `pos`."""
-    match = pattern.match(html, pos)
-    return match.end() if match is not None else pos
-
-
 def _lower(text: str) -> str:
     # The tokenizer lower-cases ASCII letters only.
     return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
 
 
-def scan_tags(html: str, names: Collection[str]) -> Scan:
-    """The start and end tags named in `names` (lower case), with their attributes."""
+def scan_tags(html: str, starts: Collection[str] = (), ends: Collection[str] = ()) -> Scan:
+    """The start tags named in `starts`, with their attributes, and the end tags named in `ends` (names in
+    lower case), in document order."""
+    plain_run = _plain_run(frozenset(starts), frozenset(ends))
     found: list[Tag] = []
     n = len(html)
     pos = 0
     while True:
-        lt = html.find("<", pos)
-        if lt < 0 or lt + 1 >= n:
+        run = plain_run.match(html, pos)
+        pos = run.end() if run is not None else pos
+        if pos >= n:
             return Scan(found, True)
-        c = html[lt + 1]
-        if c.isascii() and c.isalpha():
-            tag = _read_tag(html, lt, lt + 1, closing=False, names=names, found=found)
-            if tag is None:
-                return Scan(found, False)
-            pos, name = tag
+        markup = _MARKUP.match(html, pos)
+        if markup is None:  # a "<" before anything else is text (the run stops at one only at the end)
+            pos += 1
+            continue
+        lt = pos
+        raw_name = markup.group(2)
+        if raw_name is not None:
+            rest = _TAG_REST.match(html, markup.end())
+            if rest is None:
+                return Scan(found, False)  # the file ends inside the tag: it does not exist
+            pos = rest.end()
+            name = _lower(raw_name)
+            if markup.group(1):
+                if name in ends:
+                    found.append(Tag(name, lt, pos, True, ()))
+                continue
+            if name in starts:
+                found.append(Tag(name, lt, pos, False, _attributes(html, markup.end(), pos - 1)))
             if name in _TEXT_ELEMENTS:
                 pos = _text_end(html, pos, name)
             elif name == "script":
                 pos = _script_end(html, pos)
             elif name == "plaintext":
                 return Scan(found, False)  # §13.2.5.7: the rest of the document is text
-            if pos < 0:
-                return Scan(found, False)
-        elif c == "/":
-            c2 = html[lt + 2] if lt + 2 < n else ""
-            if c2.isascii() and c2.isalpha():
-                tag = _read_tag(html, lt, lt + 2, closing=True, names=names, found=found)
-                if tag is None:
-                    return Scan(found, False)
-                pos = tag[0]
-            elif c2 == ">":
-                pos = lt + 3  # "</>" is dropped
-            elif not c2:
-                # "</" at the end is text, but what is appended would continue it ("</<img…>" is a comment).
-                return Scan(found, False)
-            else:
-                pos = _bogus_comment_end(html, lt + 2)
-        elif c == "!":
-            pos = _comment_end(html, lt + 4) if html.startswith("--", lt + 2) else _bogus_comment_end(html, lt + 2)
-        elif c == "?":
-            pos = _bogus_comment_end(html, lt + 1)
         else:
-            pos = lt + 1  # "<" before anything else is text
-            continue
+            kind = markup.group()
+            if kind == "<!--":
+                pos = _comment_end(html, lt + 4)
+            elif kind == "</":
+                after = html[lt + 2:lt + 3]
+                if after == ">":
+                    pos = lt + 3  # "</>" is dropped
+                elif not after:
+                    # "</" at the end is text, but what is appended would continue it ("</<img…>" is a comment).
+                    return Scan(found, False)
+                else:
+                    pos = _bogus_comment_end(html, lt + 2)
+            else:  # "<!" (DOCTYPE, CDATA outside foreign content, other declarations) or "<?"
+                pos = _bogus_comment_end(html, lt + 2)
         if pos < 0:
             return Scan(found, False)
+
+
+def _attributes(html: str, start: int, end: int) -> tuple[Attribute, ...]:
+    """The attributes of a tag between its name and its ">" (the first of each name, §13.2.5.33)."""
+    attributes: list[Attribute] = []
+    seen: set[str] = set()
+    for match in _ATTRIBUTE.finditer(html, start, end):
+        name = _lower(match.group(1))
+        if name in seen:
+            continue
+        seen.add(name)
+        group = match.lastindex or 1  # 2, 3, 4: the value's group; 1: no value
+        start, end = match.span(group)
+        if group == 1:
+            start = end
+        attributes.append(Attribute(name, start, end, _QUOTES[group]))
+    return tuple(attributes)
+
+
+_QUOTES = {1: "", 2: '"', 3: "'", 4: ""}
 
 
 def _bogus_comment_end(html: str, pos: int) -> int:
@@ -150,63 +207,11 @@ def _comment_end(html: str, pos: int) -> int:
     return min(ends) if ends else -1
 
 
-def _read_tag(html: str, lt: int, name_at: int, *, closing: bool, names: Collection[str],
-              found: list[Tag]) -> tuple[int, str] | None:
-    """Read one tag from its name to its ">" (§13.2.5.8 and §13.2.5.32-40): (offset after it, its name),
-    or None when the file ends inside it. Tags named in `names` are added to `found`."""
-    n = len(html)
-    match = _TAG_NAME.match(html, name_at)
-    assert match is not None
-    name = _lower(match.group())
-    wanted = name in names
-    pos = match.end()
-    attributes: list[Attribute] = []
-    seen: set[str] = set()
-    while True:
-        pos = _skip(_BEFORE_ATTRIBUTE, html, pos)
-        if pos >= n:
-            return None
-        if html[pos] == ">":
-            pos += 1
-            break
-        match = _ATTRIBUTE_NAME.match(html, pos)
-        assert match is not None
-        attribute = match.group()
-        pos = match.end()
-        after_name = _skip(_SPACES, html, pos)
-        start = end = pos
-        quote = ""
-        if after_name < n and html[after_name] == "=":
-            at = _skip(_SPACES, html, after_name + 1)
-            if at >= n:
-                return None
-            first = html[at]
-            if first in "\"'":
-                close = html.find(first, at + 1)
-                if close < 0:
-                    return None  # the value runs to the end of the file: so does the tag
-                start, end, quote, pos = at + 1, close, first, close + 1
-            elif first == ">":
-                start = end = pos = at  # "href=>": an empty value, and the tag ends here
-            else:
-                value = _UNQUOTED_VALUE.match(html, at)
-                assert value is not None
-                start, end, pos = at, value.end(), value.end()
-        if wanted:
-            lowered = _lower(attribute)
-            if lowered not in seen:
-                seen.add(lowered)
-                attributes.append(Attribute(lowered, start, end, quote))
-    if wanted:
-        found.append(Tag(name, lt, pos, closing, tuple(attributes)))
-    return pos, name
-
-
 def _is_end_tag(html: str, lt: int, name: str) -> bool:
     """Whether `</name` at `lt` is an "appropriate end tag" (§13.2.5.11): followed by space, "/" or ">"."""
     after = lt + 2 + len(name)
     return (html.startswith("</", lt) and _lower(html[lt + 2:after]) == name and after < len(html)
-            and html[after] in "\t\n\f\r />")
+            and html[after] in _DELIMITER)
 
 
 def _text_end(html: str, pos: int, name: str) -> int:
@@ -231,7 +236,7 @@ def _letters_then_delimiter(html: str, pos: int) -> tuple[str, int, bool]:
     end = pos
     while end < len(html) and html[end].isascii() and html[end].isalpha():
         end += 1
-    return _lower(html[pos:end]), end, end < len(html) and html[end] in "\t\n\f\r />"
+    return _lower(html[pos:end]), end, end < len(html) and html[end] in _DELIMITER
 
 
 def _script_end(html: str, pos: int) -> int:

@@ -21,11 +21,11 @@ without a `{{`/`}}` left over from a template, since the tracking listener redir
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from html.entities import html5 as _ENTITIES
-from urllib.parse import urlsplit
 
 from posthouse.server.domain.html_tags import scan_tags
 from posthouse.server.domain.mime_parts import replace_parts, text_parts
@@ -53,6 +53,7 @@ _TEXT_URL = re.compile(r"(?<![A-Za-z0-9])https?://[!#-;=?-~]+", re.I)
 _TRAILING = ".,;:!?'*"
 _PAIRS = {")": "(", "]": "[", "}": "{"}
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
+_AUTHORITY_END = re.compile(r"[/?#]")
 _PLACEHOLDER = re.compile(r"phtrk[0-9]{4}x{19}")  # tracking.PLACEHOLDER, in text
 _STRIP = "\t\n\f\r "
 
@@ -142,12 +143,26 @@ def is_trackable(url: str) -> bool:
     if "{{" in url or "}}" in url:
         return False
     head = url[:8].lower()
-    if not (head.startswith("http://") or head.startswith("https://")):
+    if head.startswith("http://"):
+        rest = url[7:]
+    elif head.startswith("https://"):
+        rest = url[8:]
+    else:
+        return False
+    # The host, as urlsplit finds it: the authority up to "/", "?" or "#", after any "user@", before any port.
+    authority = _AUTHORITY_END.split(rest, 1)[0]
+    host = authority.rpartition("@")[2]
+    if "[" not in authority and "]" not in authority:
+        return bool(host.partition(":")[0])
+    # An IP literal (RFC 3986 §3.2.2): only a well-formed IPv6 address between the brackets.
+    literal, bracket, _ = host[1:].partition("]")
+    if not host.startswith("[") or not bracket or authority.count("[") != 1 or authority.count("]") != 1:
         return False
     try:
-        return bool(urlsplit(url).hostname)
+        ipaddress.IPv6Address(literal)
     except ValueError:
         return False
+    return True
 
 
 def tracked_url(base_url: str, link: int) -> str:
@@ -244,17 +259,15 @@ class TrackedHtml:
 def track_html(html: str, *, base_url: str, table: LinkTable | None, add_pixel: bool) -> TrackedHtml:
     """The HTML with its trackable links rewritten (when `table` is given, numbering into it) and the
     pixel added (when asked for and there is a place for it)."""
-    scan = scan_tags(html, ("a", "body"))
-    pieces: list[str] = []
-    pos = 0
+    scan = scan_tags(html, starts=("a",), ends=("body",))
+    edits: list[tuple[int, int, str]] = []  # (start, end, replacement), in document order
     opted_out: set[str] = set()
-    body_end = -1
+    pixel_at = -1
     for tag in scan.tags:
-        if tag.name == "body":
-            if tag.closing and body_end < 0:
-                body_end = tag.start
-            continue
-        if tag.closing:
+        if tag.closing:  # </body>: the first one takes the pixel
+            if pixel_at < 0 and add_pixel:
+                pixel_at = tag.start
+                edits.append((pixel_at, pixel_at, pixel(base_url)))
             continue
         href = tag.attribute("href")
         if href is None or href.start == href.end:
@@ -267,22 +280,22 @@ def track_html(html: str, *, base_url: str, table: LinkTable | None, add_pixel: 
         if table is None or not is_trackable(url):
             continue
         link = table.number(url, HTML, written)
-        if link is None:
-            continue
-        pieces += (html[pos:href.start], tracked_url(base_url, link))
-        pos = href.end
-    added = False
-    if add_pixel and (body_end >= 0 or scan.complete):
-        # Before the first </body>; without one, at the end, if the end is in the data state (appended
-        # after an unclosed comment or attribute it would be text, or break the markup).
-        at = body_end if body_end >= 0 else len(html)
-        pieces += (html[pos:at], pixel(base_url))
-        pos = at
-        added = True
-    if not pieces:
+        if link is not None:
+            edits.append((href.start, href.end, tracked_url(base_url, link)))
+    if add_pixel and pixel_at < 0 and scan.complete:
+        # No </body>: at the end, if the end is in the data state (appended after an unclosed comment or
+        # attribute it would be text, or break the markup).
+        pixel_at = len(html)
+        edits.append((pixel_at, pixel_at, pixel(base_url)))
+    if not edits:
         return TrackedHtml(html, opted_out, False)
+    pieces: list[str] = []
+    pos = 0
+    for start, end, replacement in edits:
+        pieces += (html[pos:start], replacement)
+        pos = end
     pieces.append(html[pos:])
-    return TrackedHtml("".join(pieces), opted_out, added)
+    return TrackedHtml("".join(pieces), opted_out, pixel_at >= 0)
 
 
 # -- text ------------------------------------------------------------------------------------------------------
