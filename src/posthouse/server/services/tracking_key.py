@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 from posthouse.server.store.base import Store
@@ -10,13 +11,16 @@ KEY_NAME = "tracking-key"  # its row in `secrets`
 
 
 class TrackingKey:
-    """Read (or made, by the first node to ask) once, then kept."""
+    """Read (or made, by the first node to ask) once, then kept; concurrent first callers share one read."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._key: bytes | None = None
+        self._lock = asyncio.Lock()
 
     async def get(self) -> bytes:
         if self._key is None:
-            self._key = bytes.fromhex(await self.store.secret(KEY_NAME, secrets.token_hex(32)))
+            async with self._lock:
+                if self._key is None:
+                    self._key = bytes.fromhex(await self.store.secret(KEY_NAME, secrets.token_hex(32)))
         return self._key

@@ -84,6 +84,10 @@ class DeliveryWorker:
         after the deliveries in flight have finished and been recorded.
         """
         await self.store.listen_for_work(self.wakeup.notify)
+        try:
+            await self.tracking_key.get()  # now, so that the first tracked deliveries do not wait for it
+        except StoreError as exc:
+            log.warning("the tracking key will be read when first needed: %s", exc)
         # One SMTP transaction per message: rows of a message may come back in any order. With VERP,
         # one per recipient: each gets the return path that names it (`domain.verp`); so does a tracked
         # message whose content has placeholders, each recipient getting their own tokens.
