@@ -141,14 +141,24 @@ def test_text_parts_finds_bodies_not_attachments_nor_forwarded_messages() -> Non
 
 
 def test_a_message_without_mime_version_is_plain_text() -> None:
-    data = (b"From: a@example.com\r\nContent-Type: text/html\r\n\r\n"
-            b"<a href=\"https://a.example/\">a</a> https://b.example/\r\n")
+    data = (b"From: a@example.com\r\nSubject: old\r\n\r\n"
+            b"<a href=\"https://a.example/\">a</a> https://b.example/ " + b"x" * 990 + b"\r\n")
     parts = text_parts(data)
     assert [(p.subtype, p.mime) for p in parts] == [("plain", False)]
     tracked = track_message(data, TrackingChoice(True, "HtmlAndText"), BASE)
     assert [link.url for link in tracked.links] == ["https://a.example/", "https://b.example/"]
     assert not tracked.pixel
-    assert tracked.content.startswith(b"From: a@example.com\r\nContent-Type: text/html\r\n\r\n")
+    # The line grew past 998: quoted-printable, so MIME-Version comes with its Content-Transfer-Encoding.
+    assert tracked.content.startswith(b"From: a@example.com\r\nSubject: old\r\nMIME-Version: 1.0\r\n"
+                                      b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+    assert body(parse(tracked.content), "plain").startswith(f'<a href="{BASE}/c/{placeholder(1)}">')
+
+
+def test_a_message_with_mime_fields_but_no_mime_version_is_left_alone() -> None:
+    data = (b"From: a@example.com\r\nContent-Type: text/html\r\n\r\n"
+            b"<a href=\"https://a.example/\">a</a> https://b.example/\r\n")
+    assert text_parts(data) == []
+    assert track_message(data, TrackingChoice(True, "HtmlAndText"), BASE).content == data
 
 
 def test_a_line_too_long_for_7bit_after_tracking_becomes_quoted_printable() -> None:

@@ -10,7 +10,7 @@ stay byte for byte. The same splice turns stored tracked content back into the o
 details and dump.
 
 A part is a text body when its type is text/plain or text/html (RFC 2045 §5.2: a missing Content-Type
-means text/plain) and its Content-Disposition is not `attachment` (RFC 2183). Multiparts are followed
+means text/plain; a message without MIME-Version is plain text, and left alone if it has Content-* fields) and its Content-Disposition is not `attachment` (RFC 2183). Multiparts are followed
 (RFC 2046 §5.1.1: a delimiter is CRLF, "--", the boundary, then optional whitespace); message/rfc822
 parts are not (a forwarded message is the sender's attachment, not their body). A part that cannot be
 decoded (an unknown charset or transfer encoding, a charset that does not keep ASCII as ASCII) is left
@@ -117,8 +117,10 @@ def _walk(data: bytes, start: int, end: int, default_type: str, found: list[Text
                 encoding_field = (field_start, field_end)
     mime = not top or "mime-version" in values
     if not mime:
-        # Not MIME (RFC 2045 §4): plain US-ASCII text, whatever other fields say.
-        values = {}
+        # Not MIME (RFC 2045 §4): plain US-ASCII text. One with MIME fields all the same is left alone: readers
+        # differ on whether to honour them, and rewriting it as text could break a structure they see.
+        if any(name.startswith("content-") for name in values):
+            return
         encoding_field = None
     header = Message()
     if "content-type" in values:
