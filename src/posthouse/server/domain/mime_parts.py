@@ -10,7 +10,8 @@ stay byte for byte. The same splice turns stored tracked content back into the o
 details and dump.
 
 A part is a text body when its type is text/plain or text/html (RFC 2045 §5.2: a missing Content-Type
-means text/plain; a message without MIME-Version is plain text, and left alone if it has Content-* fields) and its Content-Disposition is not `attachment` (RFC 2183). Multiparts are followed
+means text/plain; a message without MIME-Version is plain text, and left alone if it has Content-* fields)
+and its Content-Disposition is not `attachment` (RFC 2183). Multiparts are followed
 (RFC 2046 §5.1.1: a delimiter is CRLF, "--", the boundary, then optional whitespace); message/rfc822
 parts are not (a forwarded message is the sender's attachment, not their body). A part that cannot be
 decoded (an unknown charset or transfer encoding, a charset that does not keep ASCII as ASCII) is left
