@@ -25,6 +25,7 @@ ROLES = ("api", "smtp", "worker", "tracking")
 UNSAFE_SYNCHRONOUS = ("NORMAL", "OFF")  # below FULL: a power cut can lose commits already acknowledged
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_TRACKING_BASE_URL = re.compile(r"https?://[A-Za-z0-9.\[\]:-]+(?:/[A-Za-z0-9._~%:/-]*)?")
 
 
 def parse_duration(text: str) -> float:
@@ -190,6 +191,9 @@ class Settings:
         1024 * 1024, "largest request body taken with the POSTMARK_API_TEST token, which needs no account (413 beyond)")
     test_token_concurrency: int = _setting(
         4, "requests with the POSTMARK_API_TEST token handled at once (429 beyond)")
+    tracking_base_url: str = _setting(
+        "", "public base URL of the tracking listener, as recipients reach it (http(s)://host[:port][/path]); the "
+        "open pixel and tracked links point there; empty means http://{tracking_http}")
     log_level: str = _setting("info", "debug, info, warning or error")
 
     # Derived, validated views ------------------------------------------------------------
@@ -275,6 +279,20 @@ class Settings:
         return local, (domain or hostname).lower()
 
     @property
+    def resolved_tracking_base_url(self) -> str:
+        """Where tracked mail's pixel and links point, without a trailing "/"."""
+        if self.tracking_base_url.strip():
+            url = self.tracking_base_url.strip().rstrip("/")
+            # Characters that need no escaping in HTML, quoted-printable or a URL (domain/links.py BASE_URL).
+            if not _TRACKING_BASE_URL.fullmatch(url):
+                raise ConfigurationError(
+                    f"invalid tracking_base_url {self.tracking_base_url!r} (use http(s)://host[:port][/path], "
+                    "without query or fragment)")
+            return url
+        host, port = self.tracking_address  # the tracking listener's own address
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    @property
     def role_set(self) -> frozenset[str]:
         roles = frozenset(r.strip() for r in self.roles.split(",") if r.strip())
         unknown = roles - set(ROLES)
@@ -332,6 +350,7 @@ class Settings:
                      "smtp_max_connections", "smtp_max_connections_per_client"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name} must be at least 1, got {getattr(self, name)}")
+        _ = self.resolved_tracking_base_url
         if "smtp" in self.role_set and not self.smtp_listeners:
             raise ConfigurationError("the smtp role needs at least one listener (--smtp HOST:PORT)")
         if bool(self.smtp_tls_cert) != bool(self.smtp_tls_key):

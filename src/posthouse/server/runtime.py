@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import socket
 import ssl
 import uuid
@@ -38,6 +37,7 @@ from posthouse.server.services.submission import SubmissionService
 from posthouse.server.services.suppressions import SuppressionService
 from posthouse.server.services.templates import TemplateService
 from posthouse.server.services.tracking import TrackingService
+from posthouse.server.services.tracking_key import TrackingKey
 from posthouse.server.services.wakeup import Wakeup
 from posthouse.server.services.webhooks import WebhookService
 from posthouse.server.store.base import Store
@@ -79,7 +79,8 @@ class Runtime:
         self.history = HistoryService(store, self.clock)
         self.sending = SendingService(store, self.accounts, self.clock, self.wakeup,
                                       sandbox_all=settings.delivery == "sandbox",
-                                      max_schedule_ahead=settings.max_schedule_ahead_seconds)
+                                      max_schedule_ahead=settings.max_schedule_ahead_seconds,
+                                      tracking_base_url=settings.resolved_tracking_base_url)
         hostname = settings.smtp_hostname or socket.getfqdn()
         return_path = settings.return_path_parts(hostname)
         self.return_paths = ReturnPaths(store, *return_path) if return_path else None
@@ -111,6 +112,7 @@ class Runtime:
                                        templates=self.templates, bulk=self.bulk,
                                        idempotency=self.sending.idempotency, ready=lambda: all(self.ready.values()),
                                        limits=self.limits))
+        self.tracking_key = TrackingKey(store)  # one read of the installation key for the worker and listener
         self.worker: DeliveryWorker | None = None
         self._worker_task: asyncio.Task[None] | None = None
         self.webhook_wakeup = Wakeup()
@@ -167,7 +169,8 @@ class Runtime:
             self.store, self.transport, self.sandbox, RetryPolicy(s.retry_delays, s.max_message_age_seconds),
             self.clock, self.wakeup, owner=owner, concurrency=s.worker_concurrency,
             batch_size=s.claim_batch_size, lease_seconds=s.lease_seconds, poll_seconds=s.poll_seconds,
-            return_paths=self.return_paths, on_recorded=self.webhook_wakeup.notify, webhook_hints=self.webhook_hints)
+            return_paths=self.return_paths, on_recorded=self.webhook_wakeup.notify, webhook_hints=self.webhook_hints,
+            tracking_key=self.tracking_key)
         self._worker_task = asyncio.create_task(self.worker.run(), name="delivery-worker")
         self.webhook_poster = WebhookPoster(total_timeout=s.webhook_timeout_seconds,
                                             connect_timeout=min(5.0, s.webhook_timeout_seconds),
@@ -194,7 +197,7 @@ class Runtime:
     async def start_tracking(self) -> TrackingApp:
         """The tracking service and its recorder (started), and the listener's ASGI app (not served yet)."""
         s = self.settings
-        key = bytes.fromhex(await self.store.secret("tracking-key", secrets.token_hex(32)))
+        key = await self.tracking_key.get()
         self.geo = GeoIp(s.geoip_database) if s.geoip_database else None
         self.tracking = TrackingService(self.store, key, self.clock, queue_size=s.tracking_queue_size, geo=self.geo,
                                         hints=self.webhook_hints, on_recorded=self.webhook_wakeup.notify)

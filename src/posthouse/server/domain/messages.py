@@ -12,7 +12,7 @@ import binascii
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from posthouse import wire
@@ -24,6 +24,14 @@ from posthouse.server.domain.addresses import (
     parse_address_list,
 )
 from posthouse.server.domain.ids import new_message_id
+from posthouse.server.domain.links import (
+    UNTRACKED,
+    TrackedLink,
+    TrackingSettings,
+    choose_tracking,
+    has_placeholders,
+    track_bodies,
+)
 from posthouse.server.domain.media_types import MediaTypeError, parse_media_type
 from posthouse.server.domain.mime import Attachment, MessageContent, build_message
 from posthouse.server.domain.statuses import TRACK_LINKS_VALUES
@@ -86,7 +94,20 @@ class ComposedMessage:
     envelope_from: str
     recipients: list[str]  # envelope recipients, each once
     send_at: datetime | None = None  # scheduled sending (a Posthouse extension): released then
+    # Tracking (domain/links.py), once decided: `track_opens`/`track_links` then hold what applies to this
+    # message; `links` are its tracked links (stored as message_links), `open_pixel` whether its HTML has
+    # the pixel. The content carries their placeholders.
+    links: list[TrackedLink] = field(default_factory=list)
+    open_pixel: bool = False
 
+    @property
+    def tracked_links(self) -> int:
+        return len(self.links)
+
+    @property
+    def is_tracked(self) -> bool:
+        """Whether the content carries tracking placeholders (the worker personalises it per recipient)."""
+        return self.open_pixel or bool(self.links)
 
     def addresses_json(self, addresses: Sequence[Address]) -> str:
         return json.dumps([{"Email": a.email, "Name": a.name} for a in addresses], ensure_ascii=False)
@@ -220,8 +241,12 @@ def _attachments(raw: list[wire.Attachment] | None) -> list[Attachment]:
 
 
 def compose(request: wire.EmailRequest, *, now: datetime, default_stream: str = "outbound",
-            message_id_domain: str = "posthouse") -> ComposedMessage:
-    """Validate a Postmark send request and build its MIME; raise ApiError on the first problem."""
+            message_id_domain: str = "posthouse", tracking: TrackingSettings | None = None) -> ComposedMessage:
+    """Validate a Postmark send request and build its MIME; raise ApiError on the first problem.
+
+    With `tracking` (the server's defaults), TrackOpens/TrackLinks are decided and the bodies tracked
+    (domain/links.py) before the MIME is built; without, they are kept as requested and nothing is tracked.
+    """
     if request.sender is None or not request.sender.strip():
         raise invalid("Invalid 'From' address: ''.")
     if len(request.sender) > MAX_FROM or has_line_break(request.sender):
@@ -259,6 +284,18 @@ def compose(request: wire.EmailRequest, *, now: datetime, default_stream: str = 
     else:
         message_id_header = f"<{message_id}@{message_id_domain}>"
     headers.append(("X-PM-Message-Id", message_id))
+    html_body, text_body = request.html_body or None, request.text_body or None
+    track_opens, track_links = request.track_opens, request.track_links
+    links: list[TrackedLink] = []
+    open_pixel = False
+    if tracking is not None:
+        choice = choose_tracking(track_opens, track_links, server_opens=tracking.opens, server_links=tracking.links)
+        if choice.any and (has_placeholders(html_body or "") or has_placeholders(text_body or "")):
+            choice = UNTRACKED  # the sender's own text looks like our placeholders: see links.has_placeholders
+        if choice.any:
+            tracked = track_bodies(html_body, text_body, choice, tracking.base_url)
+            html_body, text_body, links, open_pixel = tracked.html, tracked.text, tracked.links, tracked.pixel
+        track_opens, track_links = choice.opens, choice.links
     try:
         content = build_message(MessageContent(
             message_id=message_id_header,
@@ -268,8 +305,8 @@ def compose(request: wire.EmailRequest, *, now: datetime, default_stream: str = 
             cc=cc,
             reply_to=reply_to,
             subject=subject,
-            text_body=request.text_body or None,
-            html_body=request.html_body or None,
+            text_body=text_body,
+            html_body=html_body,
             headers=headers,
             attachments=attachments,
         ))
@@ -287,14 +324,16 @@ def compose(request: wire.EmailRequest, *, now: datetime, default_stream: str = 
         subject=subject,
         tag=tag,
         metadata=metadata,
-        track_opens=request.track_opens,
-        track_links=request.track_links,
+        track_opens=track_opens,
+        track_links=track_links,
         attachment_names=[a.name for a in attachments],
         received_at=now,
         content=content,
         envelope_from=sender.email,
         recipients=unique_emails(a.email for a in (*to, *cc, *bcc)),
         send_at=parse_send_at(request.send_at),
+        links=links,
+        open_pixel=open_pixel,
     )
 
 

@@ -13,6 +13,7 @@ from email.utils import format_datetime
 
 from posthouse.server.domain.addresses import Address, has_line_break
 from posthouse.server.domain.media_types import MediaType, parse_media_type
+from posthouse.server.domain.tracking import PLACEHOLDER
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +102,7 @@ _RFC2231_SECTION = 56
 
 # RFC 2045 §6.7 rule 5: encoded lines are at most 76 characters, the soft break "=" included.
 _QP_WIDTH = 76
+_PLACEHOLDER_MARK = b"phtrk"  # what every tracking placeholder starts with (domain/tracking.py)
 
 # RFC 2045 §6.8: base64 lines of at most 76 characters; 57 input octets make exactly 76.
 _B64_LINE = 76
@@ -218,14 +220,14 @@ def _text_part(text: str, subtype: bytes) -> _Part:
     # RFC 2045 §2.7: 7bit data is ASCII, has no NUL, and lines of at most 998 octets.
     if data.isascii() and b"\0" not in data and not _has_long_line(data):
         return _TEXT_HEADERS[subtype, b"7bit"], [data.replace(b"\n", _CRLF)]
-    return _TEXT_HEADERS[subtype, b"quoted-printable"], [_quoted_printable(data)]
+    return _TEXT_HEADERS[subtype, b"quoted-printable"], [quoted_printable(data)]
 
 
 def _has_long_line(data: bytes) -> bool:
     return len(data) > _MAX_LINE and max(map(len, data.split(b"\n"))) > _MAX_LINE
 
 
-def _quoted_printable(data: bytes) -> bytes:
+def quoted_printable(data: bytes) -> bytes:
     """RFC 2045 §6.7 encoding of LF-separated text, with CRLF line breaks.
 
     binascii.b2a_qp does the work in C: "=XX" for "=", controls and non-ASCII (rule 1), escaped
@@ -233,15 +235,37 @@ def _quoted_printable(data: bytes) -> bytes:
     "." (a guard for SMTP peers that do not dot-stuff). It is 10-20 times faster than a Python
     loop, but when it escapes a space or tab at the end of a line it can leave that line at 77
     characters (`"a" * 74 + " \n"`); such lines get one more soft break here.
+
+    Tracking placeholders (`tracking.PLACEHOLDER`) are never cut by a soft break: the delivery worker
+    finds them in these bytes and swaps in each recipient's token, so a placeholder must stay in one
+    piece. Text with one is wrapped here instead of by b2a_qp.
     """
+    if _PLACEHOLDER_MARK in data:
+        return _quoted_printable_keeping_placeholders(data)
     lines = binascii.b2a_qp(data, istext=True).split(b"\n")
     if max(map(len, lines)) > _QP_WIDTH:
         lines = [piece for line in lines for piece in _soft_wrap(line)]
     return _CRLF.join(lines)
 
 
-def _soft_wrap(line: bytes) -> list[bytes]:
-    """An encoded line cut into pieces of at most 76 characters, the soft break "=" included."""
+def _quoted_printable_keeping_placeholders(data: bytes) -> bytes:
+    # b2a_qp's soft breaks are taken out ("=" is always escaped as "=3D" in its output, so "=" at a line's
+    # end is a soft break) and the lines wrapped again around the placeholders.
+    joined = binascii.b2a_qp(data, istext=True).replace(b"=\n", b"")
+    out: list[bytes] = []
+    for line in joined.split(b"\n"):
+        if len(line) <= _QP_WIDTH:
+            out.append(line)
+            continue
+        keep = [(m.start(), m.end()) for m in PLACEHOLDER.finditer(line)]
+        # A piece that is just "." after a soft break gets the guard b2a_qp gives such whole lines.
+        out += [b"=2E" if piece == b"." else piece for piece in _soft_wrap(line, keep)]
+    return _CRLF.join(out)
+
+
+def _soft_wrap(line: bytes, keep: Sequence[tuple[int, int]] = ()) -> list[bytes]:
+    """An encoded line cut into pieces of at most 76 characters, the soft break "=" included, never
+    inside one of the `keep` spans (each far shorter than a line)."""
     pieces: list[bytes] = []
     start = 0
     while len(line) - start > _QP_WIDTH:
@@ -251,6 +275,10 @@ def _soft_wrap(line: bytes) -> list[bytes]:
             cut -= 1
         elif line[cut - 2] == 0x3D:
             cut -= 2
+        for span_start, span_end in keep:
+            if span_start < cut < span_end:
+                cut = span_start  # the character before a placeholder ends an escape or is a literal
+                break
         pieces.append(line[start:cut] + b"=")
         start = cut
     pieces.append(line[start:])

@@ -25,6 +25,7 @@ from email.header import decode_header, make_header
 
 from posthouse.server.domain.addresses import Address, AddressError, has_line_break, normalize_email
 from posthouse.server.domain.ids import new_message_id
+from posthouse.server.domain.links import UNTRACKED, TrackingSettings, choose_tracking, track_message
 from posthouse.server.domain.messages import (
     ComposedMessage,
     check_common,
@@ -34,6 +35,7 @@ from posthouse.server.domain.messages import (
     unique_emails,
 )
 from posthouse.server.domain.statuses import TRACK_LINKS_VALUES
+from posthouse.server.domain.tracking import has_placeholders
 
 _FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
 
@@ -208,3 +210,17 @@ def compose_submitted(data: bytes, *, mail_from: str, recipients: Sequence[str],
         recipients=envelope,
         send_at=send_at,
     )
+
+
+def track_submitted(message: ComposedMessage, tracking: TrackingSettings) -> ComposedMessage:
+    """The submitted message with TrackOpens/TrackLinks decided (its X-PM-* headers, then the server's
+    defaults) and its text bodies tracked in place (domain/links.py: decoded, rewritten, encoded again)."""
+    choice = choose_tracking(message.track_opens, message.track_links, server_opens=tracking.opens,
+                             server_links=tracking.links)
+    if choice.any and has_placeholders(message.content):
+        choice = UNTRACKED  # the sender's own bytes look like our placeholders: see links.has_placeholders
+    message.track_opens, message.track_links = choice.opens, choice.links
+    if choice.any:
+        tracked = track_message(message.content, choice, tracking.base_url)
+        message.content, message.links, message.open_pixel = tracked.content, tracked.links, tracked.pixel
+    return message

@@ -8,6 +8,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 
 from posthouse import wire
+from posthouse.server.domain.links import untrack_message
 from posthouse.server.domain.statuses import POSTMARK_EVENT_TYPES, MessageStatus
 from posthouse.server.errors import ApiError, NotFoundError
 from posthouse.server.services.clock import Clock, iso
@@ -112,12 +113,30 @@ class HistoryService:
             raise NotFoundError(701, f"The message '{message_id}' was not found.")
         return record
 
+    async def _as_written(self, record: MessageRecord) -> bytes:
+        """The message's content as the sender wrote it: a tracked message's stored content has the pixel and
+        rewritten links (with placeholders), which details and dump do not show, as Postmark keeps the pixel
+        out of the raw source so that viewing it is not an open (domain/links.py)."""
+        content = record.content or b""
+        if (record.track_opens or record.track_links != "None") and b"phtrk" in content:
+            links = await self.store.list_message_links(record.message_id)
+            content = untrack_message(content, {link: text if text is not None else url
+                                                for link, url, _, text in links})
+        return content
+
     async def details(self, server_id: int, message_id: str) -> wire.OutboundMessageDetails:
         record = await self._record(server_id, message_id)
-        assert record.content is not None
-        text, html = _bodies(record.content)
+        stored_events = await self.store.list_events(record.message_id)
+        # The status and the events are two reads: a delivery recorded between them would show a message
+        # still Queued with all its Delivered events. When the status moved meanwhile, read both again.
+        for _ in range(3):
+            again = await self.store.get_message(server_id, record.message_id)
+            if again is None or again.status == record.status:
+                break
+            record.status = again.status
+            stored_events = await self.store.list_events(record.message_id)
         events = []
-        for event in await self.store.list_events(record.message_id):
+        for event in stored_events:
             if event.type not in POSTMARK_EVENT_TYPES:
                 continue
             details = dict(event.details)
@@ -126,11 +145,13 @@ class HistoryService:
             events.append(wire.MessageEvent(recipient=event.recipient, type=event.type,
                                             received_at=iso(event.occurred_at) or "", details=details))
         summary = message_summary(record, self.clock.micros())
+        content = await self._as_written(record)
+        text, html = _bodies(content)
         return wire.OutboundMessageDetails(
             **{f: getattr(summary, f) for f in summary.__struct_fields__},
-            text_body=text, html_body=html, body=record.content.decode("utf-8", "replace"),
+            text_body=text, html_body=html, body=content.decode("utf-8", "replace"),
             message_events=events)
 
     async def dump(self, server_id: int, message_id: str) -> wire.Dump:
         record = await self._record(server_id, message_id)
-        return wire.Dump(body=(record.content or b"").decode("utf-8", "replace"))
+        return wire.Dump(body=(await self._as_written(record)).decode("utf-8", "replace"))

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from posthouse import wire
+from posthouse.server.domain.links import TrackingSettings
 from posthouse.server.domain.messages import ComposedMessage, compose, parse_send_at
 from posthouse.server.domain.statuses import BounceType, MessageStatus
-from posthouse.server.domain.submission import compose_submitted
+from posthouse.server.domain.submission import compose_submitted, track_submitted
 from posthouse.server.errors import ApiError, NotFoundError
 from posthouse.server.services import notifications
 from posthouse.server.services.accounts import AccountService, Server
@@ -45,8 +46,9 @@ def inactive_message(addresses: Sequence[str], *, batch: bool) -> str:
 class SendingService:
     def __init__(self, store: Store, accounts: AccountService, clock: Clock, wakeup: Wakeup, *,
                  sandbox_all: bool, message_id_domain: str = "posthouse",
-                 max_schedule_ahead: float = 30 * 86400) -> None:
+                 max_schedule_ahead: float = 30 * 86400, tracking_base_url: str = "http://127.0.0.1:8081") -> None:
         self.max_schedule_ahead = max_schedule_ahead
+        self.tracking_base_url = tracking_base_url.rstrip("/")
         self.idempotency = IdempotencyService(store, clock)
         self.hints: SuppressionHints | None = SuppressionHints(store)
         self.store = store
@@ -56,8 +58,16 @@ class SendingService:
         self.sandbox_all = sandbox_all
         self.message_id_domain = message_id_domain
 
+    def _tracking(self, server: Server) -> TrackingSettings:
+        """The server's tracking defaults (TrackOpens, TrackLinks) and where tracked links point."""
+        settings = server.settings
+        return TrackingSettings(self.tracking_base_url, bool(settings.get("track_opens", False)),
+                                str(settings.get("track_links") or "None"))
+
     async def _compose(self, server: Server | None, request: wire.EmailRequest) -> ComposedMessage:
-        message = compose(request, now=self.clock.now(), message_id_domain=self.message_id_domain)
+        # The test token stores nothing, so its messages are not tracked (their TrackOpens/TrackLinks echo).
+        message = compose(request, now=self.clock.now(), message_id_domain=self.message_id_domain,
+                          tracking=self._tracking(server) if server is not None else None)
         self._check_schedule(message)
         if server is not None:
             await self.accounts.sending_stream(server.id, message.stream)
@@ -193,6 +203,7 @@ class SendingService:
                                     message_id_domain=self.message_id_domain, received=received)
         self._check_schedule(message)
         await self.accounts.sending_stream(server.id, message.stream)
+        message = track_submitted(message, self._tracking(server))
         suppressed = await self._suppressed(server, [message])
         now = self.clock.micros()
         # Over SMTP there is no answer per recipient to carry the refusal: a suppressed recipient is

@@ -130,6 +130,7 @@ class ClaimedDelivery:
     sandboxed: bool
     metadata: dict[str, str] = field(default_factory=dict)
     send_at: int | None = None  # scheduled: its age for giving up counts from here
+    tracked: bool = False  # opens or links tracked: the content may carry placeholders to personalise
 
 
 @dataclass(slots=True)
@@ -351,7 +352,8 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
         message_rows = []
         delivery_rows = []
         event_rows = []
-        metadata_rows: list[tuple[Any, ...]] = []
+        metadata_rows: list[tuple[str, int, str, str]] = []
+        link_rows: list[tuple[str, int, str, str, str | None]] = []
         for m in messages:
             received = int(m.received_at.timestamp() * 1_000_000)
             send_at = int(m.send_at.timestamp() * 1_000_000) if m.send_at is not None else None
@@ -370,6 +372,8 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
                 int(sandboxed), received, len(m.content), m.content, send_at,
             ))
             metadata_rows.extend((m.message_id, server_id, key, value) for key, value in m.metadata.items())
+            link_rows.extend((m.message_id, link.link, link.url, link.location, link.written_if_different)
+                             for link in m.links)
             for rcpt in recipients:
                 state = DeliveryState.SUPPRESSED if rcpt.lower() in skipped else DeliveryState.QUEUED
                 delivery_rows.append((m.message_id, rcpt, state.value, 0, due, now, now))
@@ -400,6 +404,9 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
                  "VALUES (?, ?, ?, ?, ?, ?)", many=event_rows),
             Stmt("INSERT INTO message_metadata (message_id, server_id, key, value) VALUES (?, ?, ?, ?)",
                  many=metadata_rows),
+            # Tracked links (issue 13), always in the list so that every acceptance has one shape (group commit).
+            Stmt("INSERT INTO message_links (message_id, link, url, location, written) VALUES (?, ?, ?, ?, ?)",
+                 many=link_rows),
             *self.subject_index([(m.subject, m.message_id) for m in messages]),
             *extra,
             *self.work_notice(),
@@ -450,7 +457,7 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
         messages = {
             m[0]: m for m in await self.query(
                 "SELECT message_id, server_id, stream, envelope_from, received_at, content, tag, subject, sender, "
-                "sandboxed, metadata, send_at "
+                "sandboxed, metadata, send_at, track_opens, track_links "
                 f"FROM messages WHERE message_id IN ({placeholders(len(ids))})", ids)
         }
         claimed = []
@@ -460,7 +467,8 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
                 id=delivery_id, message_id=message_id, recipient=recipient, attempts=attempts,
                 server_id=m[1], stream=m[2], envelope_from=m[3], received_at=m[4], content=bytes(m[5]),
                 tag=m[6], subject=m[7], sender=m[8], sandboxed=bool(m[9]),
-                metadata=json.loads(m[10]) if m[10] != "{}" else {}, send_at=m[11]))
+                metadata=json.loads(m[10]) if m[10] != "{}" else {}, send_at=m[11],
+                tracked=bool(m[12]) or m[13] != "None"))
         return claimed
 
     async def record_attempts(self, updates: Sequence[DeliveryUpdate],
@@ -651,6 +659,13 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
         """A message by id alone, whichever server sent it (a bounce names only the message)."""
         row = await self.query_one(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE message_id = ?", (message_id,))
         return _message_record(row) if row else None
+
+    async def list_message_links(self, message_id: str) -> list[tuple[int, str, str, str | None]]:
+        """(link, url, location, written) of a message's tracked links, by number; `written` is None where
+        the link was written as its URL."""
+        rows = await self.query(
+            "SELECT link, url, location, written FROM message_links WHERE message_id = ? ORDER BY link", (message_id,))
+        return [(int(r[0]), str(r[1]), str(r[2]), r[3]) for r in rows]
 
     async def list_events(self, message_id: str) -> list[EventRecord]:
         rows = await self.query(

@@ -1,5 +1,9 @@
 """The delivery worker: claim due queue rows, send each message once for all its claimed recipients,
-classify every reply and record the outcome (docs/architecture.md §3, §4)."""
+classify every reply and record the outcome (docs/architecture.md §3, §4).
+
+A tracked message (issue 13) goes out once per recipient instead: its stored content carries placeholders
+that become that recipient's own tokens just before sending (`tracking.personalize`), so each copy's opens
+and clicks name its delivery. Untracked content is sent as stored."""
 
 from __future__ import annotations
 
@@ -14,16 +18,19 @@ from posthouse.server.delivery.smtp_client import Reply
 from posthouse.server.domain.replies import Classification, Outcome, classify_reply
 from posthouse.server.domain.retry import RetryPolicy
 from posthouse.server.domain.statuses import BounceType, DeliveryState, EventType
+from posthouse.server.domain.tracking import personalize
 from posthouse.server.errors import DeliveryError, StoreError
 from posthouse.server.services import notifications
 from posthouse.server.services.clock import Clock
 from posthouse.server.services.hints import WebhookHints
 from posthouse.server.services.returnpaths import ReturnPaths
+from posthouse.server.services.tracking_key import TrackingKey
 from posthouse.server.services.wakeup import Wakeup
 from posthouse.server.store.base import BounceRecord, ClaimedDelivery, DeliveryUpdate, Store
 from posthouse.server.workers.claiming import claim_loop
 
 log = logging.getLogger("posthouse.worker")
+_PLACEHOLDER_MARK = b"phtrk"  # what every tracking placeholder starts with (domain/tracking.py)
 _DESCRIPTIONS = {
     BounceType.HARD_BOUNCE: "The server was unable to deliver your message (ex: unknown user, mailbox not found).",
     BounceType.SOFT_BOUNCE: "Unable to temporarily deliver this email (ex: mailbox full, over quota, gave up).",
@@ -43,7 +50,7 @@ class DeliveryWorker:
                  wakeup: Wakeup, *, owner: str, concurrency: int = 64, batch_size: int = 256,
                  lease_seconds: float = 300.0, poll_seconds: float = 1.0,
                  return_paths: ReturnPaths | None = None, on_recorded: Callable[[], None] | None = None,
-                 webhook_hints: WebhookHints | None = None) -> None:
+                 webhook_hints: WebhookHints | None = None, tracking_key: TrackingKey | None = None) -> None:
         self.store = store
         self.transport = transport
         self.sandbox = sandbox
@@ -58,6 +65,7 @@ class DeliveryWorker:
         self.return_paths = return_paths
         self.on_recorded = on_recorded  # results that queued webhook posts were recorded: the posts are due
         self.webhook_hints = webhook_hints
+        self.tracking_key = tracking_key or TrackingKey(store)
         self._stopping = asyncio.Event()
         self._results: list[DeliveryUpdate] = []
         # Rows claimed in the transaction that recorded earlier results, waiting for a free slot.
@@ -76,9 +84,17 @@ class DeliveryWorker:
         after the deliveries in flight have finished and been recorded.
         """
         await self.store.listen_for_work(self.wakeup.notify)
+        try:
+            await self.tracking_key.get()  # now, so that the first tracked deliveries do not wait for it
+        except StoreError as exc:
+            log.warning("the tracking key will be read when first needed: %s", exc)
         # One SMTP transaction per message: rows of a message may come back in any order. With VERP,
-        # one per recipient: each gets the return path that names it (`domain.verp`).
-        per = (lambda d: (d.message_id, d.id)) if self.return_paths is not None else (lambda d: (d.message_id, 0))
+        # one per recipient: each gets the return path that names it (`domain.verp`); so does a tracked
+        # message whose content has placeholders, each recipient getting their own tokens.
+        def per(d: ClaimedDelivery) -> tuple[str, int]:
+            if self.return_paths is not None or (d.tracked and _PLACEHOLDER_MARK in d.content):
+                return d.message_id, d.id
+            return d.message_id, 0
 
         async def claim(limit: int) -> list[ClaimedDelivery]:
             if self._prefetched:
@@ -111,7 +127,10 @@ class DeliveryWorker:
             # VERP (docs/architecture.md §4, issue 5): bounces come back to an address that names this message.
             mail_from = (await self.return_paths.get()).address_for(first.id) \
                 if self.return_paths is not None else first.envelope_from
-            envelope = Envelope(mail_from, [r.recipient for r in rows], first.content)
+            content = first.content
+            if first.tracked and len(rows) == 1:
+                content = personalize(content, await self.tracking_key.get(), first.id)
+            envelope = Envelope(mail_from, [r.recipient for r in rows], content)
             result = await transport.send(envelope)
         except DeliveryError as exc:
             error = str(exc) or exc.__class__.__name__
