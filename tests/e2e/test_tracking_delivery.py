@@ -22,7 +22,7 @@ from posthouse.server.domain.tracking import PLACEHOLDER, TrackingToken, decode_
 from posthouse.server.store import open_store_for
 from support import ServerProcess, create_postgres_database, drop_postgres_database, require_postgres, wait_for
 
-BASE = "http://127.0.0.1:8081"  # tracking_base_url unset: the tracking listener's default address
+BASE = "https://track.shop.example"  # tracking_base_url: the public name of the tracking listener
 LINKS = [f"https://shop.example/item/{i}?ref=mail&n={i}" for i in range(12)]
 HTML = ("<!DOCTYPE html><html><head><style>p { margin: 0 }</style></head><body><p>Bonjour Zoë — here is your "
         "order, with every item:</p>"
@@ -47,7 +47,8 @@ def verp_off_relay(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     try:
         with RecordingSink() as sink:
             server = ServerProcess(folder / "data", url, delivery="relay", relay_url=f"smtp://127.0.0.1:{sink.port}",
-                                   env={"POSTHOUSE_RETURN_PATH": "off", "POSTHOUSE_POLL_INTERVAL": "200ms"})
+                                   env={"POSTHOUSE_RETURN_PATH": "off", "POSTHOUSE_POLL_INTERVAL": "200ms",
+                                        "POSTHOUSE_TRACKING_BASE_URL": BASE})
             with server:
                 yield server, sink
     finally:

@@ -279,7 +279,7 @@ async def test_each_recipient_of_a_tracked_message_gets_their_own_tokens(store: 
             To=", ".join(recipients), TrackOpens=True, TrackLinks="HtmlAndText"))
         untracked = await client.post("/email", headers=headers, json=email(To=", ".join(recipients)))
         assert tracked.status_code == untracked.status_code == 200
-    runtime.start_worker()
+    await runtime.start_worker()
 
     async def all_sent() -> bool:
         return len(transport.envelopes) >= 4
