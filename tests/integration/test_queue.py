@@ -54,6 +54,24 @@ async def test_claim_leases_rows_once_and_counts_the_attempt(store: Store) -> No
     assert await states(store) == {"sending": 10}
 
 
+async def test_whole_message_claims_take_every_due_row_of_a_message(store: Store) -> None:
+    """Without VERP a message's rows go in one SMTP transaction: a claim that reaches a message takes all
+    its due rows, however the limit falls, and concurrent whole-message claimers still share nothing."""
+    server_id = await make_server(store)
+    ids = await enqueue(store, server_id, 6, recipients=3)
+    first = await store.claim_deliveries("w1", T0, 4, T0 + LEASE, whole_messages=True)
+    by_message: dict[str, int] = {}
+    for d in first:
+        by_message[d.message_id] = by_message.get(d.message_id, 0) + 1
+    assert set(by_message.values()) == {3} and len(by_message) <= 4
+    plain = await store.claim_deliveries("w2", T0, 1, T0 + LEASE)  # the row-wise claim may split a message
+    assert len(plain) == 1
+    batches = await asyncio.gather(*(store.claim_deliveries(f"c{i}", T0, 1, T0 + LEASE, whole_messages=True)
+                                     for i in range(6)))
+    rows = [d.id for batch in batches for d in batch] + [d.id for d in first] + [d.id for d in plain]
+    assert len(rows) == len(set(rows)) == 18 and {d.message_id for b in batches for d in b} <= set(ids)
+
+
 async def test_expired_lease_is_claimable_again_and_never_deleted(store: Store) -> None:
     server_id = await make_server(store)
     await enqueue(store, server_id, 3)
@@ -176,7 +194,7 @@ async def test_recording_results_can_claim_the_next_rows_in_the_same_transaction
     await enqueue(store, server_id, 5)
     first = await store.claim_deliveries("w1", T0, 2, T0 + LEASE)
     done = [DeliveryUpdate(d, "w1", DeliveryState.DELIVERED, T0, "250 ok", EventType.DELIVERED, {}, T0) for d in first]
-    nxt = await store.record_attempts(done, claim=("w1", T0, 2, T0 + LEASE))
+    nxt = await store.record_attempts(done, claim=("w1", T0, 2, T0 + LEASE, False))
     assert len(nxt) == 2 and not {d.id for d in nxt} & {d.id for d in first}
     assert all(d.attempts == 1 and d.content.startswith(b"From: ") for d in nxt)
     assert await states(store) == {"delivered": 2, "sending": 2, "queued": 1}

@@ -423,15 +423,28 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
 
     # -- the queue (docs/architecture.md §3) ----------------------------------------------------------------
 
-    async def claim_deliveries(self, owner: str, now: int, limit: int, lease_until: int) -> list[ClaimedDelivery]:
+    async def claim_deliveries(self, owner: str, now: int, limit: int, lease_until: int,
+                               whole_messages: bool = False) -> list[ClaimedDelivery]:
         """Lease up to `limit` due rows. An expired lease (`sending` past its time) is due again.
 
         While leased, `next_attempt_at` holds the lease expiry, so one partial index serves both
         due work and expired leases. Claiming counts as an attempt; rows are never deleted here.
         """
-        return await self._claimed((await self.transact([self._claim_stmt(owner, now, limit, lease_until)]))[0])
+        return await self._claimed((await self.transact(
+            [self._claim_stmt(owner, now, limit, lease_until, whole_messages)]))[0])
 
-    def _claim_stmt(self, owner: str, now: int, limit: int, lease_until: int) -> Stmt:
+    def _claim_stmt(self, owner: str, now: int, limit: int, lease_until: int, whole_messages: bool = False) -> Stmt:
+        """`whole_messages`: with the first `limit` due rows, every other due row of their messages, so the
+        rows of one message that fell due together are sent together (one SMTP transaction without VERP)."""
+        if whole_messages:
+            return Stmt(
+                "UPDATE deliveries SET state = 'sending', lease_owner = ?, attempts = attempts + 1, "
+                "next_attempt_at = ?, updated_at = ? WHERE id IN (SELECT id FROM deliveries "
+                f"WHERE state IN {PENDING} AND next_attempt_at <= ? AND message_id IN (SELECT message_id "
+                f"FROM deliveries WHERE state IN {PENDING} AND next_attempt_at <= ? ORDER BY next_attempt_at "
+                f"LIMIT ? {self.claim_lock_clause}) {self.claim_lock_clause}) "
+                "RETURNING id, message_id, recipient, attempts",
+                (owner, lease_until, now, now, now, limit), fetch=True)
         return Stmt(
             "UPDATE deliveries SET state = 'sending', lease_owner = ?, attempts = attempts + 1, "
             "next_attempt_at = ?, updated_at = ? WHERE id IN (SELECT id FROM deliveries "
@@ -472,7 +485,7 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
         return claimed
 
     async def record_attempts(self, updates: Sequence[DeliveryUpdate],
-                              claim: tuple[str, int, int, int] | None = None) -> list[ClaimedDelivery]:
+                              claim: tuple[str, int, int, int, bool] | None = None) -> list[ClaimedDelivery]:
         """Finish one attempt per row in one transaction: state, event, bounce, message status; with
         `claim` (owner, now, limit, lease_until), also claim the next rows in that transaction and return
         them (one commit for both, where two would each wait for their own fsync).

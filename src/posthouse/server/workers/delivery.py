@@ -96,12 +96,21 @@ class DeliveryWorker:
                 return d.message_id, d.id
             return d.message_id, 0
 
+        # Without VERP the rows of a message that fell due together go in one SMTP transaction, so claims
+        # take whole messages and claimed-ahead rows are handed out by message, never split.
+        whole = self.return_paths is None
+
         async def claim(limit: int) -> list[ClaimedDelivery]:
             if self._prefetched:
-                taken, self._prefetched = self._prefetched[:limit], self._prefetched[limit:]
+                taken, rest = self._prefetched[:limit], self._prefetched[limit:]
+                if whole:
+                    ids = {d.message_id for d in taken}
+                    taken += [d for d in rest if d.message_id in ids]
+                    rest = [d for d in rest if d.message_id not in ids]
+                self._prefetched = rest
                 return taken
             now = self.clock.micros()
-            return await self.store.claim_deliveries(self.owner, now, limit, now + self.lease_micros)
+            return await self.store.claim_deliveries(self.owner, now, limit, now + self.lease_micros, whole)
 
         def work(claimed: list[ClaimedDelivery]) -> Iterator[Coroutine[Any, Any, None]]:
             claimed.sort(key=per)
@@ -214,7 +223,7 @@ class DeliveryWorker:
                 now = self.clock.micros()
                 room = min(self.batch_size, len(batch)) - len(self._prefetched)
                 wanted = None if self._stopping.is_set() or room <= 0 else \
-                    (self.owner, now, room, now + self.lease_micros)
+                    (self.owner, now, room, now + self.lease_micros, self.return_paths is None)
                 claimed = await self.store.record_attempts(batch, claim=wanted)
                 # Only now read `_prefetched`: the claim loop replaces the list while this awaits.
                 self._prefetched.extend(claimed)
