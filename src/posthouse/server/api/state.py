@@ -11,6 +11,7 @@ from posthouse.server.services.bulk import BulkService
 from posthouse.server.services.history import HistoryService
 from posthouse.server.services.idempotency import IdempotencyService
 from posthouse.server.services.sending import SendingService
+from posthouse.server.services.stats import StatsService
 from posthouse.server.services.suppressions import SuppressionService
 from posthouse.server.services.templates import TemplateService
 from posthouse.server.services.webhooks import WebhookService
@@ -29,4 +30,5 @@ class ApiState:
     templates: TemplateService
     bulk: BulkService
     idempotency: IdempotencyService  # the sends' `Idempotency-Key` answers (the one SendingService records into)
+    stats: StatsService
     ready: Callable[[], bool]  # /healthz: every role of this process is running

@@ -86,6 +86,7 @@ class ComposedMessage:
     envelope_from: str
     recipients: list[str]  # envelope recipients, each once
     send_at: datetime | None = None  # scheduled sending (a Posthouse extension): released then
+    tracked_links: int = 0  # links rewritten for click tracking (counted by the stats, issue 13)
 
 
     def addresses_json(self, addresses: Sequence[Address]) -> str:
