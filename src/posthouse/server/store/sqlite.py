@@ -51,6 +51,14 @@ _PLANNER_STATS = (
     ("message_metadata", "message_metadata_lookup", "1000000 1000000 100000 2"),
     ("bounces", None, "100000"),
     ("bounces", "bounces_by_time", "100000 100000 1"),
+    # Without these, a message's opens would be found by walking the server's whole time-ordered index.
+    ("tracking_hits", None, "10000000"),
+    ("tracking_hits", "tracking_hits_by_server", "10000000 10000000 5000000 4000000 1 1"),
+    ("tracking_hits", "tracking_hits_by_message", "10000000 3 2 1"),
+    ("tracking_hits", "tracking_hits_by_recipient", "10000000 10000000 50 25 1"),
+    ("stats_daily", None, "100000"),
+    ("stats_daily", "sqlite_autoindex_stats_daily_1", "100000 100000 1000 500 100 1"),
+    ("stats_daily", "stats_daily_by_metric", "100000 100000 1000 10 1 1 1"),
 )
 
 
