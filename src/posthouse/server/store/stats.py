@@ -28,9 +28,7 @@ def bump_stats(increments: Iterable[tuple[StatKey, int]]) -> list[Stmt]:
     totals = tally(increments)
     if not totals:
         return []
-    rows = [(k.server_id, k.day, k.stream, k.tag, k.metric, v)
-            for k, v in sorted(totals.items(), key=lambda item: (item[0].server_id, item[0].day, item[0].stream,
-                                                                 item[0].tag, item[0].metric))]
+    rows = sorted((k.server_id, k.day, k.stream, k.tag, k.metric, v) for k, v in totals.items())
     return [Stmt(_BUMP, many=rows, additive=True)]
 
 
