@@ -63,12 +63,14 @@ async def one_round(store: Store, server_id: int, *, counters: bool, seconds: fl
 
 async def measure(database: str | None, rounds: int, seconds: float, callers: int) -> None:
     name = None
+    folder = None
     if database:
         name = f"posthouse_cost_{time.time_ns()}"
         await admin(database, f'CREATE DATABASE "{name}"')
         url = database.rsplit("/", 1)[0] + "/" + name
     else:
-        url = f"sqlite:///{tempfile.mkdtemp(prefix='posthouse-cost-')}/posthouse.db"
+        folder = tempfile.TemporaryDirectory(prefix="posthouse-cost-")
+        url = f"sqlite:///{folder.name}/posthouse.db"
     store = open_store_for(url)
     await store.open()
     try:
@@ -89,6 +91,8 @@ async def measure(database: str | None, rounds: int, seconds: float, callers: in
         if name is not None:
             assert database is not None
             await admin(database, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if folder is not None:
+            folder.cleanup()
     print(f"\n{'PostgreSQL' if database else 'SQLite'}, {callers} concurrent callers, medians of {rounds} rounds of "
           f"{seconds:g} s, {machine()}\n\n| counters | acceptances/s | p50 |\n|---|---:|---:|")
     for counters in (False, True):
