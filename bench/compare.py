@@ -7,6 +7,7 @@ PYTHONPATH); the change is the working tree, optionally with extra settings.
 
     .venv/bin/python bench/compare.py --base HEAD~1 --rounds 3
     .venv/bin/python bench/compare.py --base HEAD --env POSTHOUSE_WORKER_CONCURRENCY=128 --rounds 3
+    .venv/bin/python bench/compare.py --base HEAD~1 --database postgresql://postgres@127.0.0.1:54330/postgres
 """
 
 from __future__ import annotations
@@ -32,13 +33,13 @@ FIGURES = ("accepted_per_s", "delivered_per_s", "requests_per_s", "p50_ms", "p99
 
 
 def one_round(pythonpath: str | None, env: dict[str, str], messages: int, single_seconds: int,
-              suppress: list[str]) -> dict[str, float]:
+              suppress: list[str], database: str | None = None) -> dict[str, float]:
     saved = os.environ.get("PYTHONPATH")
     if pythonpath is not None:
         os.environ["PYTHONPATH"] = pythonpath
     try:
         with SmtpSink() as sink:
-            server = Posthouse(sink.port, None, env)
+            server = Posthouse(sink.port, database, env)
             try:
                 if suppress:  # a stream with suppressions: every send must be checked against them
                     answer = httpx.post(server.base_url + "/message-streams/outbound/suppressions",
@@ -66,6 +67,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=40_000)
     parser.add_argument("--single-seconds", type=int, default=10)
     parser.add_argument("--suppress", action="append", default=[], help="an address to suppress before the load")
+    parser.add_argument("--database", default=None,
+                        help="a postgresql:// server URL: a fresh database per round for both builds (default SQLite)")
     args = parser.parse_args()
     env = dict(item.split("=", 1) for item in args.env)
     with tempfile.TemporaryDirectory(prefix="posthouse-base-") as worktree:
@@ -75,7 +78,8 @@ def main() -> None:
             results: dict[str, dict[str, list[float]]] = {"base": {}, "change": {}}
             for n in range(args.rounds):
                 for name, pythonpath, extra in (("base", f"{worktree}/src", {}), ("change", None, env)):
-                    figures = one_round(pythonpath, extra, args.messages, args.single_seconds, args.suppress)
+                    figures = one_round(pythonpath, extra, args.messages, args.single_seconds, args.suppress,
+                                        args.database)
                     for key in FIGURES:
                         results[name].setdefault(key, []).append(figures[key])
                     print(f"  round {n + 1} {name}: " + ", ".join(f"{k}={figures[k]:,.1f}" for k in FIGURES),

@@ -585,3 +585,256 @@ class BulkList(Struct, rename="pascal", omit_defaults=True):
     requests: list[BulkStatus]
     pagination_key: str | None = None
 
+
+
+# -- stats (docs/postmark-api.md §6) ----------------------------------------------------------------
+# Every day of a series carries every fixed key of that series, zeros written out, and `Days` is
+# always there (possibly empty): postmark-python's models require both (§6 compat note).
+
+
+class OutboundOverview(Struct, rename="pascal"):
+    """`GET /stats/outbound`: totals over the range, no `Days`."""
+
+    sent: int
+    bounced: int
+    smtp_api_errors: int = field(name="SMTPApiErrors")
+    bounce_rate: float  # percent of Sent
+    spam_complaints: int
+    spam_complaints_rate: float  # percent of Sent
+    opens: int
+    unique_opens: int
+    tracked: int
+    with_link_tracking: int
+    with_open_tracking: int
+    total_tracked_links_sent: int
+    unique_links_clicked: int
+    total_clicks: int
+    with_client_recorded: int
+    with_platform_recorded: int
+    with_read_time_recorded: int
+
+
+class SentDay(Struct, rename="pascal"):
+    date: str
+    sent: int
+
+
+class SentCounts(Struct, rename="pascal"):
+    """`GET /stats/outbound/sends`: recipients accepted for sending."""
+
+    days: list[SentDay]
+    sent: int
+
+
+class BounceDay(Struct, rename="pascal"):
+    date: str
+    hard_bounce: int
+    smtp_api_error: int = field(name="SMTPApiError")
+    soft_bounce: int
+    transient: int
+
+
+class BounceCounts(Struct, rename="pascal"):
+    """`GET /stats/outbound/bounces`: Postmark's four bounce keys."""
+
+    days: list[BounceDay]
+    hard_bounce: int
+    smtp_api_error: int = field(name="SMTPApiError")
+    soft_bounce: int
+    transient: int
+
+
+class SpamDay(Struct, rename="pascal"):
+    date: str
+    spam_complaint: int
+
+
+class SpamCounts(Struct, rename="pascal"):
+    """`GET /stats/outbound/spam`."""
+
+    days: list[SpamDay]
+    spam_complaint: int
+
+
+class TrackedDay(Struct, rename="pascal"):
+    date: str
+    tracked: int
+
+
+class TrackedCounts(Struct, rename="pascal"):
+    """`GET /stats/outbound/tracked`: recipients sent with open or link tracking."""
+
+    days: list[TrackedDay]
+    tracked: int
+
+
+class OpenDay(Struct, rename="pascal"):
+    date: str
+    opens: int
+    unique: int
+
+
+class OpenCounts(Struct, rename="pascal"):
+    """`GET /stats/outbound/opens`: every open, and first opens of each recipient's copy."""
+
+    days: list[OpenDay]
+    opens: int
+    unique: int
+
+
+class PlatformDay(Struct, rename="pascal"):
+    date: str
+    desktop: int
+    mobile: int
+    unknown: int
+    web_mail: int
+
+
+class PlatformCounts(Struct, rename="pascal"):
+    """`GET /stats/outbound/opens/platforms`."""
+
+    days: list[PlatformDay]
+    desktop: int
+    mobile: int
+    unknown: int
+    web_mail: int
+
+
+class ClickDay(Struct, rename="pascal"):
+    date: str
+    clicks: int
+    unique: int
+
+
+class ClickCounts(Struct, rename="pascal"):
+    """`GET /stats/outbound/clicks`."""
+
+    days: list[ClickDay]
+    clicks: int
+    unique: int
+
+
+class ClickPlatformDay(Struct, rename="pascal"):
+    date: str
+    desktop: int
+    mobile: int
+    unknown: int
+
+
+class ClickPlatformCounts(Struct, rename="pascal"):
+    """`GET /stats/outbound/clicks/platforms`."""
+
+    days: list[ClickPlatformDay]
+    desktop: int
+    mobile: int
+    unknown: int
+
+
+class ClickLocationDay(Struct, rename="pascal"):
+    date: str
+    html: int = field(name="HTML")
+    text: int
+
+
+class ClickLocationCounts(Struct, rename="pascal"):
+    """`GET /stats/outbound/clicks/location`: clicks on links in the HTML part and in the text part."""
+
+    days: list[ClickLocationDay]
+    html: int = field(name="HTML")
+    text: int
+
+
+class UsageDay(Struct):
+    date: str
+    counts: dict[str, int]
+
+
+class UsageCounts(Struct):
+    """A breakdown whose keys are names (`opens/emailclients`, `opens/readtimes`, `clicks/browserfamilies`).
+
+    On the wire the names are keys beside `Days` and `Date`: `{"Days": [{"Date": "2026-01-05", "Apple
+    Mail": 3}], "Apple Mail": 3}`. `usage_to_json` and `usage_from_json` convert between the two; a day
+    lists the names counted that day, the totals every name of the range."""
+
+    days: list[UsageDay]
+    totals: dict[str, int]
+
+
+def usage_to_json(usage: UsageCounts) -> dict[str, Any]:
+    return {"Days": [{"Date": day.date, **day.counts} for day in usage.days], **usage.totals}
+
+
+def usage_from_json(value: dict[str, Any]) -> UsageCounts:
+    days = [UsageDay(date=str(day["Date"]), counts={k: int(v) for k, v in day.items() if k != "Date"})
+            for day in value.get("Days", [])]
+    return UsageCounts(days=days, totals={k: int(v) for k, v in value.items() if k != "Days"})
+
+
+# -- opens and clicks (docs/postmark-api.md §4.5) ---------------------------------------------------
+
+
+class AgentDetails(Struct, rename="pascal"):
+    """An email client, browser or operating system as read from a user agent; nulls when unknown."""
+
+    name: str | None = None
+    company: str | None = None
+    family: str | None = None
+
+
+class Geo(Struct, rename="pascal"):
+    """Where an open or click came from; nulls when unknown (no GeoIP database, a private address)."""
+
+    country_iso_code: str | None = field(default=None, name="CountryISOCode")
+    country: str | None = None
+    region_iso_code: str | None = field(default=None, name="RegionISOCode")
+    region: str | None = None
+    city: str | None = None
+    zip: str | None = None
+    coords: str | None = None
+    ip: str | None = field(default=None, name="IP")
+
+
+class OpenEvent(Struct, rename="pascal", kw_only=True):
+    """An item of `GET /messages/outbound/opens` (and `/opens/{messageid}`)."""
+
+    record_type: str = "Open"
+    first_open: bool
+    client: AgentDetails
+    os: AgentDetails = field(name="OS")
+    platform: str
+    user_agent: str
+    read_seconds: int
+    geo: Geo
+    message_id: str = field(name="MessageID")
+    message_stream: str
+    received_at: str
+    tag: str | None
+    recipient: str
+
+
+class OpenList(Struct, rename="pascal"):
+    total_count: int
+    opens: list[OpenEvent]
+
+
+class ClickEvent(Struct, rename="pascal", kw_only=True):
+    """An item of `GET /messages/outbound/clicks` (and `/clicks/{messageid}`)."""
+
+    record_type: str = "Click"
+    click_location: str  # HTML or Text
+    client: AgentDetails
+    os: AgentDetails = field(name="OS")
+    platform: str
+    user_agent: str
+    original_link: str
+    geo: Geo
+    message_id: str = field(name="MessageID")
+    message_stream: str
+    received_at: str
+    tag: str | None
+    recipient: str
+
+
+class ClickList(Struct, rename="pascal"):
+    total_count: int
+    clicks: list[ClickEvent]

@@ -2,15 +2,13 @@
 
 Each entry names a test of a client's own suite (postmark.js's integration tests, postmarker's and
 django-anymail's surfaces as exercised here) that needs a Postmark feature Posthouse does not have
-yet. Every entry must say which feature; the list shrinks as those features land (issue 13: stats,
-opens and clicks; issue 14: domains and sender signatures; issue 16: inbound; …). A test listed here
+yet. Every entry must say which feature; the list shrinks as those features land (issue 14: domains
+and sender signatures; issue 16: inbound; …). A test listed here
 that starts passing fails the run (strict xfail), so the list cannot go stale.
 """
 
 from __future__ import annotations
 
-_STATS = "statistics: no /stats/outbound endpoints yet (issue 13)"
-_OPENS_CLICKS = "open and click tracking: no opens/clicks endpoints or /stats/outbound/opens|clicks yet (issue 13)"
 _INBOUND = "inbound: no /messages/inbound yet (issue 16)"
 _TRIGGERS = "inbound rule triggers: no /triggers/inboundRules yet (issue 16)"
 _DOMAINS = "domains: no account /domains API yet (issue 14); the suite's before-all cleanup lists domains"
@@ -31,12 +29,6 @@ def _named(reason: str, file: str, describe: str, *titles: str) -> dict[str, str
 UNSUPPORTED: dict[str, dict[str, str]] = {
     # ids are "file > describe > ... > title", as tests/contract/postmarkjs/reporter.js names them
     "postmark.js": {
-        **_named(_STATS, "MessageStatistics.test.ts", "Client - Message Statistics", "getSentCounts",
-                 "getBounceCounts", "getSpamComplaints", "getTrackedEmailCounts", "getOutboundOverview"),
-        **_named(_OPENS_CLICKS, "ClickStatistics.test.ts", "Client - Click Statistics", "getClickCounts",
-                 "getClickBrowserUsage", "getEmailOpenPlatformUsage", "getClickLocation"),
-        **_named(_OPENS_CLICKS, "MessagesOpens.test.ts", "Client - Message Statistics", "getMessageOpens",
-                 "getEmailOpenCounts", "getEmailPlatformUsage", "getEmailClientUsage"),
         **_named(_INBOUND, "Messages.test.ts", "Client - Message Statistics", "getInboundMessages",
                  "getInboundMessageDetails"),
         **_named(_TRIGGERS, "Triggers.test.ts", "Client - Triggers", "createInboundRuleTrigger",
@@ -53,8 +45,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
     },
     # tests/e2e/test_official_clients_postmarker.py: postmarker 1.0's managers for features Posthouse lacks.
     "postmarker": {
-        "test_stats": "Statistics (/stats/outbound and its breakdowns) are not in Posthouse yet (issue 13).",
-        "test_opens": "Open tracking and /messages/outbound/opens are not in Posthouse yet (issue 13).",
         "test_inbound_messages": "Inbound processing (/messages/inbound) is not in Posthouse yet (issue 16).",
         "test_inbound_rule_triggers": "Inbound rule triggers (/triggers/inboundrules) are part of inbound, "
                                       "not in Posthouse yet (issue 16).",

@@ -338,9 +338,6 @@ def test_django_send_mail_and_many_messages_on_one_connection(django_app: Tenant
     assert received_by(django_app, django_app.address("plain")).get_content_type() == "multipart/alternative"
 
 
-# -- Postmark features Posthouse does not have yet (tests/contract/unsupported.py) ------------------------------
-
-
 def test_stats(pm: PostmarkClient, tenant: Tenant) -> None:
     pm.emails.send(From=SENDER, To=tenant.address("stats"), Subject="Counted", TextBody="1", Tag="counted")
     arrivals(tenant, 1)
@@ -359,6 +356,9 @@ def test_opens(pm: PostmarkClient, tenant: Tenant) -> None:
     arrivals(tenant, 1)
     assert pm.messages.outbound.opens.all(count=10, offset=0) == []
     assert pm.messages.outbound.opens.get(sent["MessageID"])["TotalCount"] == 0
+
+
+# -- Postmark features Posthouse does not have yet (tests/contract/unsupported.py) ------------------------------
 
 
 def test_inbound_messages(pm: PostmarkClient) -> None:

@@ -260,6 +260,15 @@ def check_bulk(ctx: Context, printed: str) -> None:
     wait_for(lambda: ctx.subjects(messagestream="broadcast") == ["News for Ann", "News for Bob"], timeout=30)
 
 
+def check_stats(ctx: Context, printed: str) -> None:
+    with ctx.server.client() as client:
+        overview = client.get("/stats/outbound").json()
+        broadcast = client.get("/stats/outbound/sends", params={"messagestream": "broadcast"}).json()
+    totals, *days = printed.splitlines()
+    assert totals.split()[:2] == [str(overview["Sent"]), str(overview["Bounced"])] and overview["Sent"] > 0, totals
+    assert days == [f"{d['Date']} {d['Sent']}" for d in broadcast["Days"]] and broadcast["Sent"] == 2  # the bulk send
+
+
 def check_smtp_transport(ctx: Context, printed: str) -> None:
     assert ctx.subjects(subject="Over SMTP") == ["Over SMTP", "Over SMTP"]  # send and send_async
 
@@ -324,6 +333,7 @@ CHECKS: dict[str, Callable[[Context, str], None]] = {
     "verifier = Webhook(secret)": check_receiver,
     "await client.templates.create(posthouse.TemplateRequest(": check_templates,
     "accepted = await client.bulk.send(": check_bulk,
+    "overview = await client.stats.overview()": check_stats,
     "transport = posthouse.SMTPTransport(url)": check_smtp_transport,
     "posthouse.SMTPTransport(url, keep_alive=True)": check_keep_alive,
     "transport = posthouse.transport_from_url(": check_transport_from_url,

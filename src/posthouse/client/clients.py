@@ -1,7 +1,7 @@
 """The clients: `ServerClient` (server token) and `AccountClient` (account token), async and sync.
 
 Each owns one httpx client through its I/O layer; its resources share it: `outbound`, `bulk`, `templates`,
-`bounces`, `suppressions`, `webhooks`, `streams` and `server` of a `ServerClient`, `servers` and `templates`
+`bounces`, `suppressions`, `webhooks`, `streams`, `server` and `stats` of a `ServerClient`, `servers` and `templates`
 (push) of an `AccountClient`. Close a client when done, or use it as a context manager.
 """
 
@@ -19,6 +19,7 @@ from posthouse.client.resources.bulk import AsyncBulk, SyncBulk
 from posthouse.client.resources.outbound import AsyncOutbound, SyncOutbound
 from posthouse.client.resources.server import AsyncServer, SyncServer
 from posthouse.client.resources.servers import AsyncServers, SyncServers
+from posthouse.client.resources.stats import AsyncStats, SyncStats
 from posthouse.client.resources.streams import AsyncStreams, SyncStreams
 from posthouse.client.resources.suppressions import AsyncSuppressions, SyncSuppressions
 from posthouse.client.resources.templates import (
@@ -97,6 +98,7 @@ class ServerClient(_AsyncClient):
         self.webhooks = AsyncWebhooks(self._http)
         self.streams = AsyncStreams(self._http)
         self.server = AsyncServer(self._http)
+        self.stats = AsyncStats(self._http)
 
 
 class SyncServerClient(_SyncClient):
@@ -121,6 +123,7 @@ class SyncServerClient(_SyncClient):
         self.webhooks = SyncWebhooks(self._http)
         self.streams = SyncStreams(self._http)
         self.server = SyncServer(self._http)
+        self.stats = SyncStats(self._http)
 
 
 class AccountClient(_AsyncClient):

@@ -33,6 +33,7 @@ from posthouse.server.services.history import HistoryService
 from posthouse.server.services.inbound_bounces import BounceReceiver
 from posthouse.server.services.returnpaths import ReturnPaths
 from posthouse.server.services.sending import SendingService
+from posthouse.server.services.stats import StatsService
 from posthouse.server.services.submission import SubmissionService
 from posthouse.server.services.suppressions import SuppressionService
 from posthouse.server.services.templates import TemplateService
@@ -110,8 +111,8 @@ class Runtime:
         self.app = create_app(ApiState(accounts=self.accounts, sending=self.sending, history=self.history,
                                        bounces=self.bounces, suppressions=self.suppressions, webhooks=self.webhooks,
                                        templates=self.templates, bulk=self.bulk,
-                                       idempotency=self.sending.idempotency, ready=lambda: all(self.ready.values()),
-                                       limits=self.limits))
+                                       idempotency=self.sending.idempotency, stats=StatsService(store),
+                                       ready=lambda: all(self.ready.values()), limits=self.limits))
         self.tracking_key = TrackingKey(store)  # one read of the installation key for the worker and listener
         self.worker: DeliveryWorker | None = None
         self._worker_task: asyncio.Task[None] | None = None

@@ -1,5 +1,5 @@
-"""Outbound mail: send one or a batch, with or without templates, search, details and raw source
-(docs/postmark-api.md §2.1-§2.4, §4), and cancel or reschedule a scheduled message (Posthouse extensions).
+"""Outbound mail: send one or a batch, with or without templates, search, details and raw source, opens and
+clicks (docs/postmark-api.md §2.1-§2.4, §4), and cancel or reschedule a scheduled message (Posthouse extensions).
 
 Sends are replayable: each carries one `Idempotency-Key` (a uuid4 unless the caller gives one) on every
 attempt, so a retry after a lost answer cannot send the message twice.
@@ -19,14 +19,19 @@ from posthouse.client.resources.base import MAX_PAGE_SIZE, AsyncResource, SyncRe
 
 __all__ = [
     "AsyncOutbound",
+    "EngagementSearch",
     "OutboundSearch",
     "SyncOutbound",
     "batch_call",
     "batch_with_templates_call",
     "cancel_call",
+    "clicks_call",
     "details_call",
     "dump_call",
     "list_call",
+    "message_clicks_call",
+    "message_opens_call",
+    "opens_call",
     "reschedule_call",
     "send_call",
     "with_template_call",
@@ -38,6 +43,8 @@ _LIST = json_decoder(wire.OutboundMessageList)
 _DETAILS = json_decoder(wire.OutboundMessageDetails)
 _DUMP = json_decoder(wire.Dump)
 _CHANGE = json_decoder(wire.ScheduleChange)
+_OPENS = json_decoder(wire.OpenList)
+_CLICKS = json_decoder(wire.ClickList)
 
 
 class OutboundSearch(TypedDict, total=False):
@@ -54,6 +61,60 @@ class OutboundSearch(TypedDict, total=False):
     to_date: datetime | date | str
     message_stream: str  # `outbound` when not given
     metadata: Mapping[str, str]  # one key and value
+
+
+class EngagementSearch(TypedDict, total=False):
+    """The filters of `outbound.opens` and `outbound.clicks` (docs/postmark-api.md §4.5), all optional."""
+
+    count: int  # page size, at most 500; 100 when not given
+    offset: int  # count + offset at most 10 000; 0 when not given
+    recipient: str  # a To, Cc or Bcc address
+    tag: str
+    client_name: str  # Gmail, Apple Mail, …
+    client_company: str
+    client_family: str
+    os_name: str
+    os_family: str
+    os_company: str
+    platform: str  # Desktop, Mobile, WebMail or Unknown
+    country: str
+    region: str
+    city: str
+    message_stream: str  # `outbound` when not given
+    from_date: datetime | date | str  # inclusive; a naive time is UTC
+    to_date: datetime | date | str
+
+
+def _engagement_params(search: EngagementSearch) -> dict[str, str]:
+    params = {"count": str(search.get("count", 100)), "offset": str(search.get("offset", 0))}
+    names = ("recipient", "tag", "client_name", "client_company", "client_family", "os_name", "os_family",
+             "os_company", "platform", "country", "region", "city")
+    params.update({name: str(value) for name in names if (value := search.get(name)) is not None})
+    stream = search.get("message_stream")
+    if stream is not None:
+        params["messagestream"] = stream
+    for name, moment in (("fromdate", search.get("from_date")), ("todate", search.get("to_date"))):
+        if moment is not None:
+            params[name] = format_instant(moment)
+    return params
+
+
+def opens_call(**search: Unpack[EngagementSearch]) -> Call[wire.OpenList]:
+    return Call("GET", "/messages/outbound/opens", _OPENS, params=_engagement_params(search))
+
+
+def clicks_call(**search: Unpack[EngagementSearch]) -> Call[wire.ClickList]:
+    return Call("GET", "/messages/outbound/clicks", _CLICKS, params=_engagement_params(search))
+
+
+def message_opens_call(message_id: str, *, count: int = 100, offset: int = 0) -> Call[wire.OpenList]:
+    return Call("GET", f"/messages/outbound/opens/{path_segment(message_id)}", _OPENS,
+                params={"count": str(count), "offset": str(offset)})
+
+
+def message_clicks_call(message_id: str, *, count: int = 100, offset: int = 0) -> Call[wire.ClickList]:
+    return Call("GET", f"/messages/outbound/clicks/{path_segment(message_id)}", _CLICKS,
+                params={"count": str(count), "offset": str(offset)})
 
 
 def send_call(
@@ -207,6 +268,22 @@ class AsyncOutbound(AsyncResource):
         """The message's raw MIME source ("" when it is not kept)."""
         return await self._http.run(dump_call(message_id))
 
+    async def opens(self, **search: Unpack[EngagementSearch]) -> wire.OpenList:
+        """One page of recorded opens, newest first, with the total that match."""
+        return await self._http.run(opens_call(**search))
+
+    async def clicks(self, **search: Unpack[EngagementSearch]) -> wire.ClickList:
+        """One page of recorded clicks on tracked links, newest first, with the total that match."""
+        return await self._http.run(clicks_call(**search))
+
+    async def message_opens(self, message_id: str, *, count: int = 100, offset: int = 0) -> wire.OpenList:
+        """One page of a message's opens (`first_open` marks each recipient's first), newest first."""
+        return await self._http.run(message_opens_call(message_id, count=count, offset=offset))
+
+    async def message_clicks(self, message_id: str, *, count: int = 100, offset: int = 0) -> wire.ClickList:
+        """One page of the clicks on a message's tracked links, newest first."""
+        return await self._http.run(message_clicks_call(message_id, count=count, offset=offset))
+
     async def cancel(self, message_id: str) -> wire.ScheduleChange:
         """Cancel a message not yet released for delivery; `released` names recipients it was too late for.
         Raises (ErrorCode 1601) when all of it was released, 1602 when it is already cancelled."""
@@ -281,6 +358,22 @@ class SyncOutbound(SyncResource):
     def dump(self, message_id: str) -> str:
         """The message's raw MIME source ("" when it is not kept)."""
         return self._http.run(dump_call(message_id))
+
+    def opens(self, **search: Unpack[EngagementSearch]) -> wire.OpenList:
+        """One page of recorded opens, newest first, with the total that match."""
+        return self._http.run(opens_call(**search))
+
+    def clicks(self, **search: Unpack[EngagementSearch]) -> wire.ClickList:
+        """One page of recorded clicks on tracked links, newest first, with the total that match."""
+        return self._http.run(clicks_call(**search))
+
+    def message_opens(self, message_id: str, *, count: int = 100, offset: int = 0) -> wire.OpenList:
+        """One page of a message's opens (`first_open` marks each recipient's first), newest first."""
+        return self._http.run(message_opens_call(message_id, count=count, offset=offset))
+
+    def message_clicks(self, message_id: str, *, count: int = 100, offset: int = 0) -> wire.ClickList:
+        """One page of the clicks on a message's tracked links, newest first."""
+        return self._http.run(message_clicks_call(message_id, count=count, offset=offset))
 
     def cancel(self, message_id: str) -> wire.ScheduleChange:
         """Cancel a message not yet released for delivery; `released` names recipients it was too late for.

@@ -24,6 +24,7 @@ from posthouse.server.api import (
     openapi,
     sending,
     servers,
+    stats,
     streams,
     suppressions,
     templates,
@@ -51,7 +52,7 @@ NO_ENDPOINT = 404
 # In matching order; within a table the order matters where a fixed segment could be taken for a parameter.
 ROUTE_TABLES: tuple[tuple[Route, ...], ...] = (
     sending.ROUTES, bulk.ROUTES, messages.ROUTES, servers.ROUTES, streams.ROUTES, bounces.ROUTES,
-    suppressions.ROUTES, webhooks.ROUTES, templates.ROUTES,
+    suppressions.ROUTES, webhooks.ROUTES, templates.ROUTES, stats.ROUTES,
 )
 
 

@@ -33,7 +33,39 @@ class Operation:
     query: tuple[str, ...] = ()
     idempotent: bool = False
     description: str = ""
+    response_schema: dict[str, Any] | None = None  # for an answer no wire Struct describes (keys that are names)
 
+
+_HIT_FILTERS = ("count", "offset", "recipient", "tag", "client_name", "client_company", "client_family", "os_name",
+                "os_family", "os_company", "platform", "country", "region", "city", "messagestream", "fromdate",
+                "todate")
+_STATS_FILTERS = ("tag", "fromdate", "todate", "messagestream")
+_STATS_NOTE = ("Days are UTC days (Postmark's are US Eastern); without `messagestream` every stream counts. `Days` "
+               "lists the days with counts, each with every key of the breakdown.")
+_STATS_SERIES: tuple[tuple[str, str, Any], ...] = (
+    ("sends", "Recipients accepted, per day", wire.SentCounts),
+    ("bounces", "Bounces per day: hard, soft, transient, SMTP API errors", wire.BounceCounts),
+    ("spam", "Spam complaints per day", wire.SpamCounts),
+    ("tracked", "Recipients sent with open or link tracking, per day", wire.TrackedCounts),
+    ("opens", "Opens and unique opens per day", wire.OpenCounts),
+    ("opens/platforms", "Opens per platform and day", wire.PlatformCounts),
+    ("opens/emailclients", "Opens per email client and day", None),
+    ("opens/readtimes", "Opens per read time and day", None),
+    ("clicks", "Clicks and unique clicks per day", wire.ClickCounts),
+    ("clicks/browserfamilies", "Clicks per browser family and day", None),
+    ("clicks/platforms", "Clicks per platform and day", wire.ClickPlatformCounts),
+    ("clicks/location", "Clicks per part of the message (HTML, Text) and day", wire.ClickLocationCounts),
+)
+# A breakdown keyed by names (email clients, browsers, read times): counts beside `Days` and `Date`.
+_COUNTS_BY_NAME = {"type": "integer"}
+_USAGE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"Days": {"type": "array", "items": {
+        "type": "object", "properties": {"Date": {"type": "string", "format": "date"}}, "required": ["Date"],
+        "additionalProperties": _COUNTS_BY_NAME}}},
+    "required": ["Days"],
+    "additionalProperties": _COUNTS_BY_NAME,
+}
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/healthz", "Readiness: 200 once every role of this process runs", None, auth=NONE,
@@ -59,6 +91,14 @@ OPERATIONS: tuple[Operation, ...] = (
               query=("count", "offset", "recipient", "fromemail", "tag", "status", "subject", "fromdate", "todate",
                      "messagestream", "metadata_<key>"),
               description="`status=scheduled` and `status=cancelled` are Posthouse extensions."),
+    Operation("GET", "/messages/outbound/opens", "Search opens", wire.OpenList, query=_HIT_FILTERS,
+              description="Newest first. `fromdate`/`todate` are Posthouse additions (postmark-python sends them)."),
+    Operation("GET", "/messages/outbound/opens/{message_id}", "A message's opens", wire.OpenList,
+              query=("count", "offset")),
+    Operation("GET", "/messages/outbound/clicks", "Search clicks", wire.ClickList, query=_HIT_FILTERS,
+              description="Newest first. `fromdate`/`todate` are Posthouse additions (postmark-python sends them)."),
+    Operation("GET", "/messages/outbound/clicks/{message_id}", "A message's clicks", wire.ClickList,
+              query=("count", "offset")),
     Operation("GET", "/messages/outbound/{message_id}/details", "A message with its events",
               wire.OutboundMessageDetails),
     Operation("GET", "/messages/outbound/{message_id}/dump", "A message's raw source", wire.Dump),
@@ -69,6 +109,12 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("PUT", "/messages/outbound/{message_id}/schedule", "Move a scheduled message to a new SendAt",
               wire.ScheduleChange, wire.ScheduleRequest, extension=True,
               description="A past SendAt releases it now. 1601: already released or cancelled."),
+    # stats (§6)
+    Operation("GET", "/stats/outbound", "Totals over a range of days", wire.OutboundOverview, query=_STATS_FILTERS,
+              description=_STATS_NOTE),
+    *(Operation("GET", f"/stats/outbound/{name}", summary, answer, query=_STATS_FILTERS, description=_STATS_NOTE,
+                response_schema=None if answer is not None else _USAGE_SCHEMA)
+      for name, summary, answer in _STATS_SERIES),
     # bounces (§5)
     Operation("GET", "/deliverystats", "Inactive addresses and bounce counts by type", wire.DeliveryStats),
     Operation("GET", "/bounces", "Search bounces", wire.BounceList,
@@ -148,6 +194,8 @@ def document(version: str) -> dict[str, Any]:
             item["description"] = op.description
         if op.response is not None:
             item["responses"]["200"]["content"] = {"application/json": {"schema": by_type[op.response]}}
+        elif op.response_schema is not None:
+            item["responses"]["200"]["content"] = {"application/json": {"schema": op.response_schema}}
         if op.request is not None:
             item["requestBody"] = {"required": True, "content": {"application/json": {"schema": by_type[op.request]}}}
         parameters: list[dict[str, Any]] = [

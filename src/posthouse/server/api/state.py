@@ -12,6 +12,7 @@ from posthouse.server.services.bulk import BulkService
 from posthouse.server.services.history import HistoryService
 from posthouse.server.services.idempotency import IdempotencyService
 from posthouse.server.services.sending import SendingService
+from posthouse.server.services.stats import StatsService
 from posthouse.server.services.suppressions import SuppressionService
 from posthouse.server.services.templates import TemplateService
 from posthouse.server.services.webhooks import WebhookService
@@ -30,5 +31,6 @@ class ApiState:
     templates: TemplateService
     bulk: BulkService
     idempotency: IdempotencyService  # the sends' `Idempotency-Key` answers (the one SendingService records into)
+    stats: StatsService
     ready: Callable[[], bool]  # /healthz: every role of this process is running
     limits: RequestLimits = field(default_factory=RequestLimits)  # body budget, test-token limits (api/limits.py)

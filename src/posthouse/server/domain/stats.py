@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from posthouse.server.domain.statuses import BounceType
+
 _DAY_MICROS = 86_400_000_000
 
 
@@ -39,7 +41,7 @@ class Metric(StrEnum):
 class Family(StrEnum):
     """Counters with an open-ended second part: `f"{family}:{key}"`."""
 
-    BOUNCES = "bounces"  # key: Postmark's bounce Type (HardBounce, SoftBounce, Transient, …)
+    BOUNCES = "bounces"  # key: Postmark's bounce Type (HardBounce, SoftBounce, Transient, …); see `bounce_metric`
     OPEN_PLATFORM = "opens.platform"  # Desktop, Mobile, WebMail, Unknown
     OPEN_CLIENT = "opens.client"  # the email client's name (Apple Mail, Gmail, Outlook 2016, …)
     OPEN_READ_TIME = "opens.readtime"  # a read-time bucket
@@ -79,3 +81,59 @@ def tally(increments: Iterable[tuple[StatKey, int]]) -> dict[StatKey, int]:
         if value:
             totals[key] = totals.get(key, 0) + value
     return totals
+
+
+# The bounce types the overview's `Bounced` (and `BounceRate`) counts: the message did not reach the
+# recipient. Not counted there: a delay notice (Transient, the message is still being retried), replies
+# and notices that are no failure (auto-replies, address changes, (un)subscribe requests, spam or virus
+# notifications, challenges), and the two with counters of their own (SpamComplaint, SMTPApiError).
+BOUNCED_TYPES = frozenset(t.type_name for t in (
+    BounceType.HARD_BOUNCE, BounceType.SOFT_BOUNCE, BounceType.DNS_ERROR, BounceType.BAD_EMAIL_ADDRESS,
+    BounceType.BLOCKED, BounceType.DMARC_POLICY, BounceType.UNKNOWN, BounceType.MANUALLY_DEACTIVATED,
+    BounceType.UNCONFIRMED, BounceType.TEMPLATE_RENDERING_FAILED,
+))
+
+
+def bounce_metric(type_name: str) -> str:
+    """The one counter a bounce record of this type adds to: spam complaints and SMTP API errors have
+    fixed counters (the overview's `SpamComplaints`, `SMTPApiErrors`), every other type `bounces:<Type>`."""
+    if type_name == BounceType.SPAM_COMPLAINT.type_name:
+        return Metric.SPAM_COMPLAINTS.value
+    if type_name == BounceType.SMTP_API_ERROR.type_name:
+        return Metric.SMTP_API_ERRORS.value
+    return family_metric(Family.BOUNCES, type_name)
+
+
+def bounce_increment(server_id: int, stream: str, tag: str | None, type_name: str, bounced_at: int
+                     ) -> tuple[StatKey, int]:
+    """A bounce counts once, on the UTC day it was recorded."""
+    return StatKey(server_id, day_of(bounced_at), stream, tag or "", bounce_metric(type_name)), 1
+
+
+def acceptance_increments(server_id: int, stream: str, tag: str | None, *, track_opens: bool | None,
+                          track_links: str | None, tracked_links: int, sent: int, received_at: int
+                          ) -> list[tuple[StatKey, int]]:
+    """What accepting a message for `sent` recipients (those not suppressed) adds, on the UTC day it was
+    received: `Sent` per recipient, and per recipient sent with tracking `Tracked`, `WithOpenTracking`,
+    `WithLinkTracking` and the tracked links in the copies (`tracked_links` × recipients). A negative
+    `sent` takes back what cancelled recipients added.
+
+    `track_opens`/`track_links` are read as the message carries them: once the server's defaults are
+    applied at acceptance (issue 13, link and open insertion), they are what the message goes out with."""
+    if not sent:
+        return []
+
+    def key(metric: Metric) -> StatKey:
+        return StatKey(server_id, day_of(received_at), stream, tag or "", metric.value)
+
+    opens = bool(track_opens)
+    links = track_links not in (None, "None")
+    increments = [(key(Metric.SENT), sent)]
+    if opens or links:
+        increments.append((key(Metric.TRACKED), sent))
+    if opens:
+        increments.append((key(Metric.WITH_OPEN_TRACKING), sent))
+    if links:
+        increments.append((key(Metric.WITH_LINK_TRACKING), sent))
+        increments.append((key(Metric.TRACKED_LINKS_SENT), tracked_links * sent))
+    return increments

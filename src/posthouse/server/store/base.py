@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from posthouse.server.domain.messages import ComposedMessage
+from posthouse.server.domain.stats import acceptance_increments, bounce_increment
 from posthouse.server.domain.statuses import PENDING_STATES, DeliveryState, EventType, MessageStatus
 from posthouse.server.store.bulk import BulkQueries
 from posthouse.server.store.feedback import BounceRecord, FeedbackQueries, Suppression, insert_bounce, suppress
+from posthouse.server.store.hits import HitQueries
 from posthouse.server.store.idempotency import IdempotencyQueries
 from posthouse.server.store.sql import (
     LIKE_ESCAPE,
@@ -31,6 +33,7 @@ from posthouse.server.store.sql import (
     placeholders,
     resolve_refs,
 )
+from posthouse.server.store.stats import StatsQueries, bump_stats
 from posthouse.server.store.templates import TemplateQueries
 from posthouse.server.store.tracking import TrackingQueries
 from posthouse.server.store.webhooks import WebhookEvent, WebhookQueries, webhook_fanout
@@ -184,8 +187,7 @@ def _message_record(row: Sequence[Any], content: bytes | None = None) -> Message
 
 
 class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries, BulkQueries, WorkerQueries,
-            TrackingQueries,
-            Queries):
+            TrackingQueries, StatsQueries, HitQueries, Queries):
     """Every query Posthouse makes; a dialect subclass supplies the executor."""
 
     dialect: str
@@ -342,7 +344,8 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
                               sandboxed: bool, now: int, suppressed: Mapping[str, set[str]] | None = None,
                               bounces: Sequence[BounceRecord] = (), bounce_events: Sequence[WebhookEvent] = (),
                               extra: Sequence[Stmt] = ()) -> None:
-        """One durable transaction: message rows, per-recipient queue rows, `Queued` events.
+        """One durable transaction: message rows, per-recipient queue rows, `Queued` events, and the stats
+        counters of what was accepted (docs/architecture.md §6).
 
         `suppressed` (message id → recipients) get a `suppressed` row instead of a queued one, and
         `bounces` (SMTPApiError records for them, over SMTP) are recorded with their `Bounced` events
@@ -354,6 +357,7 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
         event_rows = []
         metadata_rows: list[tuple[str, int, str, str]] = []
         link_rows: list[tuple[str, int, str, str, str | None]] = []
+        counted = [bounce_increment(b.server_id, b.stream, b.tag, b.type, b.bounced_at) for b in bounces]
         for m in messages:
             received = int(m.received_at.timestamp() * 1_000_000)
             send_at = int(m.send_at.timestamp() * 1_000_000) if m.send_at is not None else None
@@ -374,6 +378,10 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
             metadata_rows.extend((m.message_id, server_id, key, value) for key, value in m.metadata.items())
             link_rows.extend((m.message_id, link.link, link.url, link.location, link.written_if_different)
                              for link in m.links)
+            counted.extend(acceptance_increments(
+                server_id, m.stream, m.tag, track_opens=m.track_opens, track_links=m.track_links,
+                tracked_links=m.tracked_links, sent=sum(r.lower() not in skipped for r in recipients),
+                received_at=received))
             for rcpt in recipients:
                 state = DeliveryState.SUPPRESSED if rcpt.lower() in skipped else DeliveryState.QUEUED
                 delivery_rows.append((m.message_id, rcpt, state.value, 0, due, now, now))
@@ -408,6 +416,7 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
             Stmt("INSERT INTO message_links (message_id, link, url, location, written) VALUES (?, ?, ?, ?, ?)",
                  many=link_rows),
             *self.subject_index([(m.subject, m.message_id) for m in messages]),
+            *bump_stats(counted),
             *extra,
             *self.work_notice(),
         ])
@@ -547,6 +556,8 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
             stmts.append(Stmt("INSERT INTO events (message_id, server_id, recipient, type, occurred_at, details) "
                               "VALUES (?, ?, ?, ?, ?, ?)", many=plain_events))
         stmts.extend(webhook_fanout(plain_webhooks))
+        stmts.extend(bump_stats(bounce_increment(b.server_id, b.stream, b.tag, b.type, b.bounced_at)
+                                for u in updates if (b := u.bounce) is not None))
         finished = sorted({u.delivery.message_id for u in updates if u.state not in PENDING_STATES})
         if finished:
             stmts.append(Stmt(
@@ -633,7 +644,18 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
     async def cancel_message(self, server_id: int, message_id: str, now: int) -> tuple[list[str], list[str]]:
         """Cancel a message's rows not yet claimed by a worker: (cancelled recipients, recipients already
         released). Atomic against the claim (one writer on SQLite; row locks and SKIP LOCKED on
-        PostgreSQL), so a row is either cancelled here or delivered, never both."""
+        PostgreSQL), so a row is either cancelled here or delivered, never both. What the cancelled
+        recipients added to the stats at acceptance is taken back in the same transaction."""
+        record = await self.get_message(server_id, message_id)
+        links = await self.query_one("SELECT count(*) FROM message_links WHERE message_id = ?", (message_id,))
+
+        def uncount(results: list[list[Sequence[Any]]]) -> list[Stmt]:
+            if record is None:
+                return []
+            return bump_stats(acceptance_increments(
+                server_id, record.stream, record.tag, track_opens=record.track_opens, track_links=record.track_links,
+                tracked_links=int(links[0]) if links else 0, sent=-len(results[0]), received_at=record.received_at))
+
         results = await self.transact([
             Stmt("UPDATE deliveries SET state = 'cancelled', updated_at = ? WHERE message_id = ? "
                  "AND state IN ('queued', 'deferred') AND message_id IN (SELECT message_id FROM messages "
@@ -644,6 +666,7 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
             Stmt("UPDATE messages SET status = 'Cancelled' WHERE server_id = ? AND message_id = ? AND NOT EXISTS "
                  "(SELECT 1 FROM deliveries d WHERE d.message_id = messages.message_id "
                  "AND d.state NOT IN ('cancelled', 'suppressed'))", (server_id, message_id)),
+            Then(uncount),
         ])
         return sorted(r[0] for r in results[0]), sorted(r[0] for r in results[1])
 

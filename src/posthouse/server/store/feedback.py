@@ -12,7 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from posthouse.server.domain.stats import bounce_increment
 from posthouse.server.store.sql import LIKE_ESCAPE, Queries, Ref, Stmt, like_contains, placeholders
+from posthouse.server.store.stats import bump_stats
 from posthouse.server.store.webhooks import WebhookEvent, webhook_fanout
 
 
@@ -213,6 +215,9 @@ class FeedbackQueries(Queries):
                 stmts.extend(suppress(suppression, ref))
         if any(b[3] is not None for b in bounces):
             stmts.extend(self.change_notice("suppressions"))
+        # Complaints and bounces count in the stats with the records (docs/architecture.md §6).
+        stmts.extend(bump_stats(bounce_increment(b.server_id, b.stream, b.tag, b.type, b.bounced_at)
+                                for b, _, _, _ in bounces))
         results = await self.transact(stmts)
         if any(b[3] is not None for b in bounces):
             self.suppressions_changed()

@@ -20,7 +20,7 @@ import asyncpg
 from posthouse.server.errors import ConfigurationError, StoreError, StoreFullError
 from posthouse.server.store import migrations
 from posthouse.server.store.base import Stmt, Store, resolve_refs
-from posthouse.server.store.sql import Then, expand, is_mergeable, merge
+from posthouse.server.store.sql import Counters, Then, expand, is_mergeable, merge
 
 log = logging.getLogger("posthouse.store")
 _PLACEHOLDER = re.compile(r"\?")
@@ -147,12 +147,17 @@ class PostgresStore(Store):
         self._pending.put_nowait((stmts, future))
         return await future
 
-    async def _run(self, conn: asyncpg.Connection, steps: Sequence[Stmt | Then]) -> list[list[Sequence[Any]]]:
+    async def _run(self, conn: asyncpg.Connection, steps: Sequence[Stmt | Then],
+                   counters: Counters | None = None) -> list[list[Sequence[Any]]]:
+        """Run a caller's statements; counter increments go to `counters` (run at the end) when given."""
         results: list[list[Sequence[Any]]] = []
         for step in steps:
             for stmt in expand(step, results):
                 sql = self._sql(stmt.sql)
-                if stmt.many is not None:
+                if stmt.additive and counters is not None and stmt.many is not None:
+                    counters.add(stmt, [resolve_refs(row, results) for row in stmt.many])
+                    results.append([])
+                elif stmt.many is not None:
                     if stmt.many:
                         await conn.executemany(sql, [resolve_refs(row, results) for row in stmt.many])
                     results.append([])
@@ -169,15 +174,17 @@ class PostgresStore(Store):
         `executemany` per statement: a round trip per statement, not per statement and caller."""
         values: list[list[list[Sequence[Any]]] | None] = [None] * len(jobs)
         groups: dict[tuple[str, ...], list[int]] = {}
+        counters = Counters()
         for index, stmts in enumerate(jobs):
             if len(jobs) > 1 and is_mergeable(stmts):
                 groups.setdefault(tuple(s.sql for s in stmts), []).append(index)
             else:
-                values[index] = await self._run(conn, stmts)
+                values[index] = await self._run(conn, stmts, counters)
         for texts, members in groups.items():
-            await self._run(conn, merge([cast(Sequence[Stmt], jobs[i]) for i in members]))  # all mergeable
+            await self._run(conn, merge([cast(Sequence[Stmt], jobs[i]) for i in members]), counters)  # all mergeable
             for i in members:
                 values[i] = [[] for _ in texts]
+        await self._run(conn, counters.statements())  # last, in key order: see `Counters`
         return [v if v is not None else [] for v in values]
 
     async def _commit_loop(self) -> None:

@@ -21,6 +21,9 @@ class Stmt:
     args: Sequence[Any] = ()
     many: Sequence[Sequence[Any]] | None = None  # executemany with these rows instead of args
     fetch: bool = False  # return rows (SELECT / RETURNING)
+    # Rows `(key…, n)` of an upsert that adds n to a counter: the executor may sum them with other
+    # callers' rows of the same text and run them last, once per key, in key order (`Counters`).
+    additive: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +73,45 @@ def _mergeable(s: Stmt) -> bool:
     return not s.fetch and not s.args
 
 
+class Counters:
+    """The counter increments (`Stmt.additive`) of one group-committed transaction, run as its last
+    statements: each key once with the sum of every caller's increments, keys in sorted order.
+
+    Summing turns a hundred concurrent sends' bumps of one counter into one row update; running them
+    last, sorted, makes every transaction take the counters' row locks in one order and hold them only
+    until its commit, so concurrent PostgreSQL committers cannot deadlock on them (docs/architecture.md §6).
+    """
+
+    __slots__ = ("_totals",)
+
+    def __init__(self) -> None:
+        self._totals: dict[str, dict[tuple[Any, ...], int]] = {}
+
+    def add(self, stmt: Stmt, rows: Sequence[Sequence[Any]]) -> None:
+        totals = self._totals.setdefault(stmt.sql, {})
+        for row in rows:
+            key = tuple(row[:-1])
+            totals[key] = totals.get(key, 0) + int(row[-1])
+
+    def absorb(self, other: Counters) -> None:
+        """Add another set's increments (a caller whose savepoint committed)."""
+        for sql, totals in other._totals.items():
+            mine = self._totals.setdefault(sql, {})
+            for key, value in totals.items():
+                mine[key] = mine.get(key, 0) + value
+
+    def statements(self) -> list[Stmt]:
+        """One multi-row statement per text, its rows sorted by key; zero sums left out."""
+        return [Stmt(sql, many=[(*key, value) for key, value in sorted(totals.items()) if value])
+                for sql, totals in self._totals.items() if any(totals.values())]
+
+
 def merge(jobs: Sequence[Sequence[Stmt]]) -> list[Stmt]:
     """Callers' statement lists of one shape (the same texts in the same order) as one list: the rows of
     each multi-row statement concatenated, each argument-less statement once."""
     first = jobs[0]
-    return [Stmt(s.sql, many=[row for job in jobs for row in job[i].many or ()]) if s.many is not None else s
-            for i, s in enumerate(first)]
+    return [Stmt(s.sql, many=[row for job in jobs for row in job[i].many or ()], additive=s.additive)
+            if s.many is not None else s for i, s in enumerate(first)]
 
 
 class Queries(ABC):

@@ -25,7 +25,7 @@ from typing import Any, cast
 from posthouse.server.errors import ConfigurationError, StoreError, StoreFullError
 from posthouse.server.store import migrations
 from posthouse.server.store.base import Stmt, Store, resolve_refs
-from posthouse.server.store.sql import Then, expand, is_mergeable, merge
+from posthouse.server.store.sql import Counters, Then, expand, is_mergeable, merge
 
 log = logging.getLogger("posthouse.store")
 _MAX_GROUP = 2000  # callers per commit at most, to bound one transaction's size
@@ -52,6 +52,14 @@ _PLANNER_STATS = (
     ("message_metadata", "message_metadata_lookup", "1000000 1000000 100000 2"),
     ("bounces", None, "100000"),
     ("bounces", "bounces_by_time", "100000 100000 1"),
+    # Without these, a message's opens would be found by walking the server's whole time-ordered index.
+    ("tracking_hits", None, "10000000"),
+    ("tracking_hits", "tracking_hits_by_server", "10000000 10000000 5000000 4000000 1 1"),
+    ("tracking_hits", "tracking_hits_by_message", "10000000 3 2 1"),
+    ("tracking_hits", "tracking_hits_by_recipient", "10000000 10000000 50 25 1"),
+    ("stats_daily", None, "100000"),
+    ("stats_daily", "sqlite_autoindex_stats_daily_1", "100000 100000 1000 500 100 1"),
+    ("stats_daily", "stats_daily_by_metric", "100000 100000 1000 10 1 1 1"),
 )
 
 
@@ -203,11 +211,16 @@ class SqliteStore(Store):
         self._jobs.put(_Job(stmts, future, loop))
         return await future
 
-    def _run(self, conn: sqlite3.Connection, steps: Sequence[Stmt | Then]) -> list[list[Sequence[Any]]]:
+    def _run(self, conn: sqlite3.Connection, steps: Sequence[Stmt | Then],
+             counters: Counters | None = None) -> list[list[Sequence[Any]]]:
+        """Run a caller's statements; counter increments go to `counters` (run at the end) when given."""
         results: list[list[Sequence[Any]]] = []
         for step in steps:
             for stmt in expand(step, results):
-                if stmt.many is not None:
+                if stmt.additive and counters is not None and stmt.many is not None:
+                    counters.add(stmt, [resolve_refs(row, results) for row in stmt.many])
+                    results.append([])
+                elif stmt.many is not None:
                     rows = [resolve_refs(row, results) for row in stmt.many]
                     for sql, args in _multirow(stmt.sql, rows):
                         conn.execute(sql, args)
@@ -326,23 +339,27 @@ class SqliteStore(Store):
         failure (the caller then isolates the jobs)."""
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
         groups: dict[tuple[str, ...], list[_Job]] = {}
+        counters = Counters()
         for job in batch:
             if is_mergeable(job.stmts):
                 groups.setdefault(tuple(s.sql for s in job.stmts), []).append(job)
             else:
-                outcomes.append((job, self._run(conn, job.stmts), None))
+                outcomes.append((job, self._run(conn, job.stmts, counters), None))
         for texts, jobs in groups.items():
-            self._run(conn, merge([cast(Sequence[Stmt], job.stmts) for job in jobs]))  # all mergeable
+            self._run(conn, merge([cast(Sequence[Stmt], job.stmts) for job in jobs]), counters)  # all mergeable
             outcomes.extend((job, [[] for _ in texts], None) for job in jobs)
+        self._run(conn, counters.statements())
         return outcomes
 
     def _run_isolated(self, conn: sqlite3.Connection, batch: list[_Job]
                       ) -> list[tuple[_Job, Any, BaseException | None]]:
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        counters = Counters()  # only those of the jobs that succeed
         for job in batch:
             conn.execute("SAVEPOINT job")
+            own = Counters()
             try:
-                value = self._run(conn, job.stmts)
+                value = self._run(conn, job.stmts, own)
             except Exception as exc:
                 if isinstance(exc, sqlite3.Error) and not conn.in_transaction:
                     # Some errors (SQLITE_FULL, SQLITE_IOERR) make SQLite roll back the whole
@@ -354,7 +371,9 @@ class SqliteStore(Store):
                 outcomes.append((job, None, _store_error(exc)))
             else:
                 outcomes.append((job, value, None))
+                counters.absorb(own)
             conn.execute("RELEASE job")
+        self._run(conn, counters.statements())
         return outcomes
 
     def _checkpoint_loop(self) -> None:
@@ -495,7 +514,8 @@ def _pragmas(conn: sqlite3.Connection) -> dict[str, Any]:
     return {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in _REPORTED_PRAGMAS}
 
 
-_VALUES_TAIL = re.compile(r"^(INSERT INTO .+ VALUES )(\((?:\?, )*\?\))$", re.S)
+# An upsert's `ON CONFLICT …` tail is kept after the rows (SQLite applies a multi-row upsert row by row).
+_VALUES_TAIL = re.compile(r"^(INSERT INTO .+ VALUES )(\((?:\?, )*\?\))( ON CONFLICT .+)?$", re.S)
 _MAX_ROWS_PER_STATEMENT = 256
 _MAX_VARIABLES = 32766  # SQLITE_MAX_VARIABLE_NUMBER since SQLite 3.32
 
@@ -510,10 +530,10 @@ def _multirow(sql: str, rows: list[list[Any]]) -> list[tuple[str, list[Any]]]:
     match = _VALUES_TAIL.match(sql)
     if match is None or len(rows) == 1:
         return [(sql, list(row)) for row in rows]
-    head, group = match.groups()
+    head, group, tail = match.groups()
     per_row = group.count("?")
     cap = min(_MAX_ROWS_PER_STATEMENT, _MAX_VARIABLES // per_row)
-    return [(head + ", ".join([group] * len(chunk)), [value for row in chunk for value in row])
+    return [(head + ", ".join([group] * len(chunk)) + (tail or ""), [value for row in chunk for value in row])
             for chunk in _chunks(rows, cap)]
 
 
