@@ -181,7 +181,7 @@ async def test_delivery_bounces_count_on_the_day_they_happen(api) -> None:  # ty
     await send(api, To="HardBounce@bounce-testing.postmarkapp.com", Tag="t")
     await send(api, To="ann@example.com", Tag="t", Headers=[{"Name": "X-PM-Bounce-Type", "Value": "SoftBounce"}])
     await send(api, To="ok@example.com", Tag="t")
-    api.runtime.start_worker()
+    await api.runtime.start_worker()
 
     async def counted() -> dict[str, Any] | None:
         bounces = await get(api, "/stats/outbound/bounces", tag="t")
