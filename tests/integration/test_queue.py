@@ -265,3 +265,27 @@ async def test_a_stale_post_result_with_the_same_attempt_count_as_the_new_claim_
     _, (post,) = await store.list_webhook_posts(webhook_id, 0, 10)
     assert post.state == "delivered"
     assert [a.response_excerpt for a in post.history] == ["current"]
+
+
+async def test_the_last_recipients_finished_at_once_still_mark_their_message_sent(store: Store,
+                                                                                 database_url: str) -> None:
+    """Two nodes recording the last two recipients of one message at the same moment, each in its own
+    transaction: neither may take the other's row for pending and leave the message Queued (PostgreSQL,
+    READ COMMITTED). One process merges both into one transaction; two stores on one database do not."""
+    from posthouse.server.store import open_store_for
+
+    other = open_store_for(database_url)
+    await other.open()
+    try:
+        server_id = await make_server(store)
+        for _ in range(25):
+            [message_id] = await enqueue(store, server_id, 1, recipients=2)
+            rows = await store.claim_deliveries("w", T0, 2, T0 + LEASE)
+            assert {d.message_id for d in rows} == {message_id} and len(rows) == 2
+            await asyncio.gather(*(node.record_attempts([DeliveryUpdate(d, "w", DeliveryState.DELIVERED, T0, "250 ok",
+                                                                        EventType.DELIVERED, {}, T0)])
+                                   for node, d in zip((store, other), rows, strict=True)))
+            row = await store.query_one("SELECT status FROM messages WHERE message_id = ?", (message_id,))
+            assert row is not None and row[0] == "Sent"
+    finally:
+        await other.close()

@@ -526,8 +526,7 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
             self.suppressions_changed()
         return await self._claimed(results[-1]) if claim is not None else []
 
-    @staticmethod
-    def _attempt_consequences(updates: Sequence[DeliveryUpdate], base: int) -> list[Stmt]:
+    def _attempt_consequences(self, updates: Sequence[DeliveryUpdate], base: int) -> list[Stmt]:
         """What recorded attempts write besides their rows' state; `Ref`s count from `base`."""
         stmts: list[Stmt] = []
         plain_events = []
@@ -559,6 +558,12 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
         stmts.extend(bump_stats(bounce_increment(b.server_id, b.stream, b.tag, b.type, b.bounced_at)
                                 for u in updates if (b := u.bounce) is not None))
         finished = sorted({u.delivery.message_id for u in updates if u.state not in PENDING_STATES})
+        if finished and self.row_lock_clause:
+            # Two transactions finishing the last two recipients of one message would each see the other's
+            # row still pending (READ COMMITTED) and neither mark it Sent. Locking the message rows first, in
+            # one order, makes the second wait for the first's commit; its next statement then sees it.
+            stmts.append(Stmt(f"SELECT message_id FROM messages WHERE message_id IN ({placeholders(len(finished))}) "
+                              f"ORDER BY message_id {self.row_lock_clause}", finished))
         if finished:
             stmts.append(Stmt(
                 f"UPDATE messages SET status = 'Sent' WHERE message_id IN ({placeholders(len(finished))}) "

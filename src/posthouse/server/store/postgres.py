@@ -46,6 +46,7 @@ def _store_error(exc: BaseException) -> StoreError:
 class PostgresStore(Store):
     dialect = "postgresql"
     claim_lock_clause = "FOR UPDATE SKIP LOCKED"
+    row_lock_clause = "FOR UPDATE"
     db_clock = "(extract(epoch from clock_timestamp()) * 1000000)::bigint"
 
     def __init__(self, url: str, *, pool_size: int = 10, committers: int = 3) -> None:

@@ -119,6 +119,8 @@ class Queries(ABC):
 
     dialect: str
     claim_lock_clause = ""  # "FOR UPDATE SKIP LOCKED" on PostgreSQL: claims skip rows another node holds
+    # "FOR UPDATE" on PostgreSQL, where transactions run side by side; SQLite's one writer needs no row locks.
+    row_lock_clause = ""
 
     @abstractmethod
     async def transact(self, stmts: Sequence[Stmt | Then]) -> list[list[Sequence[Any]]]:
