@@ -129,6 +129,17 @@ OPERATIONS: tuple[Operation, ...] = (
 )
 
 _HEADERS = {SERVER: "X-Postmark-Server-Token", ACCOUNT: "X-Postmark-Account-Token"}
+# What a parameter takes, where it is more than any string (docs/postmark-api.md §1.4 item 9, §1.5): numeric ids
+# are integers below 2^63 (routing.parse_id), MessageIDs and bulk ids UUIDs, paging numbers integers.
+_INTEGER_ID = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+_UUID = {"type": "string", "format": "uuid"}
+_PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "bounce_id": _INTEGER_ID, "webhook_id": _INTEGER_ID, "delivery_id": _INTEGER_ID, "server_id": _INTEGER_ID,
+    "message_id": _UUID, "bulk_id": _UUID,
+    "count": {"type": "integer", "minimum": 1, "maximum": 500}, "offset": {"type": "integer", "minimum": 0},
+}
+# Paging that these lists require (§1.5); elsewhere it has defaults. /bounces needs it unless `messageID` is given.
+_REQUIRED_QUERY = {"/messages/outbound": ("count", "offset"), "/templates": ("count", "offset")}
 
 
 def document(version: str) -> dict[str, Any]:
@@ -151,10 +162,10 @@ def document(version: str) -> dict[str, Any]:
         if op.request is not None:
             item["requestBody"] = {"required": True, "content": {"application/json": {"schema": by_type[op.request]}}}
         parameters: list[dict[str, Any]] = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            {"name": name, "in": "path", "required": True, "schema": _PARAMETER_SCHEMAS.get(name, {"type": "string"})}
             for name in _path_names(op.path)]
-        parameters += [{"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
-                       for name in op.query]
+        parameters += [{"name": name, "in": "query", "required": name in _REQUIRED_QUERY.get(op.path, ()),
+                        "schema": _PARAMETER_SCHEMAS.get(name, {"type": "string"})} for name in op.query]
         if op.idempotent:
             parameters.append({"name": _IDEMPOTENCY[0], "in": "header", "required": False,
                                "description": _IDEMPOTENCY[1], "schema": {"type": "string", "maxLength": 255},
