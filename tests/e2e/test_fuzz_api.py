@@ -57,6 +57,18 @@ TRACKING_EXAMPLES = 1500
 CAPS = {"server and account tokens": 200, "POSTMARK_API_TEST": 60, "DELETE /servers/{server_id}": 45}
 CHECKS_SKIPPED = "positive_data_acceptance,negative_data_rejection,allow_header_conformance"
 SEND_OPERATIONS = ("post_email", "post_email_batch", "post_email_withTemplate", "post_email_batchWithTemplates")
+# Strings mixed into what schemathesis generates (one string in ten is drawn from here): what has broken
+# parsers and databases before. NUL (PostgreSQL's text cannot hold it), LIKE and regex metacharacters, a
+# trailing backslash (an escape with nothing to escape), numbers that overflow, digits `int()` reads but
+# ASCII does not have, dots IDNA maps, header and path breakers, template syntax, lengths just past limits.
+HOSTILE_STRINGS = [
+    "\x00", "a\x00b", "%00", "\\", "a\\", "%", "_", "%_%\\", "[", "(?", "*", "'", "\"", "';--", "\r\nX-Injected: 1",
+    "\n", "\t", " ", "", "0", "-1", "9223372036854775807", "9223372036854775808", "-9223372036854775809", "1e309",
+    "NaN", "null", "true", "¹", "١٢٣", "１２３", "1_000", "a。b", "ａｄｍｉｎ", "xn--", "\u2028", "\u202e", "😀" * 3,
+    "../../etc/passwd", "%2e%2e%2f", "/", "//", "{{", "}}", "{{#each x}}", "{{{@content}}}", "{{> p}}",
+    "<script>", "javascript:alert(1)", "http://127.0.0.1:1/", "mailto:a@b", "a@b", "@", "<a@b>", '"a b"@c.d',
+    "x" * 256, "x" * 1001, "x" * 2001, "é" * 300,
+]
 LINKS = [(1, "https://example.com/welcome?from=mail", "HTML"), (2, "https://example.com/help", "Text")]
 READER = "reader@example.com"
 
@@ -251,9 +263,12 @@ def _run_schemathesis(target: Target, run: Pass) -> dict[str, Any]:
     """One `st run` over the server's /openapi.json; its JSON report. Fails at the pass's wall-clock cap."""
     folder = target.folder / f"schemathesis-{run.name.split()[0].strip('/')}"
     folder.mkdir()
+    hostile = ", ".join(json.dumps(text, ensure_ascii=False) for text in HOSTILE_STRINGS)  # TOML basic strings
     (folder / "schemathesis.toml").write_text(
         f'[auth.openapi.server]\napi_key = "{run.server_token}"\n'
-        f'[auth.openapi.account]\napi_key = "{target.server.account_token}"\n')
+        f'[auth.openapi.account]\napi_key = "{target.server.account_token}"\n'
+        f'[dictionaries.hostile]\nvalues = [{hostile}]\n'
+        '[generation.dictionaries.string]\ndictionary = "hostile"\nprobability = 0.1\n', encoding="utf-8")
     command = [
         sys.executable, "-m", "schemathesis.cli", "--config-file", "schemathesis.toml", "--no-color",
         "run", f"{target.server.base_url}/openapi.json",

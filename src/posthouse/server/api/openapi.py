@@ -12,6 +12,8 @@ from typing import Any
 import msgspec
 
 from posthouse import wire
+from posthouse.server.domain.statuses import BounceType
+from posthouse.server.webhooks.payloads import SuppressionOrigin, SuppressionReason
 
 SERVER = "server"
 ACCOUNT = "account"
@@ -133,10 +135,21 @@ _HEADERS = {SERVER: "X-Postmark-Server-Token", ACCOUNT: "X-Postmark-Account-Toke
 # are integers below 2^63 (routing.parse_id), MessageIDs and bulk ids UUIDs, paging numbers integers.
 _INTEGER_ID = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
 _UUID = {"type": "string", "format": "uuid"}
+# Date filters also take `YYYY-MM-DDTHH:MM:SS` (services/history.parse_time_filter); closed vocabularies are
+# matched without regard to case.
+_DATE = {"type": "string", "format": "date", "description": "YYYY-MM-DD, or YYYY-MM-DDTHH:MM:SS (UTC)"}
+_BOOLEAN = {"type": "boolean"}
 _PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {
     "bounce_id": _INTEGER_ID, "webhook_id": _INTEGER_ID, "delivery_id": _INTEGER_ID, "server_id": _INTEGER_ID,
-    "message_id": _UUID, "bulk_id": _UUID,
+    "message_id": _UUID, "bulk_id": _UUID, "messageID": _UUID,
     "count": {"type": "integer", "minimum": 1, "maximum": 500}, "offset": {"type": "integer", "minimum": 0},
+    "fromdate": _DATE, "todate": _DATE, "inactive": _BOOLEAN, "IncludeArchivedStreams": _BOOLEAN,
+    "type": {"type": "string", "enum": [t.type_name for t in BounceType]},
+    "status": {"type": "string", "enum": ["queued", "sent", "processed", "scheduled", "cancelled"]},
+    "TemplateType": {"type": "string", "enum": ["All", "Standard", "Layout"]},
+    "MessageStreamType": {"type": "string", "enum": ["All", "Transactional", "Broadcasts", "Inbound"]},
+    "SuppressionReason": {"type": "string", "enum": [r.value for r in SuppressionReason]},
+    "Origin": {"type": "string", "enum": [o.value for o in SuppressionOrigin]},
 }
 # Paging that these lists require (§1.5); elsewhere it has defaults. /bounces needs it unless `messageID` is given.
 _REQUIRED_QUERY = {"/messages/outbound": ("count", "offset"), "/templates": ("count", "offset")}
