@@ -98,7 +98,7 @@ async def test_a_path_with_a_final_newline_is_not_another_path(api) -> None:  # 
         response = await api.client.get(path, headers=api.server_headers)
         assert response.status_code in (404, 422), (path, response.text)
         assert "BulkRequests" not in response.text
-    assert_error(await api.client.get("/server%0A", headers=api.server_headers), 404, 0)
+    assert_error(await api.client.get("/server%0A", headers=api.server_headers), 404, 404)  # app.NO_ENDPOINT
 
 
 def test_on_the_real_server(tmp_path: Path, database_url: str) -> None:
