@@ -32,3 +32,16 @@ async def test_postmark_pythons_error_reading_makes_it_a_plain_api_error(api) ->
         assert code == 404 and message.startswith(("No endpoint", "Method DELETE"))
         chosen = get_exception_class(code, response.status_code)
         assert issubclass(chosen, PostmarkAPIException) and not issubclass(chosen, ValidationException)
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("DELETE", "/email", "POST"),
+    ("PATCH", "/server", "GET, PUT"),
+    ("TRACE", "/templates/welcome", "DELETE, GET, PUT"),
+    ("POST", "/Bounces/7/", "GET"),  # matched as routing matches: case-insensitive, trailing slash optional
+])
+async def test_a_wrong_method_lists_the_allowed_ones(api, method: str, path: str, allowed: str) -> None:  # type: ignore[no-untyped-def]
+    """RFC 9110 §15.5.6: a 405 carries `Allow` with the target's methods (the HTTP fuzz run found it missing)."""
+    response = await api.client.request(method, path, headers=api.server_headers)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == allowed

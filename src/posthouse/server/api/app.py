@@ -107,6 +107,7 @@ class ApiApp:
             if path_known:
                 response = error_response(405, NO_ENDPOINT,
                                           f"Method {scope['method']} is not allowed on {scope['path']}.")
+                response.headers["Allow"] = ", ".join(self.router.methods(scope["path"]))  # RFC 9110 §15.5.6
             else:
                 response = error_response(404, NO_ENDPOINT, f"No endpoint at {scope['path']}.")
         else:

@@ -12,6 +12,8 @@ from typing import Any
 import msgspec
 
 from posthouse import wire
+from posthouse.server.domain.statuses import BounceType
+from posthouse.server.webhooks.payloads import SuppressionOrigin, SuppressionReason
 
 SERVER = "server"
 ACCOUNT = "account"
@@ -175,6 +177,28 @@ OPERATIONS: tuple[Operation, ...] = (
 )
 
 _HEADERS = {SERVER: "X-Postmark-Server-Token", ACCOUNT: "X-Postmark-Account-Token"}
+# What a parameter takes, where it is more than any string (docs/postmark-api.md §1.4 item 9, §1.5): numeric ids
+# are integers below 2^63 (routing.parse_id), MessageIDs and bulk ids UUIDs, paging numbers integers.
+_INTEGER_ID = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+_UUID = {"type": "string", "format": "uuid"}
+# Date filters also take `YYYY-MM-DDTHH:MM:SS` (services/history.parse_time_filter); closed vocabularies are
+# matched without regard to case.
+_DATE = {"type": "string", "format": "date", "description": "YYYY-MM-DD, or YYYY-MM-DDTHH:MM:SS (UTC)"}
+_BOOLEAN = {"type": "boolean"}
+_PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "bounce_id": _INTEGER_ID, "webhook_id": _INTEGER_ID, "delivery_id": _INTEGER_ID, "server_id": _INTEGER_ID,
+    "message_id": _UUID, "bulk_id": _UUID, "messageID": _UUID,
+    "count": {"type": "integer", "minimum": 1, "maximum": 500}, "offset": {"type": "integer", "minimum": 0},
+    "fromdate": _DATE, "todate": _DATE, "inactive": _BOOLEAN, "IncludeArchivedStreams": _BOOLEAN,
+    "type": {"type": "string", "enum": [t.type_name for t in BounceType]},
+    "status": {"type": "string", "enum": ["queued", "sent", "processed", "scheduled", "cancelled"]},
+    "TemplateType": {"type": "string", "enum": ["All", "Standard", "Layout"]},
+    "MessageStreamType": {"type": "string", "enum": ["All", "Transactional", "Broadcasts", "Inbound"]},
+    "SuppressionReason": {"type": "string", "enum": [r.value for r in SuppressionReason]},
+    "Origin": {"type": "string", "enum": [o.value for o in SuppressionOrigin]},
+}
+# Paging that these lists require (§1.5); elsewhere it has defaults. /bounces needs it unless `messageID` is given.
+_REQUIRED_QUERY = {"/messages/outbound": ("count", "offset"), "/templates": ("count", "offset")}
 
 
 def document(version: str) -> dict[str, Any]:
@@ -199,10 +223,10 @@ def document(version: str) -> dict[str, Any]:
         if op.request is not None:
             item["requestBody"] = {"required": True, "content": {"application/json": {"schema": by_type[op.request]}}}
         parameters: list[dict[str, Any]] = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            {"name": name, "in": "path", "required": True, "schema": _PARAMETER_SCHEMAS.get(name, {"type": "string"})}
             for name in _path_names(op.path)]
-        parameters += [{"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
-                       for name in op.query]
+        parameters += [{"name": name, "in": "query", "required": name in _REQUIRED_QUERY.get(op.path, ()),
+                        "schema": _PARAMETER_SCHEMAS.get(name, {"type": "string"})} for name in op.query]
         if op.idempotent:
             parameters.append({"name": _IDEMPOTENCY[0], "in": "header", "required": False,
                                "description": _IDEMPOTENCY[1], "schema": {"type": "string", "maxLength": 255},

@@ -20,6 +20,9 @@ _FIELD_PATH = re.compile(r"at `\$(?:\[\d+\])?\.?([A-Za-z]*)")
 MAX_JSON_DEPTH = 64
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+# `\u0000` with an even number of backslashes before it: the escape of U+0000 (NUL), not an escaped backslash
+# followed by "u0000". A raw NUL byte is already invalid JSON.
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 JSON = "application/json"
 MAX_SINGLE = 10 * 1024 * 1024  # docs/postmark-api.md §1.2: 10 MB for /email
 MAX_BATCH = 50 * 1024 * 1024  # and 50 MB for a batch
@@ -86,7 +89,31 @@ def decode(body: bytes, kind: type[T], request: Request | None = None) -> T:
         raise ApiError(402, f"Invalid JSON: {exc}") from None
     if nests_deeper_than(body, MAX_JSON_DEPTH):
         raise ApiError(402, f"Invalid JSON: arrays and objects nested more than {MAX_JSON_DEPTH} levels deep.")
+    if b"\\u0000" in body and _NUL_ESCAPE.search(body):
+        # No text Posthouse keeps may hold NUL: RFC 5322 §3.5 leaves it out of a message's text, and
+        # PostgreSQL's text cannot store it (SQLite can: refused here, the two stores take the same input).
+        raise ApiError(403, f"Invalid request field(s): '{_field_holding_nul(msgspec.json.decode(body))}'. "
+                            "A NUL character (\\u0000) is not allowed in any field.")
     return value
+
+
+def _field_holding_nul(value: Any) -> str:
+    """The name of the field (at the top of the body, or of a list's item) whose key or text holds a NUL."""
+    stack: list[tuple[Any, str]] = [(value, "?")]
+    while stack:
+        node, field = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return field
+        elif isinstance(node, dict):
+            for key, item in node.items():
+                name = key if field == "?" else field
+                if "\x00" in key:
+                    return name
+                stack.append((item, name))
+        elif isinstance(node, list):
+            stack.extend((item, field) for item in node)
+    return "?"
 
 
 def nests_deeper_than(document: bytes, depth: int) -> bool:

@@ -40,7 +40,9 @@ class Route:
         self.handler: Handler = handler
         self.access: Access[object] = access
         escaped = re.escape(path).replace(r"\{", "{").replace(r"\}", "}")
-        regex = _PARAM.sub(lambda m: f"(?P<{m.group(1)}>[^/]+)", escaped)
+        # A parameter is one segment without NUL: no id or name holds one (they could not be stored on PostgreSQL),
+        # so `/templates/a%00b` names no resource and is answered as an unknown path.
+        regex = _PARAM.sub(lambda m: f"(?P<{m.group(1)}>[^/\\x00]+)", escaped)
         # Matched with fullmatch: `$` would also match before a final newline ("/email/bulk/\n" is not a path).
         self.pattern = re.compile(f"{regex}/?", re.IGNORECASE)
 
@@ -65,6 +67,10 @@ class Router:
                 path_known = True
         return None, {}, path_known
 
+    def methods(self, path: str) -> list[str]:
+        """The methods served at `path`, for the `Allow` header of a 405 (RFC 9110 §15.5.6)."""
+        return sorted({route.method for route in self.routes if route.pattern.fullmatch(path)})
+
 
 def normalize_name(name: str) -> str:
     return name.replace("_", "").lower()
@@ -75,6 +81,11 @@ class Query:
 
     def __init__(self, request: Request) -> None:
         self.raw = list(request.query_params.multi_items())
+        for key, value in self.raw:
+            if "\x00" in key or "\x00" in value:
+                # No stored text holds NUL (see payloads.decode), and PostgreSQL cannot even compare with it.
+                raise ApiError(403, f"Invalid request field(s): '{key.replace(chr(0), '%00')}'. "
+                                    "A NUL character (%00) is not allowed in a query parameter.")
         self._values: dict[str, str] = {}
         for key, value in self.raw:
             self._values.setdefault(normalize_name(key), value)
