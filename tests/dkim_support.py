@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dkim as dkimpy
+import dkim as dkimpy  # type: ignore[import-untyped]
 import pytest
-from dnslib import QTYPE, RCODE, RR, TXT
-from dnslib.server import BaseResolver, DNSLogger, DNSServer
+from dnslib import QTYPE, RCODE, RR, TXT  # type: ignore[import-untyped]
+from dnslib.server import BaseResolver, DNSLogger, DNSServer  # type: ignore[import-untyped]
 from hypothesis import strategies as st
 
 from posthouse.server.domain.dkim_keys import DkimKey, txt_record

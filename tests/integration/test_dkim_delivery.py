@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from dkim.canonicalization import Relaxed
+from dkim.canonicalization import Relaxed  # type: ignore[import-untyped]
 
 from dkim_support import assert_dkimpy_verifies_all, records_for, signature_count
 from integration.smtp_peers import RecordingSink

@@ -7,7 +7,7 @@ import re
 import time
 
 import pytest
-from dkim.canonicalization import Relaxed
+from dkim.canonicalization import Relaxed  # type: ignore[import-untyped]
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -1,13 +1,13 @@
 """DKIM-signing what the delivery worker is about to send, for the domain of the message's From address.
 
-Where it runs: inline, on the event loop, measured (`bench/dkim.py`, BENCHMARKS.md "DKIM signing"). An
-event loop with 64 deliveries in flight, each 150 µs of other Python work (the worker's own cost) and a
-signature of a 2 KB message, went at 2,125 messages/s signing RSA-2048 inline and 2,022/s handing it to a
-thread (`asyncio.to_thread`), 471 against 495 µs of CPU a message; Ed25519 4,161/s against 3,600/s. OpenSSL
-releases the GIL for the RSA operation, but the canonicalisation and hashing around it need it, and getting
-it back from a loop that is busy costs more than the signature saves. For a large message a thread barely
-shortens the loop's longest stall either (1 MB: 3.0 against 4.3 ms; 10 MB: 33 against 37 ms): the work is
-a few long C calls (byte searches, the whitespace regex) that hold the GIL throughout.
+Where it runs: inline on the event loop, up to 1 MB; larger messages on a thread. Measured with
+`bench/dkim.py` (BENCHMARKS.md, "DKIM signing"): an event loop with 64 deliveries in flight, each 150 µs of
+other Python work (the worker's own cost) and a signature of a 2 KB message, went at 1,998 messages/s
+signing RSA-2048 inline against 1,900/s handing each signature to a thread (`asyncio.to_thread`), 499 against
+525 µs of CPU a message (Ed25519: 4,074 against 3,803/s): the thread needs the GIL for the canonicalisation
+and for handing the result back, and waits for it while the loop is busy. A large message is another
+matter: signing it inline stops the loop for its whole time (1 MB: 4.2 ms; 10 MB: 40 ms), on a thread the
+loop gets turns between its steps (2.7 and 29 ms at most), and the hand-off costs nothing at that size.
 
 A message that goes out unchanged to several recipients (one SMTP transaction each, with VERP) is signed
 once: its signature fields are kept for a minute under the message's id and put on every copy.
@@ -15,6 +15,7 @@ once: its signature fields are kept for a minute under the message's id and put 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -27,6 +28,7 @@ from posthouse.server.services.dkim_keys import SigningKeys
 
 log = logging.getLogger("posthouse.dkim")
 REUSE_SECONDS = 60.0
+THREAD_ABOVE = 1 << 20  # bytes: larger messages are signed on a thread (see the module's docstring)
 
 
 class MessageSigner:
@@ -64,7 +66,10 @@ class MessageSigner:
                 return made[0] + message
         timestamp = self.clock.micros() // 1_000_000
         try:
-            fields = dkim.signature_fields(message, keys, timestamp=timestamp)
+            if len(message) > THREAD_ABOVE:
+                fields = await asyncio.to_thread(dkim.signature_fields, message, keys, timestamp=timestamp)
+            else:
+                fields = dkim.signature_fields(message, keys, timestamp=timestamp)
         except ValueError as exc:
             log.error("DKIM signing for %s failed: %s", domain, exc)
             raise DeliveryError(f"DKIM signing for {domain} failed: {exc}") from exc
