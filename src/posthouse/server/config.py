@@ -158,6 +158,10 @@ class Settings:
     return_path: str = _setting(
         "pm_bounces@", "VERP envelope sender LOCAL@DOMAIN: mail goes out from LOCAL+TOKEN@DOMAIN and the SMTP listener "
         "takes bounces for DOMAIN without AUTH; an empty DOMAIN means smtp_hostname; 'off' turns VERP off")
+    dkim_key_dir: str = _setting(
+        "", "a folder of DKIM private keys kept outside Posthouse, DOMAIN/SELECTOR.private (as opendkim-genkey "
+        "writes them) or .pem, RSA or Ed25519: mail From that domain is signed with every key in its folder; read "
+        "at start")
     bounce_testing_domain: str = _setting(
         "bounce-testing.postmarkapp.com", "in sandbox delivery, TYPE@this domain simulates a bounce of that type "
         "(as does the X-PM-Bounce-Type header)")

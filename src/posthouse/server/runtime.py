@@ -27,6 +27,8 @@ from posthouse.server.services.accounts import AccountService
 from posthouse.server.services.bounces import BounceService
 from posthouse.server.services.bulk import BulkService
 from posthouse.server.services.clock import Clock
+from posthouse.server.services.dkim_keys import SigningKeys, StaticSigningKeys
+from posthouse.server.services.dkim_signing import MessageSigner
 from posthouse.server.services.geoip import GeoIp
 from posthouse.server.services.hints import WebhookHints
 from posthouse.server.services.history import HistoryService
@@ -70,7 +72,7 @@ class Runtime:
     """Services for every role; the worker runs only after `start_worker()`."""
 
     def __init__(self, settings: Settings, store: Store, *, clock: Clock | None = None,
-                 transport: Transport | None = None) -> None:
+                 transport: Transport | None = None, signing_keys: SigningKeys | None = None) -> None:
         self.settings = settings
         self.store = store
         self.clock = clock or Clock()
@@ -95,6 +97,10 @@ class Runtime:
                 messages_per_connection=settings.relay_messages_per_connection,
                 ssl_context=relay_ssl_context(settings), timeout=settings.smtp_timeout_seconds)
         self.transport: Transport = transport or self.sandbox
+        # DKIM (issue 14): without keys from anywhere, nothing is signed.
+        if signing_keys is None and settings.dkim_key_dir:
+            signing_keys = StaticSigningKeys.from_directory(settings.dkim_key_dir)
+        self.signer = MessageSigner(signing_keys, self.clock) if signing_keys is not None else None
         self.ready: dict[str, bool] = {role: False for role in settings.role_set}
         self.bounces = BounceService(store, self.clock)
         self.suppressions = SuppressionService(store, self.accounts, self.clock)
@@ -171,7 +177,7 @@ class Runtime:
             self.clock, self.wakeup, owner=owner, concurrency=s.worker_concurrency,
             batch_size=s.claim_batch_size, lease_seconds=s.lease_seconds, poll_seconds=s.poll_seconds,
             return_paths=self.return_paths, on_recorded=self.webhook_wakeup.notify, webhook_hints=self.webhook_hints,
-            tracking_key=self.tracking_key)
+            tracking_key=self.tracking_key, signer=self.signer)
         self._worker_task = asyncio.create_task(self.worker.run(), name="delivery-worker")
         self.webhook_poster = WebhookPoster(total_timeout=s.webhook_timeout_seconds,
                                             connect_timeout=min(5.0, s.webhook_timeout_seconds),

@@ -134,6 +134,7 @@ class ClaimedDelivery:
     metadata: dict[str, str] = field(default_factory=dict)
     send_at: int | None = None  # scheduled: its age for giving up counts from here
     tracked: bool = False  # opens or links tracked: the content may carry placeholders to personalise
+    from_email: str = ""  # the From address: its domain's DKIM keys sign the message (issue 14)
 
 
 @dataclass(slots=True)
@@ -479,7 +480,7 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
         messages = {
             m[0]: m for m in await self.query(
                 "SELECT message_id, server_id, stream, envelope_from, received_at, content, tag, subject, sender, "
-                "sandboxed, metadata, send_at, track_opens, track_links "
+                "sandboxed, metadata, send_at, track_opens, track_links, from_email "
                 f"FROM messages WHERE message_id IN ({placeholders(len(ids))})", ids)
         }
         claimed = []
@@ -490,7 +491,7 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
                 server_id=m[1], stream=m[2], envelope_from=m[3], received_at=m[4], content=bytes(m[5]),
                 tag=m[6], subject=m[7], sender=m[8], sandboxed=bool(m[9]),
                 metadata=json.loads(m[10]) if m[10] != "{}" else {}, send_at=m[11],
-                tracked=bool(m[12]) or m[13] != "None"))
+                tracked=bool(m[12]) or m[13] != "None", from_email=m[14]))
         return claimed
 
     async def record_attempts(self, updates: Sequence[DeliveryUpdate],

@@ -22,6 +22,7 @@ from posthouse.server.domain.tracking import personalize
 from posthouse.server.errors import DeliveryError, StoreError
 from posthouse.server.services import notifications
 from posthouse.server.services.clock import Clock
+from posthouse.server.services.dkim_signing import MessageSigner
 from posthouse.server.services.hints import WebhookHints
 from posthouse.server.services.returnpaths import ReturnPaths
 from posthouse.server.services.tracking_key import TrackingKey
@@ -50,7 +51,8 @@ class DeliveryWorker:
                  wakeup: Wakeup, *, owner: str, concurrency: int = 64, batch_size: int = 256,
                  lease_seconds: float = 300.0, poll_seconds: float = 1.0,
                  return_paths: ReturnPaths | None = None, on_recorded: Callable[[], None] | None = None,
-                 webhook_hints: WebhookHints | None = None, tracking_key: TrackingKey | None = None) -> None:
+                 webhook_hints: WebhookHints | None = None, tracking_key: TrackingKey | None = None,
+                 signer: MessageSigner | None = None) -> None:
         self.store = store
         self.transport = transport
         self.sandbox = sandbox
@@ -66,6 +68,7 @@ class DeliveryWorker:
         self.on_recorded = on_recorded  # results that queued webhook posts were recorded: the posts are due
         self.webhook_hints = webhook_hints
         self.tracking_key = tracking_key or TrackingKey(store)
+        self.signer = signer  # DKIM (issue 14); None: nothing is signed
         self._stopping = asyncio.Event()
         self._results: list[DeliveryUpdate] = []
         # Rows claimed in the transaction that recorded earlier results, waiting for a free slot.
@@ -139,6 +142,11 @@ class DeliveryWorker:
             content = first.content
             if first.tracked and len(rows) == 1:
                 content = personalize(content, await self.tracking_key.get(), first.id)
+            if self.signer is not None:
+                # Signed last, over the exact bytes that go out (personalised); content every copy shares is
+                # signed once for all of them.
+                content = await self.signer.sign(content, first.from_email,
+                                                 shared_as=first.message_id if content is first.content else None)
             envelope = Envelope(mail_from, [r.recipient for r in rows], content)
             result = await transport.send(envelope)
         except DeliveryError as exc:
