@@ -108,7 +108,8 @@ class _ZoneResolver(BaseResolver):  # type: ignore[misc]
 class AuthoritativeDns:
     """dnslib serving `records` (zone-file lines) on 127.0.0.1:<port>, UDP and TCP."""
 
-    def __init__(self, records: Iterable[str] = (), *, negative_ttl: int = 60) -> None:
+    def __init__(self, records: Iterable[str] = (), *, negative_ttl: int = 60, port: int = 0) -> None:
+        """`port` 0: a free one (tests); the bench's network namespace uses 53."""
         self.lock = threading.Lock()
         self.records: list[RR] = []
         self.secure: set[str] = set()  # names answered with AD
@@ -116,7 +117,7 @@ class AuthoritativeDns:
         self.queries: Counter[tuple[str, str]] = Counter()
         self.soa = f"test. {negative_ttl} IN SOA ns.test. hostmaster.test. 1 3600 600 86400 {negative_ttl}"
         self.add(*records)
-        self.port = 0
+        self.port = port
         self._servers: list[DNSServer] = []
 
     def add(self, *lines: str) -> None:
@@ -133,7 +134,7 @@ class AuthoritativeDns:
     def start(self) -> AuthoritativeDns:
         resolver = _ZoneResolver(self)
         for _ in range(5):
-            port = _free_udp_tcp_port()
+            port = self.port or _free_udp_tcp_port()
             try:
                 servers = [DNSServer(resolver, address="127.0.0.1", port=port, tcp=tcp, logger=_QuietLogger())
                            for tcp in (False, True)]
