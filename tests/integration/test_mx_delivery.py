@@ -220,6 +220,24 @@ async def test_answers_are_cached_for_their_ttl(net: Net, dns: AuthoritativeDns)
     assert dns.queries[("missing.test", "MX")] == 1  # the negative answer too (the zone's SOA minimum)
 
 
+async def test_a_domain_route_is_kept_no_longer_than_its_answers_ttl(net: Net, dns: AuthoritativeDns) -> None:
+    dns.add("short.test. 5 IN MX 10 mx.short.test.", f"mx.short.test. 300 IN A {net.ip(1)}")
+    now = [1000.0]
+    resolver = Resolver([("127.0.0.1", dns.port)], timeout=3, clock=lambda: now[0])
+    transport = MxTransport(MxSettings(ehlo_name="posthouse.test", connect_timeout=5.0, command_timeout=5.0),
+                            resolver, None, clock=lambda: now[0])
+    with RecordingSink(host=net.ip(1), port=25) as sink:
+        async with closing(transport):
+            await transport.send(envelope("a@short.test"))
+            now[0] += 4
+            await transport.send(envelope("b@short.test"))
+            assert dns.queries[("short.test", "MX")] == 1
+            now[0] += 2  # past the MX record's 5 s, within the address record's 300 s
+            await transport.send(envelope("c@short.test"))
+    assert dns.queries[("short.test", "MX")] == 2 and dns.queries[("mx.short.test", "A")] == 1
+    assert len(sink.messages) == 3
+
+
 async def test_recipients_are_split_by_domain_one_transaction_each(
         net: Net, dns: AuthoritativeDns) -> None:
     mx(dns, "one.test", (10, "mx", net.ip(1)))
@@ -404,14 +422,14 @@ async def test_mta_sts_policy_refetched_when_its_id_changes_and_kept_when_the_fe
                 # A new id: fetched again; the new policy no longer names the host.
                 dns.remove("_mta-sts.roll.test")
                 dns.add('_mta-sts.roll.test. 300 IN TXT "v=STSv1; id=2;"')
-                transport.resolver.forget()
+                transport.forget()
                 policy.policies["mta-sts.roll.test"] = (
                     200, "text/plain", "version: STSv1\nmode: enforce\nmx: other.roll.test\nmax_age: 600\n")
                 refused = await transport.send(envelope("b@roll.test"))
                 # A third id whose policy cannot be fetched: the cached (id 2) policy stays in force.
                 dns.remove("_mta-sts.roll.test")
                 dns.add('_mta-sts.roll.test. 300 IN TXT "v=STSv1; id=3;"')
-                transport.resolver.forget()
+                transport.forget()
                 policy.policies["mta-sts.roll.test"] = (500, "text/plain", "oops")
                 still_refused = await transport.send(envelope("c@roll.test"))
     assert policy.requests == ["mta-sts.roll.test"] * 3

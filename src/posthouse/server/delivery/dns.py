@@ -16,6 +16,7 @@ This module owns dnspython (`import dns`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import OrderedDict
@@ -44,6 +45,7 @@ T = TypeVar("T")
 _MAX_TTL = 86_400.0  # keep nothing longer than a day, whatever the zone says
 _MAX_NEGATIVE_TTL = 3_600.0  # RFC 2308 §5 suggests at most 1-3 hours for negative answers
 _NEGATIVE_TTL_WITHOUT_SOA = 60.0  # a negative answer without an SOA (a broken server): a short while
+_ADDRESS_TYPES = {4: dns.rdatatype.A, 6: dns.rdatatype.AAAA}
 
 
 class DnsStatus(StrEnum):
@@ -60,6 +62,7 @@ class Answer(Generic[T]):
     records: tuple[T, ...] = ()
     secure: bool = False  # validated by a trusted resolver (the AD bit, with dnssec on)
     error: str = ""  # for ERROR: what went wrong, for messages
+    expires: float = 0.0  # until when (the resolver's clock) the answer holds; 0: it was not kept at all
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,18 +127,23 @@ class Resolver:
 
     async def addresses(self, name: str, versions: Sequence[int] = (6, 4)) -> Answer[str]:
         """A and AAAA records (in `versions` order) as one answer: OK if either has addresses."""
-        kinds = {4: dns.rdatatype.A, 6: dns.rdatatype.AAAA}
-        answers: list[Answer[str]] = list(await asyncio.gather(*(self._lookup(name, kinds[v]) for v in versions)))
+        kinds = [_ADDRESS_TYPES[version] for version in versions]
+        cached = [self._cached(name, kind) for kind in kinds]
+        if all(answer is not None for answer in cached):
+            answers: list[Answer[str]] = cached  # type: ignore[assignment]
+        else:  # both lookups at once: a cold name costs one round trip, not two
+            answers = list(await asyncio.gather(*(self._lookup(name, kind) for kind in kinds)))
         records = tuple(record for answer in answers for record in answer.records)
         secure = all(answer.secure for answer in answers)
+        expires = min(answer.expires for answer in answers)
         if records:
-            return Answer(name, DnsStatus.OK, records, secure)
+            return Answer(name, DnsStatus.OK, records, secure, expires=expires)
         errors = [answer for answer in answers if answer.status is DnsStatus.ERROR]
         if errors:
             return errors[0]
         if any(answer.status is DnsStatus.NXDOMAIN for answer in answers):
-            return Answer(name, DnsStatus.NXDOMAIN, (), secure)
-        return Answer(name, DnsStatus.NODATA, (), secure)
+            return Answer(name, DnsStatus.NXDOMAIN, (), secure, expires=expires)
+        return Answer(name, DnsStatus.NODATA, (), secure, expires=expires)
 
     async def txt(self, name: str) -> Answer[str]:
         """TXT records, each one's strings joined (RFC 7208 §3.3 and RFC 8461 §3.1 read them so)."""
@@ -150,15 +158,22 @@ class Resolver:
 
     # The cache ------------------------------------------------------------------------------------
 
-    async def _lookup(self, name: str, rdtype: dns.rdatatype.RdataType) -> Answer[Any]:
+    def _cached(self, name: str, rdtype: dns.rdatatype.RdataType) -> Answer[Any] | None:
         key = (name.lower().rstrip("."), rdtype)
-        now = self._clock()
         cached = self._cache.get(key)
+        if cached is None:
+            return None
+        if cached[0] > self._clock():
+            self._cache.move_to_end(key)
+            return cached[1]
+        del self._cache[key]
+        return None
+
+    async def _lookup(self, name: str, rdtype: dns.rdatatype.RdataType) -> Answer[Any]:
+        cached = self._cached(name, rdtype)
         if cached is not None:
-            if cached[0] > now:
-                self._cache.move_to_end(key)
-                return cached[1]
-            del self._cache[key]
+            return cached
+        key = (name.lower().rstrip("."), rdtype)
         task = self._pending.get(key)
         if task is None:
             task = asyncio.ensure_future(self._query(*key))
@@ -166,10 +181,16 @@ class Resolver:
             task.add_done_callback(lambda _: self._pending.pop(key, None))
         # Shielded: one caller giving up (cancelled) must not cancel the query the others wait for.
         answer, ttl = await asyncio.shield(task)
-        if ttl > 0 and key not in self._cache:
-            self._cache[key] = (self._clock() + ttl, answer)
-            while len(self._cache) > self._max_entries:
-                self._cache.popitem(last=False)
+        if ttl <= 0:
+            return answer
+        kept = self._cache.get(key)
+        if kept is not None:  # another caller of the same query stored it first
+            return kept[1]
+        expires = self._clock() + ttl
+        answer = dataclasses.replace(answer, expires=expires)
+        self._cache[key] = (expires, answer)
+        while len(self._cache) > self._max_entries:
+            self._cache.popitem(last=False)
         return answer
 
     async def _query(self, name: str, rdtype: dns.rdatatype.RdataType) -> tuple[Answer[Any], float]:

@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import math
 import random
 import ssl
 import time
@@ -66,6 +67,10 @@ log = logging.getLogger("posthouse.delivery.mx")
 
 _TLS_DOWNGRADE_SECONDS = 3600.0  # after a failed opportunistic handshake, that address gets plaintext this long
 _MAX_MX_HOSTS = 10  # MX records looked at per domain, in preference order
+# A domain's route (its DNS answers and MTA-STS policy put together) is kept this long at most, and never past
+# the TTL of an answer in it; so a new MTA-STS policy id is seen within this time.
+_ROUTE_SECONDS = 30.0
+_MAX_ROUTES = 10_000
 
 
 class TlsPolicy(StrEnum):
@@ -352,6 +357,7 @@ class MxTransport:
         self._idle: dict[_PoolKey, list[_Session]] = {}
         self._downgraded: dict[tuple[str, TlsPolicy], float] = {}  # (address, policy) → until
         self._sweeper: asyncio.Task[None] | None = None
+        self._routes: dict[str, tuple[float, Route | Reply]] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
         self._verify_context = ssl.create_default_context()
@@ -370,8 +376,16 @@ class MxTransport:
             self._sweeper = asyncio.create_task(self._sweep(), name="mx-idle-sweeper")
         groups, replies = split_by_domain(envelope.recipients)
         destinations: dict[str, tuple[str, str]] = {}
-        results = await asyncio.gather(*(self._deliver_domain(domain, rcpts, envelope)
-                                         for domain, rcpts in groups.items()), return_exceptions=True)
+        results: list[tuple[dict[str, Reply], dict[str, tuple[str, str]]] | BaseException]
+        if len(groups) == 1:  # the usual case (one recipient with VERP): no task to make
+            ((domain, rcpts),) = groups.items()
+            try:
+                results = [await self._deliver_domain(domain, rcpts, envelope)]
+            except Exception as exc:  # noqa: BLE001 — as gather's return_exceptions: logged below, a 451
+                results = [exc]
+        else:
+            results = await asyncio.gather(*(self._deliver_domain(domain, rcpts, envelope)
+                                             for domain, rcpts in groups.items()), return_exceptions=True)
         for (domain, rcpts), result in zip(groups.items(), results, strict=True):
             if isinstance(result, BaseException):
                 if not isinstance(result, Exception):
@@ -627,6 +641,11 @@ class MxTransport:
                     del self._idle[key]
             self._downgraded = {k: until for k, until in self._downgraded.items() if until > now}
 
+    def forget(self) -> None:
+        """Drop the routes and DNS answers kept (tests that change their zone)."""
+        self._routes.clear()
+        self.resolver.forget()
+
     @property
     def idle_connections(self) -> int:
         return sum(len(clients) for clients in self._idle.values())
@@ -651,15 +670,31 @@ class MxTransport:
 
     async def route(self, domain: str) -> Route | Reply:
         """Where mail for `domain` goes, host by host with its TLS policy; or the reply for every recipient."""
+        now = self._clock()
+        cached = self._routes.get(domain)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        route, expires = await self._resolve_route(domain)
+        expires = min(expires, now + _ROUTE_SECONDS)
+        if expires > now:
+            if len(self._routes) >= _MAX_ROUTES:
+                self._routes = {d: entry for d, entry in self._routes.items() if entry[0] > now}
+                while len(self._routes) >= _MAX_ROUTES:
+                    del self._routes[next(iter(self._routes))]
+            self._routes[domain] = (expires, route)
+        return route
+
+    async def _resolve_route(self, domain: str) -> tuple[Route | Reply, float]:
+        """The route and until when it holds (the earliest expiry of the DNS answers it was made from)."""
         literal = _literal_address(domain)
         if literal is not None:
-            return Route(domain, (MxHost(literal, 0, (literal,)),))
+            return Route(domain, (MxHost(literal, 0, (literal,)),)), math.inf
         policy_task = asyncio.ensure_future(self.mta_sts.policy(domain)) if self.mta_sts is not None else None
         try:
             mx = await self.resolver.mx(domain)
             names, implicit = self._mx_names(domain, mx)
             if isinstance(names, Reply):
-                return names
+                return names, mx.expires
             versions = self.settings.ip_versions
             answers = await asyncio.gather(*(self.resolver.addresses(name, versions) for name, _ in names))
             policy = await policy_task if policy_task is not None else None
@@ -667,18 +702,22 @@ class MxTransport:
             if policy_task is not None and not policy_task.done():
                 policy_task.cancel()
         found = [(name, preference, answer) for (name, preference), answer in zip(names, answers, strict=True)]
+        expires = min([mx.expires] + [answer.expires for _, _, answer in found])
         if not any(answer.records for _, _, answer in found):
             errors = [answer for _, _, answer in found if answer.status is DnsStatus.ERROR]
             if errors:
-                return _reply(451, "4.4.3", f"{domain}: {errors[0].error}")
+                return _reply(451, "4.4.3", f"{domain}: {errors[0].error}"), 0.0
             if implicit:
-                return _reply(550, "5.4.4", f"{domain} has no MX and no address record")
+                return _reply(550, "5.4.4", f"{domain} has no MX and no address record"), expires
             names_text = ", ".join(name for name, _, _ in found)
-            return _reply(550, "5.4.4", f"{domain}: its MX hosts ({names_text}) have no address record")
+            return _reply(550, "5.4.4", f"{domain}: its MX hosts ({names_text}) have no address record"), expires
         mx_secure = mx.secure and (not implicit or all(answer.secure for _, _, answer in found))
         hosts = await asyncio.gather(*(self._host(name, preference, answer, mx_secure, policy)
                                        for name, preference, answer in found))
-        return Route(domain, tuple(hosts), policy)
+        for _, _, answer in found:
+            if answer.status is DnsStatus.ERROR:
+                expires = 0.0  # a host whose address could not be had: ask again next time
+        return Route(domain, tuple(host for host, _ in hosts), policy), min([expires] + [e for _, e in hosts])
 
     def _mx_names(self, domain: str, mx: Answer[MxRecord]) -> tuple[list[tuple[str, int]] | Reply, bool]:
         """The hosts to look up, and whether they are the implicit MX (the domain itself)."""
@@ -697,19 +736,22 @@ class MxTransport:
         return [(domain, 0)], True
 
     async def _host(self, name: str, preference: int, answer: Answer[str], mx_secure: bool,
-                    policy: StsPolicy | None) -> MxHost:
+                    policy: StsPolicy | None) -> tuple[MxHost, float]:
+        """The host with its TLS policy, and until when that holds (the TLSA answer's expiry, if asked)."""
         addresses = answer.records
         if not addresses:
-            return MxHost(name, preference, (), refusal=f"{name}: {answer.error or 'no address record'}")
+            return MxHost(name, preference, (), refusal=f"{name}: {answer.error or 'no address record'}"), math.inf
         if (self.settings.dane and self.resolver.dnssec and mx_secure and answer.secure):
             # RFC 7672 §2.2: TLSA records count only when MX and address answers were validated.
             tlsa = await self.resolver.tlsa(f"_{self.settings.port}._tcp.{name}")
             if tlsa.status is DnsStatus.ERROR:
                 # §2.2: a validated MX host whose TLSA lookup fails cannot be used securely (nor downgraded).
                 return MxHost(name, preference, addresses, TlsPolicy.DANE,
-                              refusal=f"{name}: TLSA lookup failed: {tlsa.error}")
+                              refusal=f"{name}: TLSA lookup failed: {tlsa.error}"), 0.0
             usable = dane.usable_records(tlsa.records) if tlsa.secure else ()
             if usable:
-                return MxHost(name, preference, addresses, TlsPolicy.DANE, usable)
+                return MxHost(name, preference, addresses, TlsPolicy.DANE, usable), tlsa.expires
+            tls, refusal = host_tls_policy(name, policy)
+            return MxHost(name, preference, addresses, tls, refusal=refusal), tlsa.expires
         tls, refusal = host_tls_policy(name, policy)
-        return MxHost(name, preference, addresses, tls, refusal=refusal)
+        return MxHost(name, preference, addresses, tls, refusal=refusal), math.inf
