@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -44,6 +45,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' dnslib server and smtp-sink
+import profile as bench_profile
+
 from harness import Posthouse, Row, machine, print_table
 from postfix_peer import PostfixInstance, postfix_version
 
@@ -161,7 +164,7 @@ def enable_dkim(server: Posthouse, dns: AuthoritativeDns) -> None:
 
 
 def posthouse_round(sinks: list[SmtpSinkProcess], counts: list[int], size: int, dkim: bool,
-                    dns: AuthoritativeDns) -> dict[str, float]:
+                    dns: AuthoritativeDns, profile: Path | None = None) -> dict[str, float]:
     env = {"POSTHOUSE_DELIVERY": "mx", "POSTHOUSE_SMTP_TRUSTED_NETWORKS": "127.0.0.1/32=default",
            "POSTHOUSE_SMTP_HOSTNAME": "bench.example.net", "POSTHOUSE_MX_EHLO_NAME": "bench.example.net"}
     server = Posthouse(0, None, env)
@@ -169,9 +172,13 @@ def posthouse_round(sinks: list[SmtpSinkProcess], counts: list[int], size: int, 
         if dkim:
             enable_dkim(server, dns)
         baseline = [sink.count_received() for sink in sinks]
+        spy = bench_profile.record(server.process.pid, 600, profile) if profile is not None else None
         started = time.perf_counter()
         accept = send_load(server.smtp_port, counts, size)
         deliver = wait_delivered(sinks, baseline, counts, started, "Posthouse")
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled and exits
+            spy.wait(60)
     finally:
         server.stop()
     total = sum(counts)
@@ -188,7 +195,8 @@ def postfix_round(sinks: list[SmtpSinkProcess], counts: list[int], size: int) ->
     return {"accepted_per_s": total / accept, "delivered_per_s": total / deliver}
 
 
-def measure(rounds: int, messages: int, domains: int, size: int, dkim: bool) -> list[Row]:
+def measure(rounds: int, messages: int, domains: int, size: int, dkim: bool, profile: Path | None = None
+            ) -> list[Row]:
     records = []
     for k in range(domains):
         records += [f"{domain(k)}. {ZONE_TTL} IN MX 10 mx.{domain(k)}.",
@@ -206,7 +214,7 @@ def measure(rounds: int, messages: int, domains: int, size: int, dkim: bool) -> 
                 order = ("posthouse", "postfix") if n % 2 == 0 else ("postfix", "posthouse")
                 figures: dict[str, dict[str, float]] = {}
                 for who in order:
-                    figures[who] = (posthouse_round(sinks, counts, size, dkim, dns) if who == "posthouse"
+                    figures[who] = (posthouse_round(sinks, counts, size, dkim, dns, profile) if who == "posthouse"
                                     else postfix_round(sinks, counts, size))
                 for key in ours:
                     ours[key].append(figures["posthouse"][key])
@@ -258,6 +266,7 @@ def main() -> None:
     parser.add_argument("--domains", type=int, default=10)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--dkim", action="store_true", help="Posthouse signs (needs issue 14's M1 and M3 merged)")
+    parser.add_argument("--profile", action="store_true", help="py-spy samples of posthouse serve (last round)")
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not 1 <= args.domains <= 250 or args.messages < args.domains:
@@ -266,7 +275,11 @@ def main() -> None:
         enter_namespaces([a for a in sys.argv[1:] if a != "--inside"])
     with tempfile.TemporaryDirectory(prefix="posthouse-bench-mx-") as directory:
         prepare_namespace(Path(directory))
-        rows = measure(args.rounds, args.messages, args.domains, args.size, args.dkim)
+        profile = Path(directory) / "profile.txt" if args.profile else None
+        rows = measure(args.rounds, args.messages, args.domains, args.size, args.dkim, profile)
+        if profile is not None and profile.exists():
+            print("\nposthouse serve, py-spy (the last Posthouse round):")
+            bench_profile.summarize(profile, top=25)
     print_table(f"MX delivery, medians over {args.rounds} round(s), store SQLite (synchronous=FULL), peer Postfix "
                 f"{postfix_version()}, {machine()}", rows)
 

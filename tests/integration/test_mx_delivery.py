@@ -163,12 +163,17 @@ async def test_every_host_failing_leaves_a_transient_reply_naming_the_last_failu
         net: Net, dns: AuthoritativeDns) -> None:
     mx(dns, "e.test", (10, "mx1", net.ip(1)), (20, "mx2", net.ip(2)))
     # Nothing listens on the second address: the connection is refused.
-    async with ScriptedPeer(host=net.ip(1), port=25, replies={"GREETING": ["554 5.7.1 Go away"]}), \
+    async with ScriptedPeer(host=net.ip(1), port=25, replies={"GREETING": ["554 5.7.1 Go away"] * 2}), \
             closing(make_transport(dns)) as transport:
         result = await transport.send(envelope("z@e.test"))
+        assert transport.connections_opened == 2
+        # The address that could not be reached is left alone for a while; the refusing one is asked again.
+        again = await transport.send(envelope("w@e.test"))
+        assert transport.connections_opened == 3
     reply = result.replies["z@e.test"]
     assert reply.code == 451 and reply.enhanced == "4.4.1" and f"mx2.e.test[{net.ip(2)}]" in reply.text
     assert result.destinations["z@e.test"] == ("mx2.e.test", net.ip(2))
+    assert again.replies["w@e.test"] == reply
 
 
 async def test_null_mx_bounces_without_trying(net: Net, dns: AuthoritativeDns) -> None:

@@ -66,6 +66,10 @@ __all__ = [
 log = logging.getLogger("posthouse.delivery.mx")
 
 _TLS_DOWNGRADE_SECONDS = 3600.0  # after a failed opportunistic handshake, that address gets plaintext this long
+# An address that could not be connected to (refused, unreachable, timed out) is not tried again for this long:
+# the other hosts are tried at once instead of each message waiting out the same timeout (Postfix, too,
+# marks a host dead for a while).
+_DOWN_SECONDS = 60.0
 _MAX_MX_HOSTS = 10  # MX records looked at per domain, in preference order
 # A domain's route (its DNS answers and MTA-STS policy put together) is kept this long at most, and never past
 # the TTL of an answer in it; so a new MTA-STS policy id is seen within this time.
@@ -356,6 +360,7 @@ class MxTransport:
         self._hosts = _Limits()
         self._idle: dict[_PoolKey, list[_Session]] = {}
         self._downgraded: dict[tuple[str, TlsPolicy], float] = {}  # (address, policy) → until
+        self._down: dict[str, tuple[float, Reply]] = {}  # address → (until, why)
         self._sweeper: asyncio.Task[None] | None = None
         self._routes: dict[str, tuple[float, Route | Reply]] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -463,6 +468,11 @@ class MxTransport:
             if source is None:
                 return _Attempt({}, rcpts, _reply(451, "4.4.4", f"{where}: no IPv{_version(address)} source "
                                                   f"address for stream {envelope.stream or '(default)'}"))
+        down = self._down.get(address)
+        if down is not None:
+            if down[0] > self._clock():
+                return _Attempt({}, rcpts, down[1])
+            del self._down[address]
         host_limit = settings.limits.for_host(host.name)
         if not await self._hosts.enter(address, host_limit, settings.destination_wait):
             return _Attempt({}, rcpts, _reply(451, "4.4.5", f"{where}: all {host_limit.connections} connections "
@@ -591,7 +601,9 @@ class MxTransport:
                 self._downgraded[(address, policy)] = self._clock() + _TLS_DOWNGRADE_SECONDS
                 continue
             except DeliveryError as exc:
-                return _reply(451, "4.4.1", f"{where}: {exc}")
+                failure = _reply(451, "4.4.1", f"{where}: {exc}")
+                self._down[address] = (self._clock() + _DOWN_SECONDS, failure)
+                return failure
             if not greeting.is_positive:
                 # A refused greeting or EHLO (RFC 5321 §3.1, §4.3.2): this host will not take mail now.
                 return _reply(451, greeting.enhanced or "4.4.2", f"{where} refused the session: {greeting}")
@@ -640,10 +652,12 @@ class MxTransport:
                 else:
                     del self._idle[key]
             self._downgraded = {k: until for k, until in self._downgraded.items() if until > now}
+            self._down = {k: entry for k, entry in self._down.items() if entry[0] > now}
 
     def forget(self) -> None:
-        """Drop the routes and DNS answers kept (tests that change their zone)."""
+        """Drop the routes, DNS answers and down hosts kept (tests that change their zone)."""
         self._routes.clear()
+        self._down.clear()
         self.resolver.forget()
 
     @property
