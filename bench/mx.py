@@ -9,8 +9,17 @@ N messages to M destination domains, each domain with its own MX host on loopbac
 - Postfix: the same `smtp-source` runs → a private Postfix instance (Debian defaults; no relayhost, so it looks
   MX records up and delivers to them; fsync before 250) → the same sinks.
 
-Delivered/s runs from the start of the smtp-source runs to the last arrival, counted by smtp-sink itself; the
-figures are medians over the rounds, and the ratio Posthouse / Postfix.
+Delivered/s runs from the start of the smtp-source runs to the last arrival, counted by smtp-sink itself. Both
+MTAs take mail over SMTP faster than they deliver it only by a little, so that figure is mostly the
+acceptance path (Posthouse: its SMTP server and SQLite). Two more scenarios isolate delivery:
+
+- queued: the same load is accepted first with delivery held (Posthouse: an `api,smtp` process, then a
+  `worker` process on the same database; Postfix: `defer_transports = smtp`, then emptied, `postfix reload`,
+  `postqueue -f`), and the delivery rate is timed from the first arrival to the last;
+- HTTP batch: `POST /email/batch` (500 per call, 4 clients), Posthouse's own API, to the last arrival,
+  beside the same Postfix SMTP round (as bench/relay_throughput.py does for the relay).
+
+The figures are medians over the rounds, and the ratio Posthouse / Postfix.
 
 **How both MTAs get the same DNS.** Postfix's SMTP client asks the system resolver (libc, /etc/resolv.conf,
 port 53 only); it cannot be pointed at a DNS server on another port. So the whole benchmark runs in a
@@ -38,6 +47,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -53,6 +63,8 @@ from postfix_peer import PostfixInstance, postfix_version
 from mx_peers import AuthoritativeDns, SmtpSinkProcess
 
 SENDER = "sender@example.com"
+POSTHOUSE_ENV = {"POSTHOUSE_DELIVERY": "mx", "POSTHOUSE_SMTP_TRUSTED_NETWORKS": "127.0.0.1/32=default",
+                 "POSTHOUSE_SMTP_HOSTNAME": "bench.example.net", "POSTHOUSE_MX_EHLO_NAME": "bench.example.net"}
 ZONE_TTL = 3600
 _SESSIONS = 20
 _TIMEOUT = 600.0  # every wait is bounded
@@ -87,14 +99,26 @@ syslog_name = postfix-bench
 
 
 class PostfixMx(PostfixInstance):
-    """bench/postfix_peer.py's private instance, configured to deliver by MX instead of relaying."""
+    """bench/postfix_peer.py's private instance, configured to deliver by MX instead of relaying; with
+    `hold`, mail is accepted and queued but not delivered until `release()`."""
 
-    def __init__(self) -> None:
+    def __init__(self, hold: bool = False) -> None:
         super().__init__(relay_port=0)
+        self.hold = hold
 
     def _write_config(self) -> None:
         super()._write_config()  # master.cf as the relay peer's; its main.cf is replaced here
-        (self.config_directory / "main.cf").write_text(_MX_MAIN_CF.format(directory=self._require_directory()))
+        main_cf = _MX_MAIN_CF.format(directory=self._require_directory())
+        if self.hold:
+            main_cf += "# Queued, not delivered, until bench/mx.py releases it.\ndefer_transports = smtp\n"
+        (self.config_directory / "main.cf").write_text(main_cf)
+
+    def release(self) -> None:
+        """Deliver what is queued: defer_transports emptied, the daemons reloaded, the queue flushed."""
+        config = str(self.config_directory)
+        for command in (["postconf", "-c", config, "-e", "defer_transports ="], ["postfix", "-c", config, "reload"],
+                        ["postqueue", "-c", config, "-f"]):
+            subprocess.run([postfix_tool(command[0]), *command[1:]], check=True, capture_output=True, timeout=60)
 
 
 # --- The load: smtp-source, one per domain -------------------------------------------------------------
@@ -124,6 +148,30 @@ def send_load(port: int, counts: list[int], size: int) -> float:
         if process.returncode != 0:
             raise SystemExit(f"smtp-source failed: {output.decode(errors='replace').strip()[-300:]}")
     return time.perf_counter() - started
+
+
+def postfix_tool(name: str) -> str:
+    path = shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin"]))
+    if path is None:
+        raise SystemExit(f"{name} not found: apt-get install postfix")
+    return path
+
+
+def drain_rate(sinks: list[SmtpSinkProcess], baseline: list[int], counts: list[int], what: str) -> float:
+    """Messages/s from the first arrival to the last, for a queue released at once: the MTA's delivery rate
+    alone, without its start (a process starting, a queue being scanned)."""
+    deadline = time.monotonic() + _TIMEOUT
+
+    def arrived() -> int:
+        return sum(sink.count_received() - base for sink, base in zip(sinks, baseline, strict=True))
+
+    while (first := arrived()) == 0:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what}: nothing delivered within {_TIMEOUT:.0f} s")
+        time.sleep(0.001)
+    began = time.perf_counter()
+    elapsed = wait_delivered(sinks, baseline, counts, began, what)
+    return (sum(counts) - first) / elapsed
 
 
 def wait_delivered(sinks: list[SmtpSinkProcess], baseline: list[int], counts: list[int], started: float,
@@ -165,9 +213,7 @@ def enable_dkim(server: Posthouse, dns: AuthoritativeDns) -> None:
 
 def posthouse_round(sinks: list[SmtpSinkProcess], counts: list[int], size: int, dkim: bool,
                     dns: AuthoritativeDns, profile: Path | None = None) -> dict[str, float]:
-    env = {"POSTHOUSE_DELIVERY": "mx", "POSTHOUSE_SMTP_TRUSTED_NETWORKS": "127.0.0.1/32=default",
-           "POSTHOUSE_SMTP_HOSTNAME": "bench.example.net", "POSTHOUSE_MX_EHLO_NAME": "bench.example.net"}
-    server = Posthouse(0, None, env)
+    server = Posthouse(0, None, POSTHOUSE_ENV)
     try:
         if dkim:
             enable_dkim(server, dns)
@@ -183,6 +229,60 @@ def posthouse_round(sinks: list[SmtpSinkProcess], counts: list[int], size: int, 
         server.stop()
     total = sum(counts)
     return {"accepted_per_s": total / accept, "delivered_per_s": total / deliver}
+
+
+def posthouse_http_round(sinks: list[SmtpSinkProcess], counts: list[int], size: int) -> float:
+    """POST /email/batch (500 per call, 4 clients; Posthouse's own API) → mx: delivered/s to the last arrival."""
+    server = Posthouse(0, None, POSTHOUSE_ENV)
+    try:
+        messages = [{"From": SENDER, "To": f"user{k}@{domain(k)}", "Subject": "Benchmark", "TextBody": "x" * size}
+                    for k, count in enumerate(counts) for _ in range(count)]
+        calls = [messages[i:i + 500] for i in range(0, len(messages), 500)]
+        baseline = [sink.count_received() for sink in sinks]
+        started = time.perf_counter()
+
+        def client_loop() -> None:
+            with httpx.Client(base_url=server.base_url, headers={"X-Postmark-Server-Token": server.token},
+                              timeout=120) as client:
+                while calls:
+                    body = calls.pop()
+                    response = client.post("/email/batch", json=body)
+                    if response.status_code != 200 or any(r["ErrorCode"] for r in response.json()):
+                        raise SystemExit(f"POST /email/batch failed: {response.text[:300]}")
+
+        clients = [threading.Thread(target=client_loop) for _ in range(4)]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join()
+        return sum(counts) / wait_delivered(sinks, baseline, counts, started, "Posthouse (HTTP)")
+    finally:
+        server.stop()
+
+
+def posthouse_drain_round(sinks: list[SmtpSinkProcess], counts: list[int], size: int) -> float:
+    """smtp-source into an `api,smtp` process (nothing delivered), then a `worker` process delivers the queue."""
+    env = POSTHOUSE_ENV
+    with tempfile.TemporaryDirectory(prefix="posthouse-bench-mx-") as data_dir:
+        front = Posthouse(0, None, {**env, "POSTHOUSE_ROLES": "api,smtp"}, data_dir=data_dir)
+        try:
+            send_load(front.smtp_port, counts, size)
+        finally:
+            front.stop()
+        baseline = [sink.count_received() for sink in sinks]
+        worker = Posthouse(0, None, {**env, "POSTHOUSE_ROLES": "worker"}, data_dir=data_dir, token=front.token)
+        try:
+            return drain_rate(sinks, baseline, counts, "Posthouse (queued)")
+        finally:
+            worker.stop()
+
+
+def postfix_drain_round(sinks: list[SmtpSinkProcess], counts: list[int], size: int) -> float:
+    with PostfixMx(hold=True) as postfix:
+        send_load(postfix.listen_port, counts, size)
+        baseline = [sink.count_received() for sink in sinks]
+        postfix.release()
+        return drain_rate(sinks, baseline, counts, f"Postfix (queued; see {postfix.maillog_file})")
 
 
 def postfix_round(sinks: list[SmtpSinkProcess], counts: list[int], size: int) -> dict[str, float]:
@@ -202,8 +302,9 @@ def measure(rounds: int, messages: int, domains: int, size: int, dkim: bool, pro
         records += [f"{domain(k)}. {ZONE_TTL} IN MX 10 mx.{domain(k)}.",
                     f"mx.{domain(k)}. {ZONE_TTL} IN A {mx_address(k)}"]
     counts = split(messages, domains)
-    ours: dict[str, list[float]] = {"accepted_per_s": [], "delivered_per_s": []}
-    theirs: dict[str, list[float]] = {"accepted_per_s": [], "delivered_per_s": []}
+    keys = ("accepted_per_s", "delivered_per_s", "drain_per_s", "http_per_s")
+    ours: dict[str, list[float]] = {key: [] for key in keys}
+    theirs: dict[str, list[float]] = {key: [] for key in keys}
     sinks = [SmtpSinkProcess(mx_address(k)) for k in range(domains)]
     with AuthoritativeDns(records, port=53) as dns:
         try:
@@ -216,24 +317,41 @@ def measure(rounds: int, messages: int, domains: int, size: int, dkim: bool, pro
                 for who in order:
                     figures[who] = (posthouse_round(sinks, counts, size, dkim, dns, profile) if who == "posthouse"
                                     else postfix_round(sinks, counts, size))
+                if not dkim:  # (the queued scenario starts its own processes; DKIM is set up in the first only)
+                    for who in order:
+                        drain = posthouse_drain_round if who == "posthouse" else postfix_drain_round
+                        figures[who]["drain_per_s"] = drain(sinks, counts, size)
+                    # Posthouse's own API as the source, beside the same Postfix SMTP round.
+                    figures["posthouse"]["http_per_s"] = posthouse_http_round(sinks, counts, size)
+                    figures["postfix"]["http_per_s"] = figures["postfix"]["delivered_per_s"]
                 for key in ours:
-                    ours[key].append(figures["posthouse"][key])
-                    theirs[key].append(figures["postfix"][key])
+                    if key in figures["posthouse"]:
+                        ours[key].append(figures["posthouse"][key])
+                        theirs[key].append(figures["postfix"][key])
                 print(f"  mx round {n + 1}: Posthouse accepted {figures['posthouse']['accepted_per_s']:,.0f}/s "
                       f"delivered {figures['posthouse']['delivered_per_s']:,.0f}/s; Postfix accepted "
                       f"{figures['postfix']['accepted_per_s']:,.0f}/s delivered "
-                      f"{figures['postfix']['delivered_per_s']:,.0f}/s", flush=True)
+                      f"{figures['postfix']['delivered_per_s']:,.0f}/s; queued, delivered "
+                      f"{figures['posthouse'].get('drain_per_s', 0):,.0f}/s vs "
+                      f"{figures['postfix'].get('drain_per_s', 0):,.0f}/s; HTTP batch delivered "
+                      f"{figures['posthouse'].get('http_per_s', 0):,.0f}/s", flush=True)
         finally:
             for sink in sinks:
                 sink.stop()
     label = f"{messages} msgs to {domains} domains, smtp-source -s {_SESSIONS} -l {size}"
     signed = ", Posthouse DKIM-signed" if dkim else ""
-    return [
+    rows: list[Row] = [
         (f"MX delivery accepted ({label})", statistics.median(ours["accepted_per_s"]),
          statistics.median(theirs["accepted_per_s"]), "msg/s"),
         (f"MX delivery delivered end to end ({label}{signed})", statistics.median(ours["delivered_per_s"]),
          statistics.median(theirs["delivered_per_s"]), "msg/s"),
     ]
+    if ours["drain_per_s"]:
+        rows.append((f"MX delivery of {messages} queued msgs to {domains} domains, first to last arrival",
+                     statistics.median(ours["drain_per_s"]), statistics.median(theirs["drain_per_s"]), "msg/s"))
+        rows.append((f"HTTP batch (500/call, 4 clients) → MX delivered, vs Postfix SMTP → MX delivered ({label})",
+                     statistics.median(ours["http_per_s"]), statistics.median(theirs["http_per_s"]), "msg/s"))
+    return rows
 
 
 # --- The namespaces ------------------------------------------------------------------------------------
