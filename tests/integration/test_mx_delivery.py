@@ -10,6 +10,7 @@ import hashlib
 import logging
 import random
 import ssl
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -345,6 +346,32 @@ async def test_postfix_smtp_sink_receives_every_message(net: Net, dns: Authorita
             assert all(reply.code == 250 for result in results for reply in result.replies.values())
             await transport.close()
             assert sink.count_received() == 40
+
+
+def _postfix_instance() -> Any:
+    if smtp_sink_path() is None:
+        pytest.skip("Postfix is not installed (bench/install-peers.sh installs it)")
+    sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
+    from postfix_peer import PostfixInstance
+
+    return PostfixInstance
+
+
+async def test_a_real_postfix_as_the_mx(dns: AuthoritativeDns) -> None:
+    """Postfix on 127.0.0.1 (its bench instance's fixed address, so on another port: `mx_port`) takes one
+    recipient, refuses the other at RCPT; it offers PIPELINING, so the transaction is pipelined."""
+    postfix_instance = _postfix_instance()
+    extra = ("transport_maps = inline:{ { pf.test = discard:taken } }\n"
+             "smtpd_recipient_restrictions = check_recipient_access inline:{ { gone@pf.test = 550 5.1.1 No such user "
+             "here } }, permit_mynetworks, reject\n")
+    with postfix_instance(relay_port=9, extra_config=extra) as postfix:
+        mx(dns, "pf.test", (10, "mx", "127.0.0.1"))
+        async with closing(make_transport(dns, port=postfix.listen_port)) as transport:
+            result = await transport.send(envelope("ok@pf.test", "gone@pf.test"))
+    ok, gone = result.replies["ok@pf.test"], result.replies["gone@pf.test"]
+    assert ok.code == 250 and "queued as" in ok.text
+    assert (gone.code, gone.enhanced) == (550, "5.1.1") and "No such user here" in gone.text
+    assert result.destinations["ok@pf.test"] == ("mx.pf.test", "127.0.0.1")
 
 
 @pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback (::1) on this machine")
