@@ -298,6 +298,21 @@ async def test_connections_to_a_domain_are_limited(net: Net, dns: AuthoritativeD
     assert transport.connections_opened == sink.connections == 2
 
 
+async def test_domains_sharing_an_mx_share_its_limit_and_its_connections(net: Net, dns: AuthoritativeDns) -> None:
+    for name in ("left.test", "right.test"):
+        dns.add(f"{name}. 300 IN MX 10 mx.shared.test.")
+    dns.add(f"mx.shared.test. 300 IN A {net.ip(1)}")
+    limits = DestinationLimits(DestinationLimit(20, 100), DestinationLimit(20, 100),
+                               hosts=(("*.shared.test", DestinationLimit(1, 100)),))
+    with RecordingSink(host=net.ip(1), port=25) as sink:
+        async with closing(make_transport(dns, limits=limits)) as transport:
+            results = await asyncio.gather(*(transport.send(envelope(f"r{i}@left.test", f"r{i}@right.test"))
+                                             for i in range(6)))
+    assert all(reply.code == 250 for result in results for reply in result.replies.values())
+    assert len(sink.messages) == 12
+    assert sink.connections == transport.connections_opened == 1
+
+
 async def test_a_busy_destination_defers_after_the_wait(net: Net, dns: AuthoritativeDns) -> None:
     mx(dns, "slow.test", (10, "mx", net.ip(1)))
     limits = DestinationLimits(DestinationLimit(1, 100), DestinationLimit(20, 100))

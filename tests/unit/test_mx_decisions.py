@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mx_peers import TestCA
 from posthouse.server.config import (
@@ -180,6 +182,17 @@ def test_bad_mx_settings_are_refused_at_start(overrides: dict[str, str]) -> None
         load_settings({"delivery": "mx", **overrides}, environ={})
 
 
+def test_an_unreadable_ca_file_is_a_configuration_error(tmp_path: Path) -> None:
+    from posthouse.server.runtime import mx_transport
+
+    bad = tmp_path / "not-a-ca.pem"
+    bad.write_text("not a certificate")
+    settings = load_settings({"delivery": "mx", "mx_tls_ca_file": str(bad), "dns_nameservers": "127.0.0.1"},
+                             environ={})
+    with pytest.raises(ConfigurationError, match="mx_tls_ca_file"):
+        mx_transport(settings, "posthouse.test")
+
+
 async def test_a_gate_holds_at_most_its_limit_and_hands_slots_on_in_order() -> None:
     gate = _Gate(2)
     assert await gate.acquire(1) and await gate.acquire(1)
@@ -318,3 +331,30 @@ def test_dane_matching(tmp_path: Path) -> None:
                 TlsaRecord(3, 1, 3, ee[0].data)]
     assert dane.usable_records(unusable) == ()
     assert dane.check_chain(unusable, chain, "mx.example.test") == "no usable TLSA record"
+
+
+@given(st.text(max_size=300))
+def test_any_policy_text_parses_or_is_refused_cleanly(text: str) -> None:
+    try:
+        policy = parse_policy(text, "x")
+    except PolicyError:
+        return
+    assert policy.mode in StsMode and 0 <= policy.max_age <= 31_557_600
+    assert policy.mode is StsMode.NONE or policy.mx
+
+
+@given(st.lists(st.text(max_size=60), max_size=3))
+def test_any_txt_records_give_an_id_or_none(records: list[str]) -> None:
+    policy_id = parse_sts_record(records)
+    assert policy_id is None or (policy_id.isalnum() and policy_id.isascii() and len(policy_id) <= 32)
+
+
+@given(st.lists(st.tuples(st.integers(0, 65535), st.sampled_from(["", "a.test", "b.test", "c.test"])), max_size=8),
+       st.integers(0, 1000))
+def test_mx_order_keeps_every_host_once_in_preference_order(entries: list[tuple[int, str]], seed: int) -> None:
+    records = [MxRecord(preference, host) for preference, host in entries]
+    ordered = order_mx(records, random.Random(seed))
+    hosts = [host for host, _ in ordered]
+    assert sorted(hosts) == sorted({host for _, host in entries if host})
+    assert [p for _, p in ordered] == sorted(p for _, p in ordered)
+    assert all(p == min(q for q, h in entries if h == host) for host, p in ordered)

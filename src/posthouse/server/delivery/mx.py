@@ -49,7 +49,7 @@ from posthouse.server.delivery.base import AttemptResult, Envelope
 from posthouse.server.delivery.dns import Answer, DnsStatus, MxRecord, Resolver, TlsaRecord, ascii_domain
 from posthouse.server.delivery.mta_sts import MtaSts, StsMode, StsPolicy
 from posthouse.server.delivery.smtp_client import Reply, SMTPClient, SMTPTLSError, TLSMode
-from posthouse.server.errors import DeliveryError
+from posthouse.server.errors import ConfigurationError, DeliveryError
 
 __all__ = [
     "MxHost",
@@ -368,7 +368,10 @@ class MxTransport:
         self._verify_context = ssl.create_default_context()
         self._verify_context.minimum_version = ssl.TLSVersion.TLSv1_2  # RFC 8461 §4.2, RFC 7672 §8.1
         if settings.ca_file:
-            self._verify_context.load_verify_locations(settings.ca_file)
+            try:
+                self._verify_context.load_verify_locations(settings.ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigurationError(f"cannot load mx_tls_ca_file {settings.ca_file}: {exc}") from None
         self._dane_context = ssl.create_default_context()
         self._dane_context.check_hostname = False
         self._dane_context.verify_mode = ssl.CERT_NONE  # the chain is checked against TLSA records after
