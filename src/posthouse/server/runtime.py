@@ -19,6 +19,9 @@ from posthouse.server.api.state import ApiState
 from posthouse.server.api.tracking import TrackingApp, create_tracking_app
 from posthouse.server.config import Settings, parse_duration
 from posthouse.server.delivery.base import Transport
+from posthouse.server.delivery.dns import Resolver
+from posthouse.server.delivery.mta_sts import MtaSts
+from posthouse.server.delivery.mx import MxSettings, MxTransport
 from posthouse.server.delivery.relay import RelayTransport
 from posthouse.server.delivery.sandbox import SandboxTransport
 from posthouse.server.domain.retry import RetryPolicy
@@ -68,6 +71,28 @@ def relay_ssl_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
+def mx_transport(settings: Settings, hostname: str) -> MxTransport:
+    """The mx transport with its resolver and MTA-STS policies, from the settings."""
+    connect, reply, idle, wait, dns_timeout = settings.mx_timeouts
+    resolver = Resolver(settings.dns_servers, timeout=dns_timeout, dnssec=settings.dns_dnssec)
+    mta_sts = None
+    if settings.mx_mta_sts:
+        context = ssl.create_default_context()
+        if settings.mx_tls_ca_file:
+            try:
+                context.load_verify_locations(settings.mx_tls_ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigurationError(f"cannot load mx_tls_ca_file {settings.mx_tls_ca_file}: {exc}") from None
+        mta_sts = MtaSts(resolver, ssl_context=context, timeout=connect)
+    versions = {"both": (6, 4), "4": (4,), "6": (6,)}[settings.mx_ip_version]
+    return MxTransport(MxSettings(
+        ehlo_name=settings.mx_ehlo_name or hostname, port=settings.mx_port, ip_versions=versions,
+        limits=settings.mx_limits, sources=settings.mx_sources,
+        recipients_per_transaction=settings.mx_recipients_per_transaction, connect_timeout=connect,
+        command_timeout=reply, idle_seconds=idle, max_addresses=settings.mx_max_addresses, destination_wait=wait,
+        dane=settings.mx_dane, ca_file=settings.mx_tls_ca_file), resolver, mta_sts)
+
+
 class Runtime:
     """Services for every role; the worker runs only after `start_worker()`."""
 
@@ -96,6 +121,8 @@ class Runtime:
                 settings.relay, max_connections=settings.relay_max_connections,
                 messages_per_connection=settings.relay_messages_per_connection,
                 ssl_context=relay_ssl_context(settings), timeout=settings.smtp_timeout_seconds)
+        if transport is None and settings.delivery == "mx":
+            transport = mx_transport(settings, hostname)
         self.transport: Transport = transport or self.sandbox
         # DKIM (issue 14): without keys from anywhere, nothing is signed.
         if signing_keys is None and settings.dkim_key_dir:

@@ -147,7 +147,7 @@ class DeliveryWorker:
                 # signed once for all of them.
                 content = await self.signer.sign(content, first.from_email,
                                                  shared_as=first.message_id if content is first.content else None)
-            envelope = Envelope(mail_from, [r.recipient for r in rows], content)
+            envelope = Envelope(mail_from, [r.recipient for r in rows], content, first.stream)
             result = await transport.send(envelope)
         except DeliveryError as exc:
             error = str(exc) or exc.__class__.__name__
@@ -170,8 +170,10 @@ class DeliveryWorker:
         announce = self.webhook_hints is None or await self.webhook_hints.wants(first.server_id, first.stream,
                                                                                "Delivery")
         reports = result.reports if result is not None else {}
+        destinations = result.destinations if result is not None else {}
         await self._record([
-            self._outcome(row, replies[row.recipient], classified[row.recipient], server, ip, retry_at, now, announce,
+            self._outcome(row, replies[row.recipient], classified[row.recipient],
+                          *destinations.get(row.recipient, (server, ip)), retry_at, now, announce,
                           reports.get(row.recipient, b""))
             for row in rows])
 
