@@ -33,6 +33,8 @@ OWNERS = {
     "css_inline": [S + "domain.inlining"],
     "ua_parser": [S + "domain.useragents"],
     "maxminddb": [S + "services.geoip"],
+    # dnspython: domain verification's lookups (issue 14, M3) and MX delivery's resolver (M2), to be one owner
+    "dns": [S + "services.dns_lookup", S + "delivery.dns"],
 }
 
 
