@@ -941,3 +941,11 @@ class SenderSignatureDetails(DomainDnsFields, rename="pascal", kw_only=True):
     name: str
     confirmed: bool
     confirmation_personal_note: str
+
+
+class SenderSignatureRenewal(SenderSignatureDetails, rename="pascal", kw_only=True):
+    """`POST /senders/{id}/requestnewdkim` (deprecated by Postmark): the clients disagree on its answer, postmark.js
+    reading the signature's details and postmark-python `{ErrorCode, Message}`, so it carries both."""
+
+    error_code: int = 0
+    message: str = ""

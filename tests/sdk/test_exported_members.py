@@ -81,6 +81,7 @@ PUBLIC = [
     "SendResponse",
     "SenderSignatureDetails",
     "SenderSignatureList",
+    "SenderSignatureRenewal",
     "SenderSignatureRequest",
     "SenderSignatureSummary",
     "SentCounts",

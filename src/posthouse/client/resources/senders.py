@@ -22,6 +22,7 @@ __all__ = [
 
 _LIST = json_decoder(wire.SenderSignatureList)
 _SIGNATURE = json_decoder(wire.SenderSignatureDetails)
+_RENEWAL = json_decoder(wire.SenderSignatureRenewal)
 
 
 def list_call(count: int = 100, offset: int = 0) -> Call[wire.SenderSignatureList]:
@@ -54,8 +55,8 @@ def verify_spf_call(sender_id: int) -> Call[wire.SenderSignatureDetails]:
     return Call("POST", f"/senders/{path_segment(sender_id)}/verifyspf", _SIGNATURE)
 
 
-def request_new_dkim_call(sender_id: int) -> Call[wire.SenderSignatureDetails]:
-    return Call("POST", f"/senders/{path_segment(sender_id)}/requestnewdkim", _SIGNATURE, replayable=False)
+def request_new_dkim_call(sender_id: int) -> Call[wire.SenderSignatureRenewal]:
+    return Call("POST", f"/senders/{path_segment(sender_id)}/requestnewdkim", _RENEWAL, replayable=False)
 
 
 class AsyncSenders(AsyncResource):
@@ -85,7 +86,7 @@ class AsyncSenders(AsyncResource):
         """Deprecated by Postmark: checks the SPF record of the signature's domain."""
         return await self._http.run(verify_spf_call(sender_id))
 
-    async def request_new_dkim(self, sender_id: int) -> wire.SenderSignatureDetails:
+    async def request_new_dkim(self, sender_id: int) -> wire.SenderSignatureRenewal:
         """Deprecated by Postmark: a DKIM key rotation of the signature's domain (`domains.rotate_dkim`)."""
         return await self._http.run(request_new_dkim_call(sender_id))
 
@@ -117,6 +118,6 @@ class SyncSenders(SyncResource):
         """Deprecated by Postmark: checks the SPF record of the signature's domain."""
         return self._http.run(verify_spf_call(sender_id))
 
-    def request_new_dkim(self, sender_id: int) -> wire.SenderSignatureDetails:
+    def request_new_dkim(self, sender_id: int) -> wire.SenderSignatureRenewal:
         """Deprecated by Postmark: a DKIM key rotation of the signature's domain (`domains.rotate_dkim`)."""
         return self._http.run(request_new_dkim_call(sender_id))

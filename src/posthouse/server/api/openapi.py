@@ -202,7 +202,9 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("POST", "/senders/{sender_id}/verifyspf", "Look the signature's domain's SPF record up (deprecated)",
               wire.SenderSignatureDetails, auth=ACCOUNT),
     Operation("POST", "/senders/{sender_id}/requestnewdkim", "Rotate the signature's domain's DKIM key (deprecated)",
-              wire.SenderSignatureDetails, auth=ACCOUNT),
+              wire.SenderSignatureRenewal, auth=ACCOUNT,
+              description="The details with `ErrorCode` and `Message`: postmark.js reads the one, postmark-python "
+                          "the other."),
     Operation("GET", "/senders/confirm/{token}", "The page a confirmation link opens (HTML, with a confirm button)",
               None, auth=NONE, extension=True),
     Operation("POST", "/senders/confirm/{token}", "Confirm the sender signature the link names (HTML)", None,

@@ -434,7 +434,7 @@ class DomainService:
             await self.verify_spf(domain.id)
         return await self._sender_details(record)
 
-    async def request_new_dkim(self, sender_id: int) -> wire.SenderSignatureDetails:
+    async def request_new_dkim(self, sender_id: int) -> wire.SenderSignatureRenewal:
         """Postmark's deprecated per-signature DKIM renewal: a rotation of the signature's domain (505 while a
         new key waits), or a new domain with its first key when the signature's domain was deleted."""
         record = await self._sender(sender_id)
@@ -443,7 +443,11 @@ class DomainService:
             await self.store.create_domain(record.domain, "", await self._new_keys(set()), self.clock.micros())
         else:
             await self.rotate_dkim(domain.id)
-        return await self._sender_details(record)
+        details = await self._sender_details(record)
+        return wire.SenderSignatureRenewal(
+            **{f: getattr(details, f) for f in details.__struct_fields__}, error_code=0,
+            message=f"A new DKIM key was made for {record.domain}: publish DKIMPendingHost and DKIMPendingTextValue, "
+                    "then verify it.")
 
     # -- confirmation ----------------------------------------------------------------------------
 
