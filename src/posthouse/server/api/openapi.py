@@ -34,6 +34,7 @@ class Operation:
     idempotent: bool = False
     description: str = ""
     response_schema: dict[str, Any] | None = None  # for an answer no wire Struct describes (keys that are names)
+    html: bool = False  # a page for a person (the sender confirmation link): HTML, 200 or 404
 
 
 _HIT_FILTERS = ("count", "offset", "recipient", "tag", "client_name", "client_company", "client_family", "os_name",
@@ -206,9 +207,9 @@ OPERATIONS: tuple[Operation, ...] = (
               description="The details with `ErrorCode` and `Message`: postmark.js reads the one, postmark-python "
                           "the other."),
     Operation("GET", "/senders/confirm/{token}", "The page a confirmation link opens (HTML, with a confirm button)",
-              None, auth=NONE, extension=True),
+              None, auth=NONE, extension=True, html=True),
     Operation("POST", "/senders/confirm/{token}", "Confirm the sender signature the link names (HTML)", None,
-              auth=NONE, extension=True),
+              auth=NONE, extension=True, html=True),
     Operation("GET", "/message-streams", "List message streams", wire.MessageStreamList,
               query=("MessageStreamType", "IncludeArchivedStreams")),
     Operation("POST", "/message-streams", "Create a message stream", wire.MessageStream, wire.MessageStreamRequest),
@@ -241,6 +242,11 @@ def document(version: str) -> dict[str, Any]:
             item["responses"]["200"]["content"] = {"application/json": {"schema": by_type[op.response]}}
         elif op.response_schema is not None:
             item["responses"]["200"]["content"] = {"application/json": {"schema": op.response_schema}}
+        if op.html:
+            page = {"content": {"text/html": {"schema": {"type": "string"}}}}
+            item["responses"] = {"200": {"description": "The page", **page},
+                                 "404": {"description": "The link is not valid (used, replaced or removed)", **page},
+                                 "5XX": error}
         if op.request is not None:
             item["requestBody"] = {"required": True, "content": {"application/json": {"schema": by_type[op.request]}}}
         parameters: list[dict[str, Any]] = [
