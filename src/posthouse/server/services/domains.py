@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from posthouse import wire
-from posthouse.server.domain.addresses import AddressError, normalize_email
+from posthouse.server.domain.addresses import AddressError, has_line_break, normalize_email
 from posthouse.server.domain.dkim_keys import DkimAlgorithm, public_key_value, txt_record
 from posthouse.server.domain.dns_records import (
     MAX_NAME,
@@ -349,6 +349,8 @@ class DomainService:
         name = (text or "").strip()
         if not name:
             raise ApiError(520, "You are missing a required field to create a Sender Signature: 'Name'.")
+        if has_line_break(name):  # a display name is one line; NUL cannot be stored (PostgreSQL text)
+            raise ApiError(522, "Invalid 'Name': it may not contain line breaks or NUL characters.")
         if len(name) > MAX_SENDER_NAME:
             raise ApiError(521, f"A field in the Sender Signature request is too long: 'Name' is limited to "
                                 f"{MAX_SENDER_NAME} characters.")
@@ -363,6 +365,8 @@ class DomainService:
                                 f"is limited to {MAX_NOTE} characters.")
         if text and not text.strip():
             raise ApiError(522, "ConfirmationPersonalNote must contain at least one non-whitespace character.")
+        if "\x00" in text:
+            raise ApiError(522, "Invalid 'ConfirmationPersonalNote': it may not contain NUL characters.")
         return text.strip()
 
     async def create_sender(self, request: wire.SenderSignatureRequest) -> wire.SenderSignatureDetails:
