@@ -182,7 +182,7 @@ class Settings:
     dns_nameservers: str = _setting(
         "", "DNS servers for verifying sending domains, comma-separated IP or IP:PORT ([IPv6]:PORT); empty: the "
         "system's (/etc/resolv.conf)")
-    dns_timeout: str = _setting("5s", "time allowed for one DNS lookup, every nameserver tried")
+    dns_timeout: str = _setting("10s", "time allowed for one DNS lookup, retries included")
     dkim_keys: str = _setting("rsa", "DKIM keys a new sending domain (or a key rotation) gets: rsa (RSA-2048), "
                               "ed25519, or both (two selectors, both signing)")
     spf_include: str = _setting("", "the domain a sending domain's SPF record must include (include:VALUE) to pass "
