@@ -13,6 +13,7 @@ seconds, and dropped when the store's count of domain changes moves.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -42,6 +43,7 @@ class ReturnPaths:
         self._custom_epoch = -1
         self._custom_loaded_at = float("-inf")
         self._epoch = -1
+        self._reading: asyncio.Future[None] | None = None
 
     async def get(self) -> ReturnPath:
         if self._return_path is None:
@@ -79,6 +81,16 @@ class ReturnPaths:
         self.store.refresh_changes()
         if self._custom_epoch == self.store.domain_epoch and time.monotonic() - self._custom_loaded_at < self.ttl:
             return
+        if self._reading is None:  # one read at a time: clients connecting meanwhile wait for it (single flight)
+            self._reading = asyncio.ensure_future(self._read_custom())
+        reading = self._reading
+        try:
+            await asyncio.shield(reading)
+        finally:
+            if reading.done() and self._reading is reading:
+                self._reading = None
+
+    async def _read_custom(self) -> None:
         epoch = self.store.domain_epoch
         try:
             domains = await self.store.return_path_domains()
