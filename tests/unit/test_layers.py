@@ -33,8 +33,7 @@ OWNERS = {
     "css_inline": [S + "domain.inlining"],
     "ua_parser": [S + "domain.useragents"],
     "maxminddb": [S + "services.geoip"],
-    # dnspython: the resolver of MX delivery (issue 14's M3 keeps its own lookups in services.dns_lookup until the
-    # two are unified at merge).
+    # dnspython: MX delivery's resolver (delivery.dns); domain verification's uncached lookups (services.dns_lookup).
     "dns": [S + "delivery.dns", S + "services.dns_lookup"],
 }
 

@@ -289,7 +289,8 @@ class Settings:
     relay_ca_file: str = _setting("", "extra CA bundle (PEM) trusted for the relay's certificate")
     smtp_timeout: str = _setting("60s", "timeout for each reply from the relay")
     dns_nameservers: str = _setting(
-        "", "DNS servers MX delivery asks, comma-separated IP[:PORT] (e.g. 127.0.0.1:5353); empty: /etc/resolv.conf")
+        "", "DNS servers asked by MX delivery and by domain verification, comma-separated IP[:PORT] ([IPv6]:PORT, "
+        "e.g. 127.0.0.1:5353); empty: /etc/resolv.conf")
     dns_timeout: str = _setting("10s", "time allowed for one DNS lookup, retries included")
     dns_dnssec: bool = _setting(
         False, "trust the AD bit of dns_nameservers' answers (set only for a validating resolver on this host or "
@@ -332,6 +333,22 @@ class Settings:
     bounce_testing_domain: str = _setting(
         "bounce-testing.postmarkapp.com", "in sandbox delivery, TYPE@this domain simulates a bounce of that type "
         "(as does the X-PM-Bounce-Type header)")
+    dkim_keys: str = _setting("rsa", "DKIM keys a new sending domain (or a key rotation) gets: rsa (RSA-2048), "
+                              "ed25519, or both (two selectors, both signing)")
+    spf_include: str = _setting("", "the domain a sending domain's SPF record must include (include:VALUE) to pass "
+                                "verifyspf; empty: the return-path domain")
+    sender_policy: str = _setting(
+        "any", "From addresses mail is accepted from: any, or verified (an address on a DKIM-verified domain or "
+        "with a confirmed sender signature; others are refused: ErrorCode 400, over SMTP 554 5.7.1)")
+    sender_confirmation_from: str = _setting(
+        "", "From address of the mail asking a new sender signature's address to confirm it; empty: postmaster@ "
+        "the return-path domain")
+    sender_confirmation_server: str = _setting(
+        "", "server whose outbound stream sends sender confirmation mail (its activity lists it); empty: the "
+        "first server")
+    api_base_url: str = _setting(
+        "", "public base URL of the HTTP API, as people reach it (http(s)://host[:port][/path]); sender "
+        "confirmation links point there; empty means http://{http}")
     webhook_retry_schedule: str = _setting(
         "1m,5m,10m,10m,10m,15m,30m,1h,2h,6h", "delays between webhook post attempts (Postmark's); then it fails")
     webhook_timeout: str = _setting("10s", "time allowed for one webhook post, connection included")
@@ -464,6 +481,22 @@ class Settings:
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     @property
+    def dns_timeout_seconds(self) -> float:
+        return parse_duration(self.dns_timeout)
+
+    @property
+    def resolved_api_base_url(self) -> str:
+        """Where the HTTP API is reached from outside (sender confirmation links), without a trailing "/"."""
+        if self.api_base_url.strip():
+            url = self.api_base_url.strip().rstrip("/")
+            if not _TRACKING_BASE_URL.fullmatch(url):
+                raise ConfigurationError(f"invalid api_base_url {self.api_base_url!r} (use "
+                                         "http(s)://host[:port][/path], without query or fragment)")
+            return url
+        host, port = self.http_address
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    @property
     def role_set(self) -> frozenset[str]:
         roles = frozenset(r.strip() for r in self.roles.split(",") if r.strip())
         unknown = roles - set(ROLES)
@@ -561,6 +594,11 @@ class Settings:
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name} must be at least 1, got {getattr(self, name)}")
         _ = self.resolved_tracking_base_url
+        _ = (self.dns_servers, self.dns_timeout_seconds, self.resolved_api_base_url)
+        if self.dkim_keys not in ("rsa", "ed25519", "both"):
+            raise ConfigurationError(f"invalid dkim_keys {self.dkim_keys!r} (use rsa, ed25519 or both)")
+        if self.sender_policy not in ("any", "verified"):
+            raise ConfigurationError(f"invalid sender_policy {self.sender_policy!r} (use any or verified)")
         if "smtp" in self.role_set and not self.smtp_listeners:
             raise ConfigurationError("the smtp role needs at least one listener (--smtp HOST:PORT)")
         if bool(self.smtp_tls_cert) != bool(self.smtp_tls_key):

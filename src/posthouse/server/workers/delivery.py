@@ -136,8 +136,9 @@ class DeliveryWorker:
         result: AttemptResult | None = None
         error: str | None = None
         try:
-            # VERP (docs/architecture.md §4, issue 5): bounces come back to an address that names this message.
-            mail_from = (await self.return_paths.get()).address_for(first.id) \
+            # VERP (docs/architecture.md §4, issue 5): bounces come back to an address that names this message,
+            # at the From domain's own Return-Path domain once its CNAME is verified (issue 14).
+            mail_from = await self.return_paths.address_for(first.id, first.sender) \
                 if self.return_paths is not None else first.envelope_from
             content = first.content
             if first.tracked and len(rows) == 1:
