@@ -210,22 +210,26 @@ def parse_source_pools(default: str, pools: str) -> SourcePools:
 
 
 def parse_nameservers(text: str) -> tuple[tuple[str, int], ...]:
-    """`HOST[:PORT],…` (IPv6 as `[::1]:53` or bare `::1`) → ((address, port), …); empty: the system's."""
-    result = []
-    for item in str(text).split(","):
-        item = item.strip()
-        if not item:
-            continue
-        host, port = item, 53
-        if item.startswith("[") or item.count(":") == 1:
-            host, port = parse_hostport(item, what="dns_nameservers")
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            raise ConfigurationError(f"invalid dns_nameservers entry {item!r} (an IP address, with :PORT if not 53)"
-                                     ) from None
-        result.append((host, port))
-    return tuple(result)
+    """`IP`, `IP:PORT`, `[IPv6]`, `[IPv6]:PORT` or a bare IPv6, comma-separated → ((address, port), …), port 53
+    when none is given; empty: the system's resolver configuration."""
+    return tuple(_nameserver(item.strip()) for item in str(text).split(",") if item.strip())
+
+
+def _nameserver(text: str) -> tuple[str, int]:
+    host, port = text, "53"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") if rest else "53"
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigurationError(f"invalid DNS server {text!r} in dns_nameservers (use an IP address, with :PORT "
+                                 "if not 53)") from None
+    if not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ConfigurationError(f"invalid port in DNS server {text!r} (dns_nameservers)")
+    return host, int(port)
 
 
 def _setting(default: Any, description: str) -> Any:
