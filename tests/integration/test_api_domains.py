@@ -141,7 +141,7 @@ async def test_bad_domains_get_postmarks_error_codes(api: Any) -> None:
     for name in ("localhost", "not a domain", "-bad-.example.com", "example.123", "a..example.com",
                  "x" * 64 + ".example.com", "a%_.example.com"):
         assert_api_error(await create(api, Name=name), 516, text=name)
-    # A NUL is refused before any field's own rule, the same 403 as in every other body (docs/postmark-api.md, the 403 row).
+    # A NUL is refused before any field's own rule: the 403 of every body (docs/postmark-api.md, the 403 row).
     assert_api_error(await create(api, Name="nul\x00.example.com"), 403, text="NUL")
     await created(api, "taken.example.com")
     assert_api_error(await create(api, Name="TAKEN.example.com"), 512)
