@@ -240,6 +240,22 @@ class SqliteStore(Store):
         return (f"message_id IN (SELECT message_id FROM message_subjects WHERE subject LIKE ?) AND {clause}",
                 [f"%{text}%", *args])
 
+    async def prune_subject_index(self, after: int, limit: int) -> tuple[int | None, int]:
+        # The trigram table keeps its own copy of each subject (migration 0003), found here by its rowid (a
+        # range FTS5 reads in order): reads find the rows whose message is gone, one write deletes them.
+        rows = await self.query("SELECT rowid, message_id FROM message_subjects WHERE rowid > ? ORDER BY rowid "
+                                "LIMIT ?", (after, limit))
+        if not rows:
+            return None, 0
+        ids = sorted({str(r[1]) for r in rows})
+        live = {r[0] for r in await self.query(
+            f"SELECT message_id FROM messages WHERE message_id IN ({', '.join('?' * len(ids))})", ids)}
+        orphans = [int(r[0]) for r in rows if r[1] not in live]
+        if orphans:
+            await self.transact([Stmt(
+                f"DELETE FROM message_subjects WHERE rowid IN ({', '.join('?' * len(orphans))})", orphans)])
+        return (int(rows[-1][0]) if len(rows) == limit else None), len(orphans)
+
     def finish_deliveries(self, rows: list[tuple[str, int, int, str, int, str, int]]) -> list[Stmt]:
         # One statement per chunk of rows (UPDATE … FROM VALUES, SQLite 3.33), for the reason `_multirow` gives.
         stmts = []
