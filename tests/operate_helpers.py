@@ -83,9 +83,10 @@ class Operated:
 
         async def quiet() -> bool:
             busy = await self.store.query_one(
-                "SELECT (SELECT count(*) FROM deliveries WHERE state IN ('queued', 'deferred', 'sending') "
-                "AND next_attempt_at <= ?) + (SELECT count(*) FROM webhook_posts WHERE state IN ('pending', "
-                "'sending') AND next_attempt_at <= ?)", (now, now))
+                # A leased row's next_attempt_at is its lease's end: 'sending' counts whenever it is due.
+                "SELECT (SELECT count(*) FROM deliveries WHERE state = 'sending' OR (state IN ('queued', 'deferred') "
+                "AND next_attempt_at <= ?)) + (SELECT count(*) FROM webhook_posts WHERE state = 'sending' OR "
+                "(state = 'pending' AND next_attempt_at <= ?))", (now, now))
             return busy is not None and int(busy[0]) == 0
 
         self.runtime.wakeup.notify()
