@@ -10,7 +10,8 @@
         └── ApiError              a request Postmark's API would refuse: carries error_code and http_status
             ├── AuthenticationError   ErrorCode 10, HTTP 401
             ├── NotFoundError         an entity that does not exist (error_code given by the caller)
-            └── RateLimitedError      a rate limit: HTTP 429 (SMTP 451 4.7.1), with the seconds to wait
+            ├── RateLimitedError      a rate limit: HTTP 429 (SMTP 451 4.7.1), with the seconds to wait
+            └── SenderNotAllowedError the From address is not one the sender policy allows (400/401; SMTP 554 5.7.1)
 
 A remote SMTP 4xx/5xx reply is not an exception: it is a value (`delivery.smtp_client.Reply`).
 """
@@ -74,3 +75,8 @@ class RateLimitedError(ApiError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(429, message, 429)
         self.retry_after = max(1, retry_after)
+
+
+class SenderNotAllowedError(ApiError):
+    """The `sender_policy` setting refuses this From address: ErrorCode 400 (no signature, no verified domain)
+    or 401 (a signature not confirmed yet), HTTP 422; over SMTP `554 5.7.1` (services/submission.py)."""

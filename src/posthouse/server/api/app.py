@@ -21,8 +21,10 @@ from posthouse.server.api import (
     bounces,
     bulk,
     data_removals,
+    domains,
     messages,
     openapi,
+    senders,
     sending,
     servers,
     stats,
@@ -53,7 +55,8 @@ NO_ENDPOINT = 404
 # In matching order; within a table the order matters where a fixed segment could be taken for a parameter.
 ROUTE_TABLES: tuple[tuple[Route, ...], ...] = (
     sending.ROUTES, bulk.ROUTES, messages.ROUTES, servers.ROUTES, streams.ROUTES, bounces.ROUTES,
-    suppressions.ROUTES, webhooks.ROUTES, templates.ROUTES, stats.ROUTES, data_removals.ROUTES,
+    suppressions.ROUTES, webhooks.ROUTES, templates.ROUTES, stats.ROUTES, domains.ROUTES, senders.ROUTES,
+    data_removals.ROUTES,
 )
 
 
