@@ -204,8 +204,9 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
     async def close(self) -> None: ...
 
     @abstractmethod
-    async def migrate(self) -> list[str]:
-        """Apply pending numbered migrations; return the names applied."""
+    async def migrate(self, on_applied: Callable[[str, int, int], None] | None = None) -> list[str]:
+        """Apply pending numbered migrations; return the names applied. `on_applied(name, done, pending)`
+        after each (the CLI's progress bar)."""
 
     def take_change(self, kind: str) -> None:
         """Another process announced that `kind` changed: the hints reload at their next use."""

@@ -16,7 +16,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -479,19 +479,18 @@ class SqliteStore(Store):
 
     # -- migrations ---------------------------------------------------------------------------
 
-    async def migrate(self) -> list[str]:
-        return await asyncio.get_running_loop().run_in_executor(None, self._migrate_sync)
+    async def migrate(self, on_applied: Callable[[str, int, int], None] | None = None) -> list[str]:
+        return await asyncio.get_running_loop().run_in_executor(None, self._migrate_sync, on_applied)
 
-    def _migrate_sync(self) -> list[str]:
+    def _migrate_sync(self, on_applied: Callable[[str, int, int], None] | None = None) -> list[str]:
         conn = self._connect("writer")
         applied: list[str] = []
         try:
             conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                          "name TEXT NOT NULL, applied_at INTEGER NOT NULL)")
             done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
-            for version, name, sql in migrations.load("sqlite"):
-                if version in done:
-                    continue
+            pending = [m for m in migrations.load("sqlite") if m[0] not in done]
+            for version, name, sql in pending:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     for statement in _split_sql(sql):
@@ -503,6 +502,8 @@ class SqliteStore(Store):
                     conn.execute("ROLLBACK")
                     raise
                 applied.append(name)
+                if on_applied is not None:
+                    on_applied(name, len(applied), len(pending))
             self._pin_planner_stats(conn)
         except sqlite3.Error as exc:
             raise ConfigurationError(f"cannot migrate SQLite database {self.path}: {exc}") from None
