@@ -529,7 +529,9 @@ def restore_command(ctx: click.Context, /, path: Path, **flags: Any) -> None:
 
     async def running() -> list[str]:
         """Worker processes registered in the database that are alive: their lock file is held (flock), or
-        (a lock file not visible here) their heartbeat is recent."""
+        (one that has no lock file) their heartbeat is recent. Every process of a SQLite database runs on this
+        machine, so a lock file that is gone or not held is a process that is gone: a row a backup carried
+        over from the server it was taken from is not mistaken for a running one."""
         store = open_store_for(settings.resolved_database_url)
         await store.open()
         try:
@@ -539,7 +541,7 @@ def restore_command(ctx: click.Context, /, path: Path, **flags: Any) -> None:
                 if fd is not None:
                     os.close(fd)
                 recent = worker.heartbeat_age < settings.worker_dead_after_seconds * 1_000_000
-                if liveness is Liveness.ALIVE or (liveness is Liveness.UNKNOWN and recent):
+                if liveness is Liveness.ALIVE or (not worker.lock_file and recent):
                     found.append(worker.owner)
             return found
         finally:
