@@ -71,6 +71,7 @@ class ServerRequest(Struct, rename="pascal", omit_defaults=True):
     track_links: str | None = None
     include_bounce_content_in_hook: bool | None = None
     enable_smtp_api_error_hooks: bool | None = None
+    retention_days: int | None = None  # Posthouse extension: days this server's messages are kept (7–365)
 
 
 class SubscriptionManagementConfiguration(Struct, rename="pascal"):
@@ -182,6 +183,7 @@ class Server(Struct, rename="pascal"):
     track_links: str
     include_bounce_content_in_hook: bool
     enable_smtp_api_error_hooks: bool
+    retention_days: int | None = None  # Posthouse extension: days this server's messages are kept
 
 
 class ServerList(Struct, rename="pascal"):
@@ -585,6 +587,25 @@ class BulkList(Struct, rename="pascal", omit_defaults=True):
     requests: list[BulkStatus]
     pagination_key: str | None = None
 
+
+
+# -- data removals (docs/postmark-api.md §8.4, account token) --------------------------------------
+
+
+class DataRemovalRequest(Struct, rename="pascal", omit_defaults=True):
+    """`POST /data-removals`: remove everything stored about `RequestedFor`."""
+
+    requested_by: str | None = None
+    requested_for: str | None = None
+    notify_when_completed: bool | None = None
+
+
+class DataRemoval(Struct, rename="pascal"):
+    """A data removal request: `Status` is `Pending` while it runs, then `Done`."""
+
+    id: int = field(name="ID")
+    status: str
+    removed: int = 0  # Posthouse extension: rows removed so far
 
 
 # -- stats (docs/postmark-api.md §6) ----------------------------------------------------------------

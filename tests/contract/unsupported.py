@@ -3,7 +3,7 @@
 Each entry names a test of a client's own suite (postmark.js's integration tests, postmarker's and
 django-anymail's surfaces as exercised here) that needs a Postmark feature Posthouse does not have
 yet. Every entry must say which feature; the list shrinks as those features land (issue 16: inbound; …;
-issue 14's domains and sender signatures have left it). A test listed here
+issue 14's domains and sender signatures and issue 17's data removals have left it). A test listed here
 that starts passing fails the run (strict xfail), so the list cannot go stale.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 _INBOUND = "inbound: no /messages/inbound yet (issue 16)"
 _TRIGGERS = "inbound rule triggers: no /triggers/inboundRules yet (issue 16)"
-_DATA_REMOVALS = "data removals: no /data-removals yet (issue 17)"
 # Postmark answered this test's archive of a stream it had just created with ErrorCode 1241 "Stream is unable to
 # be archived at this time."; when Postmark refuses is not documented (postmark.js 4.x's own test, and the .NET
 # client's, archive a new stream successfully), so Posthouse archives it, as the Message Streams API documents.
@@ -31,7 +30,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
                  "getInboundMessageDetails"),
         **_named(_TRIGGERS, "Triggers.test.ts", "Client - Triggers", "createInboundRuleTrigger",
                  "getInboundRuleTriggers", "deleteInboundRuleTrigger"),
-        **_named(_DATA_REMOVALS, "DataRemoval.test.ts", "DataRemoval", "createDataRemoval", "getDataRemoval"),
         **_named(_ARCHIVE_REFUSAL, "MessageStreams.test.ts", "Servers - Message Streams",
                  "archive message stream surfaces API errors"),
     },

@@ -20,6 +20,7 @@ SERVER_KEYS = {
     "InboundAddress", "InboundHookUrl", "BounceHookUrl", "OpenHookUrl", "DeliveryHookUrl", "ClickHookUrl",
     "PostFirstOpenOnly", "InboundDomain", "InboundHash", "InboundSpamThreshold", "TrackOpens", "TrackLinks",
     "IncludeBounceContentInHook", "EnableSmtpApiErrorHooks",
+    "RetentionDays",  # a Posthouse extension (issue 17): how many days this server's messages are kept
 }
 REQUIRED_BY_POSTMARK_PYTHON = {
     "ID", "Name", "ApiTokens", "Color", "SmtpApiActivated", "RawEmailEnabled", "DeliveryType", "ServerLink",

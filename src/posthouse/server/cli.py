@@ -6,14 +6,17 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
 import click
 
+from posthouse.client.config import VERSION
 from posthouse.server.config import Settings, load_settings
 from posthouse.server.errors import ConfigurationError, PosthouseError
 from posthouse.server.store import open_store_for
@@ -53,6 +56,41 @@ async def _open_store(settings: Settings) -> Store:
 
 def _settings(ctx: click.Context, **overrides: Any) -> Settings:
     return load_settings(overrides, config_file=ctx.obj.get("config"))
+
+
+class _Bar:
+    """A rich progress bar on stderr (stdout stays for what scripts read), shown from its first update: a
+    command refused before any work prints its one error line and no empty bar. Updates may come from a
+    thread (rich's Progress takes a lock)."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+        self._progress: Any = None
+        self._task: Any = None
+
+    def update(self, completed: int, total: int | None = None, description: str | None = None) -> None:
+        if self._progress is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), console=Console(stderr=True))
+            self._progress.start()
+            self._task = self._progress.add_task(self.description, total=None)
+        self._progress.update(self._task, completed=completed, total=total,
+                              description=description or self.description)
+
+    def __enter__(self) -> _Bar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def _fail(message: str, status: int = 2) -> NoReturn:
+    click.echo(f"posthouse: error: {message}", err=True)
+    sys.exit(status)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -207,6 +245,7 @@ def _uvicorn_server(config: Any) -> Any:
 
 
 @click.group()
+@click.version_option(VERSION, "--version", prog_name="posthouse", message="%(prog)s %(version)s")
 @click.option("--config", "config_file", envvar="POSTHOUSE_CONFIG", default=None,
               help="TOML file with settings (keys as in `posthouse settings`).")
 @click.pass_context
@@ -272,6 +311,37 @@ def servers_create(ctx: click.Context, /, name: str, **flags: Any) -> None:
     click.echo(_run(run))
 
 
+@servers_group.command("list")
+@click.option("--database", "database_url", help="Database URL [POSTHOUSE_DATABASE_URL].")
+@click.option("--data-dir", help="Data folder [POSTHOUSE_DATA_DIR].")
+@click.pass_context
+def servers_list(ctx: click.Context, /, **flags: Any) -> None:
+    """List servers: ID, name, delivery type, retention days, token hints (the last 4 characters)."""
+
+    async def run() -> list[tuple[int, str, str, str, str]]:
+        settings = _settings(ctx, **flags)
+        store = await _open_store(settings)
+        try:
+            rows = []
+            offset = 0
+            while True:
+                _, page = await store.list_servers(offset, 500, None)
+                for record in page:
+                    hints = ",".join("…" + h for h in await store.token_hints(record.id))
+                    rows.append((record.id, record.name, str(record.settings.get("delivery_type", "Live")),
+                                 str(record.settings.get("retention_days") or settings.retention_days), hints))
+                if len(page) < 500:
+                    return rows
+                offset += len(page)
+        finally:
+            await store.close()
+
+    rows = _run(run)
+    click.echo(f"{'ID':>6}  {'NAME':32} {'DELIVERY':9} {'RETENTION':9} TOKENS")
+    for server_id, name, delivery, retention, hints in rows:
+        click.echo(f"{server_id:>6}  {name:32} {delivery:9} {retention + ' d':9} {hints}")
+
+
 @main.group("tokens")
 def tokens_group() -> None:
     """Manage API tokens."""
@@ -308,6 +378,43 @@ def tokens_create(ctx: click.Context, /, account: bool, server_name: str | None,
     click.echo(_run(run))
 
 
+@tokens_group.command("rotate")
+@click.option("--account", is_flag=True, help="Rotate the account token(s).")
+@click.option("--server", "server_name", help="Rotate this server's token(s).")
+@click.option("--grace", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Seconds the replaced tokens keep working (0: refused at once).")
+@click.option("--database", "database_url", help="Database URL [POSTHOUSE_DATABASE_URL].")
+@click.option("--data-dir", help="Data folder [POSTHOUSE_DATA_DIR].")
+@click.pass_context
+def tokens_rotate(ctx: click.Context, /, account: bool, server_name: str | None, grace: float, **flags: Any) -> None:
+    """Replace every token of a server (or the account) with one new token, printed alone on stdout, once.
+    Running processes stop taking a replaced token within 5 s (their token cache)."""
+    from posthouse.server.services.accounts import AccountService
+    from posthouse.server.services.clock import Clock
+
+    if account == bool(server_name):
+        _fail("give exactly one of --account or --server NAME")
+
+    async def run() -> tuple[str, int]:
+        store = await _open_store(_settings(ctx, **flags))
+        try:
+            server_id = None
+            if server_name:
+                record = await store.get_server_by_name(server_name)
+                if record is None:
+                    raise ConfigurationError(f"no server named {server_name!r}")
+                server_id = record.id
+            return await AccountService(store, Clock()).rotate_token(server_id, grace)
+        finally:
+            await store.close()
+
+    token, replaced = _run(run)
+    click.echo(token)
+    after = f"after {grace:g} s" if grace else "now"
+    click.echo(f"replaced {replaced} token(s); they are refused {after}. The new token is not shown again.",
+               err=True)
+
+
 @main.group("db")
 def db_group() -> None:
     """Database maintenance."""
@@ -326,12 +433,131 @@ def db_upgrade(ctx: click.Context, /, **flags: Any) -> None:
                                sqlite_allow_unsafe_synchronous=settings.sqlite_allow_unsafe_synchronous)
         await store.open()
         try:
-            return await store.migrate()
+            with _Bar("migrating") as bar:
+                return await store.migrate(on_applied=lambda name, done, pending: bar.update(
+                    done, pending, f"migration {name}"))
         finally:
             await store.close()
 
     applied = _run(run)
     click.echo("applied: " + ", ".join(applied) if applied else "the database is up to date")
+
+
+@main.command("data-removal")
+@click.argument("address")
+@click.option("--requested-by", required=True, help="Who asks for the removal (an email address; recorded).")
+@click.option("--database", "database_url", help="Database URL [POSTHOUSE_DATABASE_URL].")
+@click.option("--data-dir", help="Data folder [POSTHOUSE_DATA_DIR].")
+@click.pass_context
+def data_removal(ctx: click.Context, /, address: str, requested_by: str, **flags: Any) -> None:
+    """Remove everything stored about ADDRESS on every server now, as POST /data-removals does in the
+    background (docs/postmark-api.md §8.4); prints the request's ID and the rows removed."""
+    from posthouse import wire
+    from posthouse.server.errors import ApiError
+    from posthouse.server.services.clock import Clock
+    from posthouse.server.services.retention import DataRemovalService
+
+    async def run() -> tuple[int, str, int]:
+        store = await _open_store(_settings(ctx, **flags))
+        try:
+            removals = DataRemovalService(store, Clock())
+            try:
+                created = await removals.request(wire.DataRemovalRequest(
+                    requested_by=requested_by, requested_for=address, notify_when_completed=False))
+            except ApiError as exc:
+                raise ConfigurationError(exc.message) from None
+            with _Bar("removing") as bar:
+                await removals.run_pending(f"cli-{socket.gethostname()}-{os.getpid()}", removal_id=created.id,
+                                           progress=lambda stage, removed: bar.update(
+                                               removed, None, f"rows removed ({stage})"))
+            status = await removals.get(created.id)
+            return created.id, status.status, status.removed or 0
+        finally:
+            await store.close()
+
+    removal_id, status, removed = _run(run)
+    click.echo(f"data removal {removal_id}: {status}, {removed} row(s) removed")
+    if status != "Done":
+        click.echo("posthouse: some of its mail is being delivered right now; the housekeeping worker finishes "
+                   f"the removal (GET /data-removals/{removal_id})", err=True)
+
+
+def _sqlite_path(settings: Settings) -> Path:
+    url = settings.resolved_database_url
+    if not url.startswith("sqlite:///"):
+        _fail("backup and restore are for SQLite; for PostgreSQL use pg_dump and pg_restore (README, \"Backups\")")
+    return Path(url.removeprefix("sqlite:///") or "posthouse.db")
+
+
+@main.command("backup")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--database", "database_url", help="Database URL [POSTHOUSE_DATABASE_URL].")
+@click.option("--data-dir", help="Data folder [POSTHOUSE_DATA_DIR].")
+@click.pass_context
+def backup_command(ctx: click.Context, /, path: Path, **flags: Any) -> None:
+    """Copy the SQLite database to PATH (a new file), safely while the server runs (SQLite's backup API)."""
+    from posthouse.server.store.backup import backup_sqlite
+
+    try:
+        database = _sqlite_path(_settings(ctx, **flags))
+    except ConfigurationError as exc:
+        _fail(str(exc))
+
+    async def run() -> int:
+        with _Bar("backing up (pages)") as bar:
+            return await asyncio.to_thread(backup_sqlite, database, path, bar.update)
+
+    pages = _run(run)
+    click.echo(f"backed up {database} to {path} ({pages} pages, {path.stat().st_size} bytes)")
+
+
+@main.command("restore")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--database", "database_url", help="Database URL [POSTHOUSE_DATABASE_URL].")
+@click.option("--data-dir", help="Data folder [POSTHOUSE_DATA_DIR].")
+@click.pass_context
+def restore_command(ctx: click.Context, /, path: Path, **flags: Any) -> None:
+    """Replace the SQLite database with the backup at PATH. Refused while a Posthouse process uses it."""
+    from posthouse.server.store.backup import restore_sqlite
+    from posthouse.server.workers.presence import Liveness, try_lock
+
+    try:
+        settings = _settings(ctx, **flags)
+        database = _sqlite_path(settings)
+    except ConfigurationError as exc:
+        _fail(str(exc))
+
+    async def running() -> list[str]:
+        """Worker processes registered in the database that are alive: their lock file is held (flock), or
+        (one that has no lock file) their heartbeat is recent. Every process of a SQLite database runs on this
+        machine, so a lock file that is gone or not held is a process that is gone: a row a backup carried
+        over from the server it was taken from is not mistaken for a running one."""
+        store = open_store_for(settings.resolved_database_url)
+        await store.open()
+        try:
+            found = []
+            for worker in await store.list_workers():
+                liveness, fd = try_lock(worker.lock_file)
+                if fd is not None:
+                    os.close(fd)
+                recent = worker.heartbeat_age < settings.worker_dead_after_seconds * 1_000_000
+                if liveness is Liveness.ALIVE or (not worker.lock_file and recent):
+                    found.append(worker.owner)
+            return found
+        finally:
+            await store.close()
+
+    async def run() -> int:
+        if database.exists():
+            alive = await running()
+            if alive:
+                raise ConfigurationError(f"{database} is in use by a running Posthouse ({', '.join(alive)}); "
+                                         "stop it first")
+        with _Bar("restoring (pages)") as bar:
+            return await asyncio.to_thread(restore_sqlite, path, database, bar.update)
+
+    version = _run(run)
+    click.echo(f"restored {database} from {path} (schema version {version}; `posthouse serve` upgrades it if older)")
 
 
 @main.command("settings")

@@ -22,6 +22,7 @@ from posthouse.server.errors import ConfigurationError
 
 ENV_PREFIX = "POSTHOUSE_"
 ROLES = ("api", "smtp", "worker", "tracking")
+MIN_RETENTION_DAYS, MAX_RETENTION_DAYS = 7, 365  # the range Postmark offers for its retention add-on
 UNSAFE_SYNCHRONOUS = ("NORMAL", "OFF")  # below FULL: a power cut can lose commits already acknowledged
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -387,6 +388,19 @@ class Settings:
         "", "public base URL of the tracking listener, as recipients reach it (http(s)://host[:port][/path]); the "
         "open pixel and tracked links point there; empty means http://{tracking_http}")
     log_level: str = _setting("info", "debug, info, warning or error")
+    retention_days: int = _setting(
+        45, "days messages (with their content, events, opens and clicks, bounces) and webhook posts are kept, for "
+        "servers without a RetentionDays of their own (7 to 365); stats are kept for ever")
+    rate_limit_per_server: int = _setting(
+        0, "messages per second each server may submit over the API and SMTP, on average, per process; past it HTTP "
+        "429 with Retry-After and SMTP 451 4.7.1; 0: no limit")
+    rate_limit_burst: int = _setting(
+        0, "messages a server may submit at once before rate_limit_per_server applies; 0: one second's worth")
+    api_rate_limit_per_token: int = _setting(
+        0, "API requests per second each token may make, on average, per process; past it HTTP 429 with Retry-After; "
+        "0: no limit")
+    api_rate_limit_burst: int = _setting(
+        0, "API requests a token may make at once before api_rate_limit_per_token applies; 0: one second's worth")
 
     # Derived, validated views ------------------------------------------------------------
 
@@ -597,6 +611,12 @@ class Settings:
                      "smtp_max_connections", "smtp_max_connections_per_client"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not MIN_RETENTION_DAYS <= self.retention_days <= MAX_RETENTION_DAYS:
+            raise ConfigurationError(f"retention_days must be between {MIN_RETENTION_DAYS} and {MAX_RETENTION_DAYS}, "
+                                     f"got {self.retention_days}")
+        for name in ("rate_limit_per_server", "rate_limit_burst", "api_rate_limit_per_token", "api_rate_limit_burst"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"{name} must be 0 (no limit) or more, got {getattr(self, name)}")
         _ = self.resolved_tracking_base_url
         _ = (self.dns_servers, self.dns_timeout_seconds, self.resolved_api_base_url)
         if self.dkim_keys not in ("rsa", "ed25519", "both"):

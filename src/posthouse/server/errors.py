@@ -10,6 +10,7 @@
         └── ApiError              a request Postmark's API would refuse: carries error_code and http_status
             ├── AuthenticationError   ErrorCode 10, HTTP 401
             ├── NotFoundError         an entity that does not exist (error_code given by the caller)
+            ├── RateLimitedError      a rate limit: HTTP 429 (SMTP 451 4.7.1), with the seconds to wait
             └── SenderNotAllowedError the From address is not one the sender policy allows (400/401; SMTP 554 5.7.1)
 
 A remote SMTP 4xx/5xx reply is not an exception: it is a value (`delivery.smtp_client.Reply`).
@@ -64,6 +65,16 @@ class NotFoundError(ApiError):
 
     def __init__(self, error_code: int, message: str, http_status: int = 422) -> None:
         super().__init__(error_code, message, http_status)
+
+
+class RateLimitedError(ApiError):
+    """Past a rate limit (a server's sending rate, a token's request rate): HTTP 429 with ErrorCode 429 and
+    `Retry-After`, SMTP `451 4.7.1`. Nothing was done, so the same request may be made again after
+    `retry_after` seconds (a whole number, at least 1)."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(429, message, 429)
+        self.retry_after = max(1, retry_after)
 
 
 class SenderNotAllowedError(ApiError):

@@ -39,6 +39,8 @@ from posthouse.server.services.geoip import GeoIp
 from posthouse.server.services.hints import WebhookHints
 from posthouse.server.services.history import HistoryService
 from posthouse.server.services.inbound_bounces import BounceReceiver
+from posthouse.server.services.rate_limits import RateLimiter
+from posthouse.server.services.retention import DataRemovalService, RetentionService
 from posthouse.server.services.returnpaths import ReturnPaths
 from posthouse.server.services.sender_policy import SenderPolicy
 from posthouse.server.services.sending import SendingService
@@ -107,12 +109,15 @@ class Runtime:
         self.clock = clock or Clock()
         self.wakeup = Wakeup()
         self.webhook_hints = WebhookHints(store)
-        self.accounts = AccountService(store, self.clock, settings.webhook_networks, self.webhook_hints)
+        self.accounts = AccountService(store, self.clock, settings.webhook_networks, self.webhook_hints,
+                                       default_retention_days=settings.retention_days)
         self.history = HistoryService(store, self.clock)
         self.sending = SendingService(store, self.accounts, self.clock, self.wakeup,
                                       sandbox_all=settings.delivery == "sandbox",
                                       max_schedule_ahead=settings.max_schedule_ahead_seconds,
-                                      tracking_base_url=settings.resolved_tracking_base_url)
+                                      tracking_base_url=settings.resolved_tracking_base_url,
+                                      rate_limit=RateLimiter(settings.rate_limit_per_server, settings.rate_limit_burst)
+                                      if settings.rate_limit_per_server > 0 else None)
         hostname = settings.smtp_hostname or socket.getfqdn()
         return_path = settings.return_path_parts(hostname)
         self.return_paths = ReturnPaths(store, *return_path) if return_path else None
@@ -160,14 +165,19 @@ class Runtime:
         _, _, body_timeout, body_wait = settings.http_timeouts
         self.limits = RequestLimits(LimitSettings(
             body_budget=settings.http_body_budget, body_wait=body_wait, body_timeout=body_timeout,
-            test_token_max_body=settings.test_token_max_body, test_token_concurrency=settings.test_token_concurrency))
+            test_token_max_body=settings.test_token_max_body, test_token_concurrency=settings.test_token_concurrency,
+            requests_per_token=settings.api_rate_limit_per_token, requests_burst=settings.api_rate_limit_burst))
+        self.housekeeping_wakeup = Wakeup()  # a data removal was requested: the housekeeper starts on it now
+        self.retention = RetentionService(store, self.accounts, self.clock)
+        self.removals = DataRemovalService(store, self.clock, self.housekeeping_wakeup)
         self.http_guard: Any = None  # the HTTP listener's ConnectionGuard, set by cli.serve when it listens
         self.app = create_app(ApiState(accounts=self.accounts, sending=self.sending, history=self.history,
                                        bounces=self.bounces, suppressions=self.suppressions, webhooks=self.webhooks,
                                        templates=self.templates, bulk=self.bulk,
                                        idempotency=self.sending.idempotency, stats=StatsService(store),
                                        domains=self.domains,
-                                       ready=lambda: all(self.ready.values()), limits=self.limits))
+                                       ready=lambda: all(self.ready.values()), limits=self.limits,
+                                       removals=self.removals))
         self.tracking_key = TrackingKey(store)  # one read of the installation key for the worker and listener
         self.worker: DeliveryWorker | None = None
         self._worker_task: asyncio.Task[None] | None = None
@@ -240,7 +250,8 @@ class Runtime:
         self.bulk_worker = BulkWorker(self.bulk, self.clock, self.bulk_wakeup, owner=owner,
                                       lease_seconds=BULK_LEASE_SECONDS, poll_seconds=s.poll_seconds)
         self._bulk_task = asyncio.create_task(self.bulk_worker.run(), name="bulk-worker")
-        self.housekeeper = Housekeeper(self.store, self.clock)
+        self.housekeeper = Housekeeper(self.store, self.clock, retention=self.retention, removals=self.removals,
+                                       owner=owner, wakeup=self.housekeeping_wakeup)
         self._housekeeping_task = asyncio.create_task(self.housekeeper.run(), name="housekeeping")
         self._presence_task = asyncio.create_task(self.presence.run(), name="worker-presence")
         self.ready["worker"] = True

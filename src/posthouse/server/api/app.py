@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 from posthouse.server.api import (
     bounces,
     bulk,
+    data_removals,
     domains,
     messages,
     openapi,
@@ -36,7 +37,7 @@ from posthouse.server.api.access import PUBLIC, PublicCall
 from posthouse.server.api.payloads import error_response, json_response
 from posthouse.server.api.routing import Route, Router
 from posthouse.server.api.state import ApiState
-from posthouse.server.errors import ApiError, StoreError, StoreFullError
+from posthouse.server.errors import ApiError, RateLimitedError, StoreError, StoreFullError
 
 log = logging.getLogger("posthouse.api")
 
@@ -55,11 +56,16 @@ NO_ENDPOINT = 404
 ROUTE_TABLES: tuple[tuple[Route, ...], ...] = (
     sending.ROUTES, bulk.ROUTES, messages.ROUTES, servers.ROUTES, streams.ROUTES, bounces.ROUTES,
     suppressions.ROUTES, webhooks.ROUTES, templates.ROUTES, stats.ROUTES, domains.ROUTES, senders.ROUTES,
+    data_removals.ROUTES,
 )
 
 
 def _translate(exc: Exception) -> Response:
     """The one translator from exceptions to Postmark's error envelope (docs/postmark-api.md §1.2)."""
+    if isinstance(exc, RateLimitedError):
+        response = error_response(exc.http_status, exc.error_code, exc.message)
+        response.headers["Retry-After"] = str(exc.retry_after)  # RFC 9110 §10.2.3, read by the SDK's retries
+        return response
     if isinstance(exc, ApiError):
         return error_response(exc.http_status, exc.error_code, exc.message)
     if isinstance(exc, StoreFullError):

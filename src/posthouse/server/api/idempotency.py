@@ -11,7 +11,7 @@ from starlette.responses import Response
 from posthouse import wire
 from posthouse.server.api.access import SendCall, ServerCall
 from posthouse.server.api.payloads import json_response
-from posthouse.server.errors import ApiError
+from posthouse.server.errors import ApiError, RateLimitedError
 from posthouse.server.services.idempotency import Replay
 from posthouse.server.store.idempotency import IdempotencyKey
 
@@ -33,6 +33,9 @@ async def idempotent(call: SendCall | ServerCall, body: bytes,
         return Response(began.body, status_code=began.status_code, media_type="application/json", headers=headers)
     try:
         result = await run(began)
+    except RateLimitedError:
+        await service.release(began)  # nothing was done: the same key may run again after Retry-After
+        raise
     except ApiError as exc:
         error = wire.ErrorResponse(error_code=exc.error_code, message=exc.message)
         await service.finish(began, exc.http_status, wire.encoder.encode(error))

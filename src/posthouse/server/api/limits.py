@@ -9,7 +9,10 @@ batch decodes to several times that in objects), and `POSTMARK_API_TEST` needs n
   and handled; a request that finds no room waits briefly, in order of arrival, then hears 503;
 - a body that stops arriving is cut off after the body timeout (408) instead of holding its task;
 - requests carrying the test token get a much smaller body limit (413) and a small number of places
-  (429 beyond): the token is for checking that a client library builds valid requests, not for load.
+  (429 beyond): the token is for checking that a client library builds valid requests, not for load;
+- with `api_rate_limit_per_token`, each token (server, account or test) makes that many requests per second
+  on average (a token bucket, `services/rate_limits.py`); past it 429 with `Retry-After`. It is counted
+  before the token is looked up, so a flood of made-up tokens is refused as cheaply as a real one's.
 
 `RequestLimits.admit` wraps one request; routes read the body as before (`payloads.read_body`) and
 every refusal is an ApiError, turned into `{ErrorCode, Message}` by the app's one translator.
@@ -20,17 +23,20 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from starlette.types import Message, Receive, Scope
 
 from posthouse.server.errors import ApiError
+from posthouse.server.services.rate_limits import RateLimiter
 from posthouse.server.services.sending import TEST_TOKEN
 
 __all__ = ["BodyBudget", "LimitSettings", "RequestLimits"]
 
 _TOKEN_HEADER = b"x-postmark-server-token"
+_TOKEN_HEADERS = (_TOKEN_HEADER, b"x-postmark-account-token")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +48,8 @@ class LimitSettings:
     body_timeout: float = 30.0
     test_token_max_body: int = 1024 * 1024
     test_token_concurrency: int = 4
+    requests_per_token: int = 0  # `api_rate_limit_per_token`; 0: no limit
+    requests_burst: int = 0  # `api_rate_limit_burst`; 0: one second's worth
 
 
 class BodyBudget:
@@ -145,12 +153,18 @@ class RequestLimits:
         self.settings = settings or LimitSettings()
         self.budget = BodyBudget(self.settings.body_budget)
         self.test_token_requests = 0  # in flight now
+        self.per_token = RateLimiter(self.settings.requests_per_token, self.settings.requests_burst) \
+            if self.settings.requests_per_token > 0 else None
 
     @contextlib.asynccontextmanager
     async def admit(self, scope: Scope, receive: Receive) -> AsyncIterator[Receive]:
         """Hold a place for one request; yields the `receive` its handler must read the body through.
         Raises ApiError (429, 413) when the request may not start."""
         settings = self.settings
+        if self.per_token is not None:
+            token = _token(scope)
+            if token is not None:
+                self.per_token.check(token, 1, f"a token may make {self.per_token.rate:g} requests per second")
         is_test = _server_token(scope) == TEST_TOKEN.encode()
         if is_test:
             if self.test_token_requests >= settings.test_token_concurrency:
@@ -179,6 +193,15 @@ def _server_token(scope: Scope) -> bytes | None:
     for name, value in scope.get("headers", ()):
         if name == _TOKEN_HEADER:  # ASGI servers give header names in lower case
             return bytes(value)
+    return None
+
+
+def _token(scope: Scope) -> bytes | None:
+    """The digest of the request's token (server or account), the key of its rate limit: a digest, so that
+    the buckets hold neither secrets nor header-sized keys."""
+    for name, value in scope.get("headers", ()):
+        if name in _TOKEN_HEADERS:
+            return hashlib.sha256(bytes(value).strip()).digest()
     return None
 
 

@@ -174,6 +174,12 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/servers/{server_id}", "One server", wire.Server, auth=ACCOUNT),
     Operation("PUT", "/servers/{server_id}", "Edit a server", wire.Server, wire.ServerRequest, auth=ACCOUNT),
     Operation("DELETE", "/servers/{server_id}", "Delete a server", wire.ErrorResponse, auth=ACCOUNT),
+    # data removals (§8.4)
+    Operation("POST", "/data-removals", "Remove everything stored about an address", wire.DataRemoval,
+              wire.DataRemovalRequest, auth=ACCOUNT,
+              description="Answers at once with `Status: Pending`; the removal runs in the background. `Removed` "
+                          "(rows removed so far) is a Posthouse extension."),
+    Operation("GET", "/data-removals/{removal_id}", "A data removal's status", wire.DataRemoval, auth=ACCOUNT),
     # domains and sender signatures (§8.4)
     Operation("GET", "/domains", "List sending domains", wire.DomainList, auth=ACCOUNT, query=("count", "offset")),
     Operation("POST", "/domains", "Add a sending domain: a DKIM key pair is made, its record to publish returned",

@@ -17,7 +17,7 @@ from posthouse.server.errors import ApiError
 from posthouse.server.store.base import ServerRecord
 
 
-def _server_wire(record: ServerRecord, tokens: list[str], base_url: str) -> wire.Server:
+def _server_wire(record: ServerRecord, tokens: list[str], base_url: str, retention_days: int) -> wire.Server:
     s = record.settings
     inbound_hash = hashlib.sha256(f"posthouse-inbound-{record.id}".encode()).hexdigest()[:32]
     return wire.Server(
@@ -31,7 +31,7 @@ def _server_wire(record: ServerRecord, tokens: list[str], base_url: str) -> wire
         inbound_hash=inbound_hash, inbound_spam_threshold=s["inbound_spam_threshold"],
         track_opens=s["track_opens"], track_links=s["track_links"],
         include_bounce_content_in_hook=s["include_bounce_content_in_hook"],
-        enable_smtp_api_error_hooks=s["enable_smtp_api_error_hooks"],
+        enable_smtp_api_error_hooks=s["enable_smtp_api_error_hooks"], retention_days=retention_days,
     )
 
 
@@ -42,7 +42,8 @@ def _base_url(request: Request) -> str:
 async def _server_response(state: ApiState, request: Request, record: ServerRecord,
                            tokens: list[str] | None = None) -> Response:
     hints = tokens if tokens is not None else await state.accounts.token_hints(record.id)
-    return json_response(_server_wire(record, hints, _base_url(request)))
+    retention = state.accounts.retention_days(record.settings)
+    return json_response(_server_wire(record, hints, _base_url(request), retention))
 
 
 def _server_id(value: str) -> int:
@@ -76,7 +77,8 @@ async def list_servers(call: AccountCall) -> Response:
     offset = query.int("offset", 600)
     total, records = await accounts.list_servers(0 if offset is None else offset,
                                                  100 if count is None else count, query.get("name"))
-    servers = [_server_wire(r, await accounts.token_hints(r.id), _base_url(call.request)) for r in records]
+    servers = [_server_wire(r, await accounts.token_hints(r.id), _base_url(call.request),
+                            accounts.retention_days(r.settings)) for r in records]
     return json_response(wire.ServerList(total_count=total, servers=servers))
 
 

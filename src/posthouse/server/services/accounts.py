@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from posthouse import wire
+from posthouse.server.config import MAX_RETENTION_DAYS, MIN_RETENTION_DAYS
 from posthouse.server.domain.statuses import TRACK_LINKS_VALUES
 from posthouse.server.errors import ApiError, AuthenticationError, NotFoundError, StoreError
 from posthouse.server.services.clock import Clock
@@ -26,6 +27,7 @@ from posthouse.server.webhooks.targets import Network, WebhookUrlError, split_us
 
 log = logging.getLogger(__name__)
 
+DEFAULT_RETENTION_DAYS = 45  # Postmark's default; the `retention_days` setting changes it
 COLORS = ("Purple", "Blue", "Turquoise", "Green", "Red", "Yellow", "Grey", "Orange")
 DEFAULT_STREAMS = (
     ("outbound", "Default Transactional Stream", "Transactional", "None"),
@@ -117,8 +119,10 @@ class Server:
 
 class AccountService:
     def __init__(self, store: Store, clock: Clock, webhook_networks: Sequence[Network] = (),
-                 webhook_hints: WebhookHints | None = None, token_cache_size: int = TOKEN_CACHE_SIZE) -> None:
+                 webhook_hints: WebhookHints | None = None, token_cache_size: int = TOKEN_CACHE_SIZE,
+                 default_retention_days: int = DEFAULT_RETENTION_DAYS) -> None:
         self.store = store
+        self.default_retention_days = default_retention_days  # for servers without RetentionDays of their own
         self.clock = clock
         self.webhook_networks = tuple(webhook_networks)  # legacy hook URLs are checked as webhooks' are
         self.webhook_hints = webhook_hints
@@ -132,7 +136,7 @@ class AccountService:
         found, record = self._token_cache.get(key)
         if found:
             return record
-        record = await self.store.find_token(key)
+        record = await self.store.find_token(key, self.clock.micros())
         self._token_cache.put(key, record)
         return record
 
@@ -201,6 +205,18 @@ class AccountService:
         await self.store.add_token(hash_token(token), "server", server_id, token[-4:], self.clock.micros())
         return token
 
+    async def rotate_token(self, server_id: int | None, grace_seconds: float = 0.0) -> tuple[str, int]:
+        """A new token for the server (None: a new account token); the tokens it replaces stop working after
+        `grace_seconds` (0: at once). Returns the new token, shown once, and how many were replaced. Other
+        processes stop taking a replaced token within their 5 s token cache."""
+        token = new_token()
+        now = self.clock.micros()
+        kind = "account" if server_id is None else "server"
+        replaced = await self.store.rotate_tokens(kind, server_id, hash_token(token), token[-4:], now,
+                                                  now + int(grace_seconds * 1_000_000))
+        self._token_cache.clear()
+        return token, replaced
+
     # -- servers ------------------------------------------------------------------------------
 
     def _validated_settings(self, request: wire.ServerRequest, base: dict[str, Any], *, creating: bool
@@ -217,6 +233,10 @@ class AccountService:
                 fields.pop("delivery_type")  # DeliveryType is set at creation only (docs/postmark-api.md §8.3)
             elif fields["delivery_type"] not in ("Live", "Sandbox"):
                 raise ApiError(613, f"Invalid DeliveryType: '{fields['delivery_type']}'. Use Live or Sandbox.")
+        retention = fields.get("retention_days")
+        if retention is not None and not MIN_RETENTION_DAYS <= retention <= MAX_RETENTION_DAYS:
+            # A Posthouse extension, so a code of the extensions' range (docs/postmark-api.md has none for it).
+            raise ApiError(1620, f"RetentionDays must be between {MIN_RETENTION_DAYS} and {MAX_RETENTION_DAYS}.")
         threshold = fields.get("inbound_spam_threshold")
         if threshold is not None and not 0 <= threshold <= 30:
             raise ApiError(611, "InboundSpamThreshold must be between 0 and 30.")
@@ -332,6 +352,10 @@ class AccountService:
         await self.store.delete_server(server_id)
         self._token_cache.clear()
         self._invalidate_hooks()
+
+    def retention_days(self, settings: dict[str, Any]) -> int:
+        """How many days a server with these settings keeps its messages."""
+        return int(settings.get("retention_days") or self.default_retention_days)
 
     async def token_hints(self, server_id: int) -> list[str]:
         return [f"********-****-****-****-********{hint}" for hint in await self.store.token_hints(server_id)]

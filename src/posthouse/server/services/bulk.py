@@ -164,7 +164,7 @@ class BulkService:
 
             requests = [r for r in rendered if r is not None]
             if requests:
-                await self.sending.send_batch(server, requests, commit_with=progress)
+                await self.sending.send_batch(server, requests, commit_with=progress, metered=False)
             else:
                 await self.store.transact(list(progress([])))
             position += len(chunk)

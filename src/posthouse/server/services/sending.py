@@ -20,6 +20,7 @@ from posthouse.server.services.accounts import AccountService, Server
 from posthouse.server.services.clock import Clock
 from posthouse.server.services.hints import SuppressionHints
 from posthouse.server.services.idempotency import IdempotencyService
+from posthouse.server.services.rate_limits import RateLimiter
 from posthouse.server.services.sender_policy import SenderPolicy
 from posthouse.server.services.wakeup import Wakeup
 from posthouse.server.store.base import BounceRecord, MessageRecord, Stmt, Store, WebhookEvent
@@ -47,8 +48,10 @@ def inactive_message(addresses: Sequence[str], *, batch: bool) -> str:
 class SendingService:
     def __init__(self, store: Store, accounts: AccountService, clock: Clock, wakeup: Wakeup, *,
                  sandbox_all: bool, message_id_domain: str = "posthouse",
-                 max_schedule_ahead: float = 30 * 86400, tracking_base_url: str = "http://127.0.0.1:8081") -> None:
+                 max_schedule_ahead: float = 30 * 86400, tracking_base_url: str = "http://127.0.0.1:8081",
+                 rate_limit: RateLimiter | None = None) -> None:
         self.max_schedule_ahead = max_schedule_ahead
+        self.rate_limit = rate_limit  # messages per second per server (`rate_limit_per_server`), or none
         self.tracking_base_url = tracking_base_url.rstrip("/")
         self.idempotency = IdempotencyService(store, clock)
         self.hints: SuppressionHints | None = SuppressionHints(store)
@@ -148,10 +151,11 @@ class SendingService:
 
     async def send_batch(self, server: Server | None, requests: Sequence[wire.EmailRequest], *,
                          idempotency: IdempotencyKey | None = None,
-                         commit_with: Callable[[list[wire.SendResponse]], Sequence[Stmt]] | None = None
-                         ) -> list[wire.SendResponse]:
+                         commit_with: Callable[[list[wire.SendResponse]], Sequence[Stmt]] | None = None,
+                         metered: bool = True) -> list[wire.SendResponse]:
         """`POST /email/batch`: per-item results in request order, one commit for all valid items (and
-        the idempotency key's answer, when one is held)."""
+        the idempotency key's answer, when one is held). `metered=False`: not counted against the server's
+        sending rate (a bulk request, expanded in the background at its own pace)."""
         if len(requests) > MAX_BATCH:
             raise ApiError(410, f"You may only send up to {MAX_BATCH} messages in a single batched request.")
         results: list[wire.SendResponse | None] = []
@@ -184,7 +188,7 @@ class SendingService:
             # `commit_with`: statements that must commit with these messages or not at all (bulk progress).
             extra = [*self._answer(idempotency, out), *(commit_with(out) if commit_with is not None else ())]
             if to_store:
-                await self._store(server, to_store, suppressed, extra=extra)
+                await self._store(server, to_store, suppressed, extra=extra, metered=metered)
             elif extra:
                 await self.store.transact(extra)
         return out
@@ -246,7 +250,13 @@ class SendingService:
 
     async def _store(self, server: Server, messages: list[ComposedMessage],
                      suppressed: dict[str, set[str]] | None = None, bounces: Sequence[BounceRecord] = (),
-                     bounce_events: Sequence[WebhookEvent] = (), extra: Sequence[Stmt] = ()) -> None:
+                     bounce_events: Sequence[WebhookEvent] = (), extra: Sequence[Stmt] = (),
+                     metered: bool = True) -> None:
+        if metered and self.rate_limit is not None:
+            # Counted where mail is about to be stored, after validation: refused items cost nothing. A refusal
+            # stores nothing of the call (RateLimitedError: 429 with Retry-After, SMTP 451 4.7.1).
+            self.rate_limit.check(server.id, len(messages), f"server '{server.name}' may submit "
+                                  f"{self.rate_limit.rate:g} messages per second")
         await self.store.insert_messages(server.id, messages, sandboxed=self.sandbox_all or server.is_sandbox,
                                          now=self.clock.micros(), suppressed=suppressed, bounces=bounces,
                                          bounce_events=bounce_events, extra=extra)

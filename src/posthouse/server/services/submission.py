@@ -12,7 +12,14 @@ import logging
 from collections.abc import Sequence
 
 from posthouse.server.config import IPNetwork
-from posthouse.server.errors import ApiError, AuthenticationError, SenderNotAllowedError, StoreError, StoreFullError
+from posthouse.server.errors import (
+    ApiError,
+    AuthenticationError,
+    RateLimitedError,
+    SenderNotAllowedError,
+    StoreError,
+    StoreFullError,
+)
 from posthouse.server.services.accounts import AccountService, Server
 from posthouse.server.services.inbound_bounces import BounceReceiver
 from posthouse.server.services.sending import SendingService
@@ -77,6 +84,9 @@ class SubmissionService:
             protocol = "ESMTPSA" if peer.is_tls else "ESMTPA"
             received = f"from [{peer.host}] by {self.hostname} (Posthouse) with {protocol}"
             message_id = await self.sending.send_submitted(identity, mail_from, recipients, data, received)
+        except RateLimitedError as exc:
+            # Temporary: the client's queue retries later (RFC 3463 4.7.1: delivery not authorized, for now).
+            return SmtpReply(451, f"4.7.1 {exc.message}")
         except SenderNotAllowedError as exc:
             # The sender policy (issue 14): a From address this installation may not send as (RFC 3463 5.7.1).
             return SmtpReply(554, f"5.7.1 {exc.message} (ErrorCode {exc.error_code})")

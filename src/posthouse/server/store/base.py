@@ -24,6 +24,7 @@ from posthouse.server.store.domains import DomainQueries
 from posthouse.server.store.feedback import BounceRecord, FeedbackQueries, Suppression, insert_bounce, suppress
 from posthouse.server.store.hits import HitQueries
 from posthouse.server.store.idempotency import IdempotencyQueries
+from posthouse.server.store.retention import RetentionQueries
 from posthouse.server.store.sql import (
     LIKE_ESCAPE,
     Queries,
@@ -189,7 +190,7 @@ def _message_record(row: Sequence[Any], content: bytes | None = None) -> Message
 
 
 class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries, BulkQueries, WorkerQueries,
-            TrackingQueries, StatsQueries, HitQueries, DomainQueries, Queries):
+            TrackingQueries, StatsQueries, HitQueries, DomainQueries, RetentionQueries, Queries):
     """Every query Posthouse makes; a dialect subclass supplies the executor."""
 
     dialect: str
@@ -203,8 +204,9 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
     async def close(self) -> None: ...
 
     @abstractmethod
-    async def migrate(self) -> list[str]:
-        """Apply pending numbered migrations; return the names applied."""
+    async def migrate(self, on_applied: Callable[[str, int, int], None] | None = None) -> list[str]:
+        """Apply pending numbered migrations; return the names applied. `on_applied(name, done, pending)`
+        after each (the CLI's progress bar)."""
 
     def take_change(self, kind: str) -> None:
         """Another process announced that `kind` changed: the hints reload at their next use."""
@@ -260,9 +262,13 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
             "INSERT INTO api_tokens (token_hash, kind, server_id, hint, created_at) VALUES (?, ?, ?, ?, ?)",
             (token_hash, kind, server_id, hint, now))])
 
-    async def find_token(self, token_hash: str) -> TokenRecord | None:
-        row = await self.query_one("SELECT kind, server_id FROM api_tokens WHERE token_hash = ?", (token_hash,))
-        return TokenRecord(row[0], row[1]) if row else None
+    async def find_token(self, token_hash: str, now: int | None = None) -> TokenRecord | None:
+        """The token with this hash, unless it was rotated and its grace period ended before `now`."""
+        row = await self.query_one("SELECT kind, server_id, expires_at FROM api_tokens WHERE token_hash = ?",
+                                   (token_hash,))
+        if row is None or (row[2] is not None and now is not None and row[2] <= now):
+            return None
+        return TokenRecord(row[0], row[1])
 
     async def count_tokens(self, kind: str) -> int:
         row = await self.query_one("SELECT count(*) FROM api_tokens WHERE kind = ?", (kind,))
@@ -270,8 +276,25 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
 
     async def token_hints(self, server_id: int) -> list[str]:
         rows = await self.query(
-            "SELECT hint FROM api_tokens WHERE server_id = ? ORDER BY created_at", (server_id,))
+            "SELECT hint FROM api_tokens WHERE server_id = ? AND expires_at IS NULL ORDER BY created_at", (server_id,))
         return [r[0] for r in rows]
+
+    async def rotate_tokens(self, kind: str, server_id: int | None, token_hash: str, hint: str, now: int,
+                            revoke_at: int) -> int:
+        """A new token of `kind` (for `server_id`), and every other token of that kind (and server) ending at
+        `revoke_at`: deleted now when that is not after `now`, else kept until then. One transaction, so
+        there is no moment without a valid token. How many tokens were rotated out."""
+        owner = "server_id = ?" if server_id is not None else "server_id IS NULL"
+        args: list[Any] = [kind, server_id] if server_id is not None else [kind]
+        if revoke_at <= now:
+            retire = Stmt(f"DELETE FROM api_tokens WHERE kind = ? AND {owner} RETURNING token_hash", args, fetch=True)
+        else:
+            retire = Stmt(f"UPDATE api_tokens SET expires_at = ? WHERE kind = ? AND {owner} AND (expires_at IS NULL "
+                          "OR expires_at > ?) RETURNING token_hash", [revoke_at, *args, revoke_at], fetch=True)
+        results = await self.transact([retire, Stmt(
+            "INSERT INTO api_tokens (token_hash, kind, server_id, hint, created_at) VALUES (?, ?, ?, ?, ?)",
+            (token_hash, kind, server_id, hint, now))])
+        return len(results[0])
 
     async def get_server(self, server_id: int) -> ServerRecord | None:
         row = await self.query_one("SELECT id, name, settings, created_at FROM servers WHERE id = ?", (server_id,))

@@ -266,7 +266,7 @@ class PostgresStore(Store):
 
     # -- migrations ---------------------------------------------------------------------------
 
-    async def migrate(self) -> list[str]:
+    async def migrate(self, on_applied: Callable[[str, int, int], None] | None = None) -> list[str]:
         applied: list[str] = []
         try:
             async with self.pool.acquire() as conn:
@@ -275,14 +275,15 @@ class PostgresStore(Store):
                     await conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, "
                                        "name TEXT NOT NULL, applied_at BIGINT NOT NULL)")
                     done = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-                    for version, name, sql in migrations.load("postgresql"):
-                        if version in done:
-                            continue
+                    pending = [m for m in migrations.load("postgresql") if m[0] not in done]
+                    for version, name, sql in pending:
                         async with conn.transaction():
                             await conn.execute(sql)
                             await conn.execute("INSERT INTO schema_migrations VALUES ($1, $2, $3)",
                                                version, name, int(time.time() * 1_000_000))
                         applied.append(name)
+                        if on_applied is not None:
+                            on_applied(name, len(applied), len(pending))
                 finally:
                     with contextlib.suppress(asyncpg.PostgresError, OSError):
                         await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)

@@ -16,7 +16,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,6 +239,22 @@ class SqliteStore(Store):
         clause, args = super().subject_filter(text)
         return (f"message_id IN (SELECT message_id FROM message_subjects WHERE subject LIKE ?) AND {clause}",
                 [f"%{text}%", *args])
+
+    async def prune_subject_index(self, after: int, limit: int) -> tuple[int | None, int]:
+        # The trigram table keeps its own copy of each subject (migration 0003), found here by its rowid (a
+        # range FTS5 reads in order): reads find the rows whose message is gone, one write deletes them.
+        rows = await self.query("SELECT rowid, message_id FROM message_subjects WHERE rowid > ? ORDER BY rowid "
+                                "LIMIT ?", (after, limit))
+        if not rows:
+            return None, 0
+        ids = sorted({str(r[1]) for r in rows})
+        live = {r[0] for r in await self.query(
+            f"SELECT message_id FROM messages WHERE message_id IN ({', '.join('?' * len(ids))})", ids)}
+        orphans = [int(r[0]) for r in rows if r[1] not in live]
+        if orphans:
+            await self.transact([Stmt(
+                f"DELETE FROM message_subjects WHERE rowid IN ({', '.join('?' * len(orphans))})", orphans)])
+        return (int(rows[-1][0]) if len(rows) == limit else None), len(orphans)
 
     def finish_deliveries(self, rows: list[tuple[str, int, int, str, int, str, int]]) -> list[Stmt]:
         # One statement per chunk of rows (UPDATE … FROM VALUES, SQLite 3.33), for the reason `_multirow` gives.
@@ -463,19 +479,18 @@ class SqliteStore(Store):
 
     # -- migrations ---------------------------------------------------------------------------
 
-    async def migrate(self) -> list[str]:
-        return await asyncio.get_running_loop().run_in_executor(None, self._migrate_sync)
+    async def migrate(self, on_applied: Callable[[str, int, int], None] | None = None) -> list[str]:
+        return await asyncio.get_running_loop().run_in_executor(None, self._migrate_sync, on_applied)
 
-    def _migrate_sync(self) -> list[str]:
+    def _migrate_sync(self, on_applied: Callable[[str, int, int], None] | None = None) -> list[str]:
         conn = self._connect("writer")
         applied: list[str] = []
         try:
             conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                          "name TEXT NOT NULL, applied_at INTEGER NOT NULL)")
             done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
-            for version, name, sql in migrations.load("sqlite"):
-                if version in done:
-                    continue
+            pending = [m for m in migrations.load("sqlite") if m[0] not in done]
+            for version, name, sql in pending:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     for statement in _split_sql(sql):
@@ -487,6 +502,8 @@ class SqliteStore(Store):
                     conn.execute("ROLLBACK")
                     raise
                 applied.append(name)
+                if on_applied is not None:
+                    on_applied(name, len(applied), len(pending))
             self._pin_planner_stats(conn)
         except sqlite3.Error as exc:
             raise ConfigurationError(f"cannot migrate SQLite database {self.path}: {exc}") from None
