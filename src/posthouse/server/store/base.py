@@ -23,6 +23,7 @@ from posthouse.server.store.bulk import BulkQueries
 from posthouse.server.store.feedback import BounceRecord, FeedbackQueries, Suppression, insert_bounce, suppress
 from posthouse.server.store.hits import HitQueries
 from posthouse.server.store.idempotency import IdempotencyQueries
+from posthouse.server.store.inbound import InboundQueries
 from posthouse.server.store.sql import (
     LIKE_ESCAPE,
     Queries,
@@ -188,7 +189,7 @@ def _message_record(row: Sequence[Any], content: bytes | None = None) -> Message
 
 
 class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries, BulkQueries, WorkerQueries,
-            TrackingQueries, StatsQueries, HitQueries, Queries):
+            TrackingQueries, StatsQueries, HitQueries, InboundQueries, Queries):
     """Every query Posthouse makes; a dialect subclass supplies the executor."""
 
     dialect: str
