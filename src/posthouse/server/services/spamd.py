@@ -9,6 +9,7 @@ of the message (docs/postmark-api.md §10: Postmark adds X-Spam-Status, X-Spam-S
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from dataclasses import dataclass
@@ -75,10 +76,8 @@ class SpamChecker:
             return answer
         finally:
             writer.close()
-            try:
+            with contextlib.suppress(OSError):  # the peer hung up first; nothing is left to do with it
                 await writer.wait_closed()
-            except OSError:
-                pass  # the peer hung up first; nothing is left to do with the connection
 
 
 def _parse(answer: bytes) -> SpamVerdict | None:

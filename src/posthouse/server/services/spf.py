@@ -90,7 +90,7 @@ class SpfChecker:
         try:
             return await asyncio.get_running_loop().run_in_executor(
                 None, context.run, self._check, address, mail_from, helo)
-        except Exception:  # noqa: BLE001 - pyspf on hostile DNS data; the message goes on, the failure is logged
+        except Exception:  # pyspf on hostile DNS data; the message goes on, the failure is logged
             log.warning("SPF check for %s from %s failed; recorded as temperror", mail_from or "<>", address,
                         exc_info=True)
             return SpfVerdict("temperror", f"temperror (SPF check failed) receiver={self.receiver}; "

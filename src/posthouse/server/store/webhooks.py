@@ -328,8 +328,9 @@ class WebhookQueries(Queries):
             rows = [(u.post.id, u.attempt.attempted_at, u.attempt.outcome, u.attempt.status_code,
                      u.attempt.response_excerpt, u.attempt.duration_ms, u.attempt.error)
                     for u in updates if u.post.id in held]
-            stmts = [Stmt("INSERT INTO webhook_attempts (post_id, attempted_at, outcome, status_code, response_excerpt, "
-                          "duration_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?)", many=rows)] if rows else []
+            stmts = [Stmt("INSERT INTO webhook_attempts (post_id, attempted_at, outcome, status_code, "
+                          "response_excerpt, duration_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          many=rows)] if rows else []
             for u in updates:
                 if u.post.id in held and u.post.inbound_id is not None:
                     stmts.append(Stmt("UPDATE inbound_messages SET status = ?, reason = ? WHERE id = ?",
