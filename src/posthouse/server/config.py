@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 from posthouse.server.errors import ConfigurationError
 
 ENV_PREFIX = "POSTHOUSE_"
-ROLES = ("api", "smtp", "worker", "tracking")
+ROLES = ("api", "smtp", "worker", "tracking", "inbound")
 UNSAFE_SYNCHRONOUS = ("NORMAL", "OFF")  # below FULL: a power cut can lose commits already acknowledged
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -253,7 +253,8 @@ class Settings:
     )
     max_message_age: str = _setting("5d", "give up (bounce) a message not delivered after this long")
     roles: str = _setting("api,smtp,worker,tracking",
-                          "comma-separated roles this process runs: api, smtp, worker, tracking")
+                          "comma-separated roles this process runs: api, smtp, worker, tracking, inbound (the "
+                          "smtp_inbound listeners)")
     smtp: str = _setting("127.0.0.1:2525", "SMTP submission listeners, comma-separated HOST:PORT (STARTTLS offered); "
                          "smtps://HOST:PORT for implicit TLS")
     smtp_hostname: str = _setting("", "name in the SMTP greeting; empty means this machine's FQDN")
@@ -341,8 +342,8 @@ class Settings:
         "", "MX-style SMTP listeners for inbound mail, comma-separated HOST:PORT (port 25 style: AUTH never offered, "
         "only mail for inbound addresses and return paths taken; STARTTLS offered); empty: none")
     inbound_address_domain: str = _setting(
-        "", "domain of each server's inbound address <InboundHash>@DOMAIN, taken without AUTH on every SMTP "
-        "listener; empty means inbound.<smtp_hostname>")
+        "", "domain of each server's inbound address <InboundHash>@DOMAIN (its MX is the smtp_inbound "
+        "listener); empty means inbound.<smtp_hostname>")
     inbound_max_message_size: int = _setting(
         50 * 1024 * 1024, "largest message the smtp_inbound listeners take, in bytes (SIZE; 552 5.3.4 beyond); the "
         "smtp listeners keep smtp_max_message_size")
@@ -351,10 +352,8 @@ class Settings:
         "552 5.3.4 beyond")
     inbound_spf: bool = _setting(True, "check the SPF of inbound mail's sender and add a Received-SPF header (the "
                                  "result is passed on, never a reason to refuse)")
-    inbound_dns_servers: str = _setting(
-        "", "nameservers for inbound SPF lookups, comma-separated HOST or HOST:PORT; empty: the system's resolver")
-    inbound_dns_timeout: str = _setting("5s", "time allowed for one inbound message's SPF lookups (temperror "
-                                        "beyond)")
+    inbound_dns_timeout: str = _setting("5s", "time allowed for one inbound message's SPF lookups, asked of "
+                                        "dns_nameservers (temperror beyond)")
     inbound_spamd: str = _setting(
         "", "HOST:PORT of a SpamAssassin spamd that scores inbound mail (X-Spam-Status, X-Spam-Score, "
         "X-Spam-Tests; a server's InboundSpamThreshold refuses above it); empty: no spam check")
@@ -564,24 +563,6 @@ class Settings:
         return domain
 
     @property
-    def inbound_nameservers(self) -> list[tuple[str, int]]:
-        """(address, port) of the nameservers SPF asks; empty for the system's resolver."""
-        result = []
-        for item in self.inbound_dns_servers.split(","):
-            item = item.strip()
-            if not item:
-                continue
-            host, port = parse_hostport(item, what="DNS server") if item.rpartition(":")[2].isdigit() and \
-                (item.count(":") == 1 or item.startswith("[")) else (item.strip("[]"), 53)
-            try:
-                ipaddress.ip_address(host)
-            except ValueError:
-                raise ConfigurationError(f"invalid inbound_dns_servers entry {item!r} (an IP address, with :PORT "
-                                         "if not 53)") from None
-            result.append((host, port))
-        return result
-
-    @property
     def inbound_spamd_address(self) -> tuple[str, int] | None:
         return parse_hostport(self.inbound_spamd, what="spamd") if self.inbound_spamd.strip() else None
 
@@ -656,7 +637,7 @@ class Settings:
         _ = (self.poll_seconds, self.smtp_timeout_seconds, self.role_set, self.plaintext_auth_networks)
         _ = (self.trusted_networks, parse_duration(self.smtp_command_timeout), parse_duration(self.smtp_data_timeout))
         _ = (self.tracking_address, self.tracking_proxy_networks)
-        _ = (self.inbound_listeners, self.inbound_nameservers, self.inbound_spamd_address, self.inbound_retry_delays)
+        _ = (self.inbound_listeners, self.inbound_spamd_address, self.inbound_retry_delays)
         _ = (parse_duration(self.inbound_dns_timeout), parse_duration(self.inbound_spamd_timeout))
         for name in ("inbound_max_message_size", "inbound_max_attachments_size", "inbound_spamd_max_size"):
             if getattr(self, name) < 1:
@@ -676,6 +657,8 @@ class Settings:
             raise ConfigurationError(f"invalid dkim_keys {self.dkim_keys!r} (use rsa, ed25519 or both)")
         if self.sender_policy not in ("any", "verified"):
             raise ConfigurationError(f"invalid sender_policy {self.sender_policy!r} (use any or verified)")
+        if "inbound" in self.role_set and not self.inbound_listeners:
+            raise ConfigurationError("the inbound role needs at least one listener (--smtp-inbound HOST:PORT)")
         if "smtp" in self.role_set and not self.smtp_listeners:
             raise ConfigurationError("the smtp role needs at least one listener (--smtp HOST:PORT)")
         if bool(self.smtp_tls_cert) != bool(self.smtp_tls_key):

@@ -21,6 +21,7 @@ from posthouse.server.api import (
     bounces,
     bulk,
     domains,
+    inbound,
     messages,
     openapi,
     senders,
@@ -55,6 +56,7 @@ NO_ENDPOINT = 404
 ROUTE_TABLES: tuple[tuple[Route, ...], ...] = (
     sending.ROUTES, bulk.ROUTES, messages.ROUTES, servers.ROUTES, streams.ROUTES, bounces.ROUTES,
     suppressions.ROUTES, webhooks.ROUTES, templates.ROUTES, stats.ROUTES, domains.ROUTES, senders.ROUTES,
+    inbound.ROUTES,
 )
 
 

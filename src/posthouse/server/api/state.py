@@ -12,6 +12,7 @@ from posthouse.server.services.bulk import BulkService
 from posthouse.server.services.domains import DomainService
 from posthouse.server.services.history import HistoryService
 from posthouse.server.services.idempotency import IdempotencyService
+from posthouse.server.services.inbound import InboundService
 from posthouse.server.services.sending import SendingService
 from posthouse.server.services.stats import StatsService
 from posthouse.server.services.suppressions import SuppressionService
@@ -36,3 +37,4 @@ class ApiState:
     domains: DomainService  # domains and sender signatures (account API)
     ready: Callable[[], bool]  # /healthz: every role of this process is running
     limits: RequestLimits = field(default_factory=RequestLimits)  # body budget, test-token limits (api/limits.py)
+    inbound: InboundService | None = None  # inbound messages and rules (issue 16); None: not served

@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import format_datetime
@@ -35,23 +36,25 @@ from posthouse.server.domain.inbound import (
     parse_inbound,
     server_of_hash,
 )
-from posthouse.server.errors import ApiError, NotFoundError
+from posthouse.server.errors import ApiError, NotFoundError, StoreError, StoreFullError
 from posthouse.server.services.accounts import AccountService, Server, TtlCache
 from posthouse.server.services.clock import Clock, from_micros, iso
 from posthouse.server.services.history import check_paging
+from posthouse.server.services.inbound_bounces import BounceReceiver
 from posthouse.server.services.spamd import SpamChecker, SpamVerdict
 from posthouse.server.services.spf import SpfChecker, SpfVerdict
-from posthouse.server.smtp.handler import SmtpReply
+from posthouse.server.smtp.handler import Peer, SmtpReply
 from posthouse.server.store.base import Store
 from posthouse.server.store.inbound import InboundFilter, InboundRecord, InboundRow
 from posthouse.server.webhooks.payloads import InboundFacts, inbound_bcc, inbound_payload
 
-__all__ = ["Arrival", "InboundService", "parse_inbound_status"]
+__all__ = ["Arrival", "InboundService", "InboundSmtpHandler", "parse_inbound_status"]
 
 log = logging.getLogger("posthouse.inbound")
 INBOUND_STREAM = "inbound"  # every server's one inbound stream (services/accounts.py DEFAULT_STREAMS)
 _PARSE_ON_THREAD = 1024 * 1024  # a larger message is read on a thread, not on the event loop
 _RULES_SECONDS = 5.0
+_DOMAINS_SECONDS = 2.0  # how stale the InboundDomains RCPT is checked against may be
 _STATUSES = {"queued": "queued", "scheduled": "scheduled", "processed": "processed", "sent": "processed",
              "blocked": "blocked", "failed": "failed"}
 _NO_SUCH_ADDRESS = SmtpReply(550, "5.1.1 No such inbound address here")
@@ -95,6 +98,8 @@ class InboundService:
         self.on_stored = on_stored  # wakes the webhook dispatcher
         self._key: bytes | None = None
         self._rules = TtlCache(10_000, _RULES_SECONDS)
+        self._domains: dict[str, int] = {}  # InboundDomain → server id, as last read (`refresh`)
+        self._domains_read = float("-inf")
 
     # -- inbound addresses ------------------------------------------------------------------------
 
@@ -108,6 +113,26 @@ class InboundService:
         """(InboundHash, InboundAddress) of a server."""
         value = inbound_hash(server_id, await self.key())
         return value, f"{value}@{self.address_domain}"
+
+    async def refresh(self) -> None:
+        """Read the key and the servers' InboundDomains again if they are more than a few seconds old: the SMTP
+        session checks RCPT against them (`is_inbound_recipient`) and cannot wait for the store."""
+        await self.key()
+        now = time.monotonic()
+        if now - self._domains_read >= _DOMAINS_SECONDS:
+            self._domains = await self.store.inbound_domains()
+            self._domains_read = now
+
+    def is_inbound_recipient(self, address: str) -> bool:
+        """An address inbound mail is taken for: a server's inbound address (`+hash` allowed), or any address at
+        a server's InboundDomain; from what `refresh` last read."""
+        local, at, domain = address.rpartition("@")
+        if not at or not local:
+            return False
+        domain = domain.lower().rstrip(".")
+        if domain == self.address_domain:
+            return self._key is not None and server_of_hash(local.partition("+")[0], self._key) is not None
+        return domain in self._domains
 
     def is_local_domain(self, address: str) -> bool:
         return address.rpartition("@")[2].lower().rstrip(".") == self.address_domain
@@ -309,7 +334,7 @@ def _fold(value: str, separator: str = ",") -> str:
     for piece in value.split(separator):
         candidate = f"{line}{separator}{piece}" if line else piece
         if line and len(candidate) > 72:
-            out.append(line + separator)
+            out.append(line if separator == " " else line + separator)  # a fold is white space already
             line = piece.lstrip(" ") if separator == " " else piece
         else:
             line = candidate
@@ -369,3 +394,46 @@ def _summary(record: InboundRecord) -> wire.InboundMessage:
 def summary_json(record: InboundRecord) -> str:
     """The stored summary as text (for logs and debugging)."""
     return json.dumps(record.summary, ensure_ascii=False)
+
+
+# --- The inbound SMTP listener's handler -------------------------------------------------------------
+
+
+class InboundSmtpHandler:
+    """The `smtp.handler.SubmissionHandler` of the inbound (MX) listeners: no client is trusted or
+    authenticated; mail for the return-path domains goes to bounce processing, mail for inbound addresses to
+    `InboundService.receive`. The session has already refused every other recipient (550 5.7.1)."""
+
+    def __init__(self, inbound: InboundService, bounces: BounceReceiver | None = None) -> None:
+        self.inbound = inbound
+        self.bounces = bounces
+
+    async def identify_network(self, peer: Peer) -> object | None:
+        # Called as each client connects: the addresses RCPT is checked against are brought up to date.
+        await self.inbound.refresh()
+        if self.bounces is not None:
+            await self.bounces.return_paths.refresh()
+        return None
+
+    async def authenticate(self, peer: Peer, mechanism: str, username: str, password: str) -> object | None:
+        return None  # never reached: the session refuses AUTH on an inbound listener
+
+    async def deliver(self, identity: object, mail_from: str, recipients: Sequence[str], data: bytes,
+                      peer: Peer) -> SmtpReply:
+        bounce_rcpts = [r for r in recipients if self.bounces is not None
+                        and self.bounces.return_paths.is_return_address(r)]
+        inbound_rcpts = [r for r in recipients if r not in bounce_rcpts]
+        try:
+            reply: SmtpReply | None = None
+            if bounce_rcpts and self.bounces is not None:
+                reply = await self.bounces.receive(bounce_rcpts, data, peer.host)
+                if reply.code != 250 or not inbound_rcpts:
+                    return reply
+            return await self.inbound.receive(Arrival(mail_from=mail_from, recipients=inbound_rcpts, data=data,
+                                                      client_ip=peer.host, helo=peer.helo, tls=peer.is_tls))
+        except StoreFullError:
+            log.error("store full: inbound message from %s refused with 452", peer.host)
+            return SmtpReply(452, "4.3.1 Insufficient system storage, try again later")
+        except StoreError as exc:
+            log.error("store failure, inbound message from %s refused with 451: %s", peer.host, exc)
+            return SmtpReply(451, "4.3.0 Internal error, try again later")

@@ -459,9 +459,10 @@ def inbound_payload(facts: InboundFacts) -> bytes:
         "StrippedTextReply": c.stripped_text_reply,
         "Tag": c.tag,
         "Headers": headers,
+        # ContentID only for a part that has one: django-anymail reads any ContentID, "" too, as an inline part.
         "Attachments": [
             {"Name": a.name, "Content": a.content, "ContentType": a.content_type, "ContentLength": len(a.content),
-             "ContentID": a.content_id}
+             **({"ContentID": a.content_id} if a.content_id else {})}
             for a in c.attachments
         ],
     }
