@@ -96,6 +96,8 @@ class WebhookDispatcher:
                                             now_s=self.clock.micros() // 1_000_000)
             now = self.clock.micros()
             state = _FINAL_STATES.get(result.outcome)
+            if post.inbound_id is not None and state == "delivered" and result.status_code != 200:
+                state = None  # an inbound post needs exactly 200 (docs/postmark-api.md §7.2); others are retried
             next_at = now
             if state is None:
                 schedule = self.schedule if post.inbound_id is None else self.inbound_schedule
