@@ -431,3 +431,27 @@ async def test_real_messages_are_posted_and_read_alike(inbound: Inbound, tmp_pat
         same_fields(anymail_message(post), postmarker_message(post))
     listed = await inbound.listed()
     assert listed["TotalCount"] == len(REAL)
+
+
+async def test_the_sdk_reads_inbound_messages_and_manages_rules(inbound: Inbound, tmp_path: Path) -> None:
+    import httpx
+
+    import posthouse
+
+    to = await inbound.address("sdk")
+    assert (await inbound.swaks("--from", "ann@sender.example", "--to", to, tmp=tmp_path,
+                                data=message(to, subject="via sdk")))[0] == 0
+    await inbound.posts(1)
+    client = posthouse.ServerClient(inbound.api.server_token, base_url="http://posthouse.test",
+                                    transport=httpx.ASGITransport(app=inbound.api.runtime.app))
+    async with client:
+        found = await client.inbound.list(10, 0, mailbox_hash="sdk")
+        assert found.total_count == 1 and found.inbound_messages[0].subject == "via sdk"
+        details = await client.inbound.details(found.inbound_messages[0].message_id)
+        assert details.text_body.strip() == "Hi there." and details.mailbox_hash == "sdk"
+        rule = await client.inbound.create_rule("blocked.example")
+        assert [r.rule for r in (await client.inbound.rules()).inbound_rules] == ["blocked.example"]
+        assert (await client.inbound.delete_rule(rule.id)).message == "Rule blocked.example removed."
+        with pytest.raises(posthouse.APIError) as failed:
+            await client.inbound.retry(found.inbound_messages[0].message_id)
+        assert failed.value.error_code == 701
