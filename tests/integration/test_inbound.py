@@ -455,3 +455,30 @@ async def test_the_sdk_reads_inbound_messages_and_manages_rules(inbound: Inbound
         with pytest.raises(posthouse.APIError) as failed:
             await client.inbound.retry(found.inbound_messages[0].message_id)
         assert failed.value.error_code == 701
+
+
+async def test_mail_relayed_by_a_real_postfix_arrives(inbound: Inbound) -> None:
+    """`sendmail` into a private Postfix instance on loopback that relays everything to our inbound port, as a
+    sender's MTA would: Postfix speaks its own SMTP (EHLO, PIPELINING, 8BITMIME) and gets its 250."""
+    import shutil
+    import sys
+
+    if shutil.which("postfix") is None or shutil.which("sendmail") is None:
+        pytest.skip("Postfix is not installed (bench/install-peers.sh installs it)")
+    sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
+    from postfix_peer import PostfixInstance
+
+    to = await inbound.address("via-postfix")
+    data = _hard_cases(to)["winmail"].replace(b"Subject: tnef", b"Subject: relayed by postfix")
+    with PostfixInstance(relay_port=inbound.port) as postfix:
+        done = await asyncio.to_thread(
+            subprocess.run, ["sendmail", "-C", str(postfix.config_directory), "-f", "ann@sender.example", "-i", to],
+            input=data, capture_output=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        (post,) = await inbound.posts(1)
+    body = post.json
+    assert body["Subject"] == "relayed by postfix" and body["MailboxHash"] == "via-postfix"
+    assert body["Attachments"][0]["Name"] == "winmail.dat"
+    headers = [h["Name"] for h in body["Headers"]]
+    assert headers.count("Received") >= 2  # ours, and the one Postfix added
+    same_fields(anymail_message(post), postmarker_message(post))
