@@ -861,6 +861,128 @@ class ClickList(Struct, rename="pascal"):
     clicks: list[ClickEvent]
 
 
+# -- inbound (docs/postmark-api.md §4.6, §8.5, §10) --------------------------------------------------
+
+
+class InboundAddress(Struct, rename="pascal"):
+    """An address of an inbound message: "" for a missing name; MailboxHash is the local part after `+`."""
+
+    email: str
+    name: str = ""
+    mailbox_hash: str = ""
+
+
+class InboundAttachmentInfo(Struct, rename="pascal"):
+    """An attachment as the Messages API lists it (no content)."""
+
+    name: str
+    content_type: str
+    content_length: int
+    content_id: str = field(default="", name="ContentID")
+
+
+class InboundHeader(Struct, rename="pascal"):
+    name: str
+    value: str
+
+
+class InboundMessage(Struct, rename="pascal", kw_only=True):
+    """An item of `GET /messages/inbound` (docs/postmark-api.md §4.6). `Status` is Queued, Scheduled, Processed,
+    Blocked or Failed."""
+
+    sender: str = field(name="From")
+    from_name: str
+    from_full: InboundAddress
+    to: str
+    to_full: list[InboundAddress]
+    cc: str
+    cc_full: list[InboundAddress]
+    bcc: str
+    bcc_full: list[InboundAddress]
+    reply_to: str
+    original_recipient: str
+    subject: str
+    date: str
+    mailbox_hash: str
+    tag: str
+    message_id: str = field(name="MessageID")
+    status: str
+    attachments: list[InboundAttachmentInfo]
+    message_stream: str
+    received_at: str = ""  # Posthouse addition: when it arrived (ISO 8601)
+
+
+class InboundMessageDetails(InboundMessage, kw_only=True):
+    """`GET /messages/inbound/{id}/details`: the message with its bodies and headers; BlockedReason says why a
+    Blocked (or Failed) message was not posted."""
+
+    text_body: str
+    html_body: str
+    stripped_text_reply: str
+    headers: list[InboundHeader]
+    blocked_reason: str
+
+
+class InboundMessageList(Struct, rename="pascal"):
+    total_count: int
+    inbound_messages: list[InboundMessage]
+
+
+class InboundWebhookAttachment(Struct, rename="pascal"):
+    """An attachment of an inbound post: `Content` arrives as base64 and decodes to bytes."""
+
+    name: str
+    content: bytes
+    content_type: str
+    content_length: int
+    content_id: str = field(default="", name="ContentID")
+
+
+class InboundWebhook(Struct, rename="pascal", kw_only=True):
+    """What a server's InboundHookUrl receives (docs/postmark-api.md §10), for applications that read it:
+    `msgspec.json.decode(body, type=InboundWebhook)`. Unknown keys are ignored."""
+
+    from_name: str = ""
+    message_stream: str = "inbound"
+    sender: str = field(default="", name="From")
+    from_full: InboundAddress = field(default_factory=lambda: InboundAddress(email=""))
+    to: str = ""
+    to_full: list[InboundAddress] = []
+    cc: str = ""
+    cc_full: list[InboundAddress] = []
+    bcc: str = ""
+    bcc_full: list[InboundAddress] = []
+    original_recipient: str = ""
+    subject: str = ""
+    message_id: str = field(default="", name="MessageID")
+    reply_to: str = ""
+    mailbox_hash: str = ""
+    date: str = ""
+    text_body: str = ""
+    html_body: str = ""
+    stripped_text_reply: str = ""
+    tag: str = ""
+    headers: list[InboundHeader] = []
+    attachments: list[InboundWebhookAttachment] = []
+    raw_email: str | None = None
+
+
+class InboundRuleRequest(Struct, rename="pascal", omit_defaults=True):
+    """`POST /triggers/inboundrules` (docs/postmark-api.md §8.5)."""
+
+    rule: str | None = None
+
+
+class InboundRule(Struct, rename="pascal"):
+    rule: str
+    id: int = field(name="ID")
+
+
+class InboundRuleList(Struct, rename="pascal"):
+    total_count: int
+    inbound_rules: list[InboundRule]
+
+
 # -- domains and sender signatures (docs/postmark-api.md §8.4) ---------------------------------------
 
 

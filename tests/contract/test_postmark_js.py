@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import signal
+import smtplib
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from support import (
     ServerProcess,
     create_postgres_database,
     drop_postgres_database,
+    free_port,
     require_postgres,
     wait_for,
 )
@@ -149,6 +151,20 @@ def prepare_the_account(server: ServerProcess) -> str:
             return found.status_code == 200 and found.json()["TotalCount"] > 0
 
         wait_for(bounced, timeout=30)
+        # Inbound history too (getInboundMessageDetails skips without one): a message to the server's inbound
+        # address, through the inbound listener as any MTA would send it.
+        inbound_address = client.get("/server").json()["InboundAddress"]
+        with smtplib.SMTP("127.0.0.1", int(server.extra_env["POSTHOUSE_SMTP_INBOUND"].rpartition(":")[2]),
+                          timeout=10) as smtp:
+            smtp.sendmail("someone@example.net", [inbound_address],
+                          f"From: someone@example.net\r\nTo: {inbound_address}\r\nSubject: An inbound message for "
+                          "the postmark.js suite\r\n\r\nHello.\r\n")
+
+        def received() -> bool:
+            found = client.get("/messages/inbound", params={"count": 10, "offset": 0})
+            return found.status_code == 200 and found.json()["TotalCount"] > 0
+
+        wait_for(received, timeout=30)
     return token
 
 
@@ -172,7 +188,8 @@ def suite_results(request: pytest.FixtureRequest,
         # records: the suite's domains are not published anywhere, and are not verified).
         with ZoneServer() as zone, ServerProcess(folder / "data", database_url, env={
                 "POSTHOUSE_SENDER_CONFIRMATION_FROM": "postmaster@posthouse-mail.net",
-                "POSTHOUSE_DNS_NAMESERVERS": zone.nameserver}) as server:
+                "POSTHOUSE_DNS_NAMESERVERS": zone.nameserver, "POSTHOUSE_ROLES": "api,smtp,worker,tracking,inbound",
+                "POSTHOUSE_SMTP_INBOUND": f"127.0.0.1:{free_port()}", "POSTHOUSE_INBOUND_SPF": "false"}) as server:
             assert server.server_token and server.account_token, "".join(server.lines)
             server_token = prepare_the_account(server)
             yield run_mocha({

@@ -373,7 +373,7 @@ def test_inbound_messages(pm: PostmarkClient) -> None:
 def test_inbound_rule_triggers(pm: PostmarkClient) -> None:
     rule = pm.triggers.inboundrules.create("spam@example.com")
     assert [r.Rule for r in pm.triggers.inboundrules.all()] == ["spam@example.com"]
-    assert "deleted" in rule.delete().lower()
+    assert rule.delete() == "Rule spam@example.com removed."  # Postmark's answer (docs/postmark-api.md §8.5)
 
 
 def test_tag_triggers(pm: PostmarkClient) -> None:

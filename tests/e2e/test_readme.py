@@ -48,6 +48,8 @@ EXCLUDED = {
     "and is checked.",
     "export POSTHOUSE_TEST_POSTGRES_URL=$(bash .ci/postgres.sh) && make test": "Runs the whole test suite against a "
     "throwaway PostgreSQL cluster.",
+    "posthouse serve --role api,smtp,worker,inbound --smtp-inbound 0.0.0.0:25": "Starts a second server on port 25; "
+    "the inbound listener it starts is tested in tests/integration/test_inbound.py.",
 }
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<language>\S*)[ \t]*$")

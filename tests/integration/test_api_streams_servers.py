@@ -397,7 +397,8 @@ async def test_get_this_server_has_every_key(api) -> None:  # type: ignore[no-un
     assert server["RawEmailEnabled"] is False
     assert server["DeliveryType"] == "Live"
     assert server["ServerLink"].endswith(f"/servers/{server['ID']}")
-    assert server["InboundAddress"] == f"{server['InboundHash']}@inbound.posthouse.invalid"
+    # The inbound listener's address for this server: inbound.<smtp_hostname> unless inbound_address_domain is set.
+    assert server["InboundAddress"] == f"{server['InboundHash']}@inbound.localhost"
     assert server["TrackOpens"] is False
     assert server["TrackLinks"] == "None"
     assert server["InboundSpamThreshold"] == 0

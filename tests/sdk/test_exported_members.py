@@ -187,6 +187,7 @@ RESOURCES = {
             "bounces", "browser_families", "click_locations", "click_platforms", "clicks", "email_clients",
             "open_platforms", "opens", "overview", "read_times", "sends", "spam", "tracked",
         ],
+        "inbound": ["bypass", "create_rule", "delete_rule", "details", "list", "retry", "rules"],
     },
     "AccountClient": {
         "servers": ["create", "delete", "edit", "get", "list"], "templates": ["push"],

@@ -34,7 +34,9 @@ OWNERS = {
     "ua_parser": [S + "domain.useragents"],
     "maxminddb": [S + "services.geoip"],
     # dnspython: MX delivery's resolver (delivery.dns); domain verification's uncached lookups (services.dns_lookup).
-    "dns": [S + "delivery.dns", S + "services.dns_lookup"],
+    # … and inbound SPF checks (services.spf: pyspf asks a blocking dnspython resolver on a thread).
+    "dns": [S + "delivery.dns", S + "services.dns_lookup", S + "services.spf"],
+    "spf": [S + "services.spf"],
 }
 
 

@@ -1,7 +1,8 @@
 """The clients: `ServerClient` (server token) and `AccountClient` (account token), async and sync.
 
 Each owns one httpx client through its I/O layer; its resources share it: `outbound`, `bulk`, `templates`,
-`bounces`, `suppressions`, `webhooks`, `streams`, `server` and `stats` of a `ServerClient`, `servers`, `templates`
+`bounces`, `suppressions`, `webhooks`, `streams`, `server`, `stats`,
+`inbound` of a `ServerClient`, `servers`, `templates`
 (push), `domains` and `senders` of an `AccountClient`. Close a client when done, or use it as a context manager.
 """
 
@@ -17,6 +18,7 @@ from posthouse.client.http import AsyncHttp, SyncHttp
 from posthouse.client.resources.bounces import AsyncBounces, SyncBounces
 from posthouse.client.resources.bulk import AsyncBulk, SyncBulk
 from posthouse.client.resources.domains import AsyncDomains, SyncDomains
+from posthouse.client.resources.inbound import AsyncInbound, SyncInbound
 from posthouse.client.resources.outbound import AsyncOutbound, SyncOutbound
 from posthouse.client.resources.senders import AsyncSenders, SyncSenders
 from posthouse.client.resources.server import AsyncServer, SyncServer
@@ -101,6 +103,7 @@ class ServerClient(_AsyncClient):
         self.streams = AsyncStreams(self._http)
         self.server = AsyncServer(self._http)
         self.stats = AsyncStats(self._http)
+        self.inbound = AsyncInbound(self._http)
 
 
 class SyncServerClient(_SyncClient):
@@ -126,6 +129,7 @@ class SyncServerClient(_SyncClient):
         self.streams = SyncStreams(self._http)
         self.server = SyncServer(self._http)
         self.stats = SyncStats(self._http)
+        self.inbound = SyncInbound(self._http)
 
 
 class AccountClient(_AsyncClient):

@@ -144,6 +144,8 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
     tracking_sock = _bind(*settings.tracking_address) if "tracking" in roles else None
     smtp_socks = [(_bind(host, port), implicit) for host, port, implicit in settings.smtp_listeners] \
         if "smtp" in roles else []
+    inbound_socks = [(_bind(host, port), False) for host, port in settings.inbound_listeners] \
+        if "inbound" in roles else []
     store = await _open_store(settings)
     runtime = Runtime(settings, store)
     tokens = await runtime.accounts.bootstrap()
@@ -161,6 +163,7 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
     tracking_server: Any = None
     tracking_task: asyncio.Task[Any] | None = None
     smtp_server: Any = None
+    inbound_server: Any = None
     listening: list[str] = []
     try:
         if smtp_socks:
@@ -171,6 +174,12 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
                               for s, implicit in smtp_socks)
             listening.append(f"SMTP on {names}")
             announce(f"SMTP TLS certificate: {runtime.smtp_certificate}")
+        if inbound_socks:
+            inbound_server = runtime.inbound_smtp_server()
+            await inbound_server.start_on_sockets(inbound_socks)
+            runtime.ready["inbound"] = True
+            listening.append("inbound SMTP on " + ", ".join("{}:{}".format(*s.getsockname()[:2])
+                                                            for s, _ in inbound_socks))
         if "worker" in roles:
             await runtime.start_worker()
             assert runtime.worker_task is not None
@@ -212,6 +221,8 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
             await asyncio.gather(tracking_task, return_exceptions=True)
         if smtp_server is not None:
             await smtp_server.stop(grace=10.0)
+        if inbound_server is not None:
+            await inbound_server.stop(grace=10.0)
         await runtime.stop()
         await store.close()
 
@@ -266,8 +277,11 @@ def main(ctx: click.Context, config_file: str | None) -> None:
               "repeat for several [POSTHOUSE_SMTP, 127.0.0.1:2525].")
 @click.option("--tracking", "tracking_http",
               help="HOST:PORT for the tracking listener [POSTHOUSE_TRACKING_HTTP, 127.0.0.1:8081].")
+@click.option("--smtp-inbound", "smtp_inbound",
+              help="Inbound (MX) SMTP listeners HOST:PORT, comma-separated; run with the inbound role "
+              "[POSTHOUSE_SMTP_INBOUND].")
 @click.option("--role", "roles",
-              help="Roles to run: api, smtp, worker, tracking (comma-separated) [POSTHOUSE_ROLES].")
+              help="Roles to run: api, smtp, worker, tracking, inbound (comma-separated) [POSTHOUSE_ROLES].")
 @click.pass_context
 def serve_command(ctx: click.Context, /, **flags: Any) -> None:
     """Start the HTTP API, the SMTP submission server, the delivery workers and the tracking listener."""

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 from posthouse.server.errors import ConfigurationError
 
 ENV_PREFIX = "POSTHOUSE_"
-ROLES = ("api", "smtp", "worker", "tracking")
+ROLES = ("api", "smtp", "worker", "tracking", "inbound")
 MIN_RETENTION_DAYS, MAX_RETENTION_DAYS = 7, 365  # the range Postmark offers for its retention add-on
 UNSAFE_SYNCHRONOUS = ("NORMAL", "OFF")  # below FULL: a power cut can lose commits already acknowledged
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -254,7 +254,8 @@ class Settings:
     )
     max_message_age: str = _setting("5d", "give up (bounce) a message not delivered after this long")
     roles: str = _setting("api,smtp,worker,tracking",
-                          "comma-separated roles this process runs: api, smtp, worker, tracking")
+                          "comma-separated roles this process runs: api, smtp, worker, tracking, inbound (the "
+                          "smtp_inbound listeners)")
     smtp: str = _setting("127.0.0.1:2525", "SMTP submission listeners, comma-separated HOST:PORT (STARTTLS offered); "
                          "smtps://HOST:PORT for implicit TLS")
     smtp_hostname: str = _setting("", "name in the SMTP greeting; empty means this machine's FQDN")
@@ -338,6 +339,32 @@ class Settings:
     bounce_testing_domain: str = _setting(
         "bounce-testing.postmarkapp.com", "in sandbox delivery, TYPE@this domain simulates a bounce of that type "
         "(as does the X-PM-Bounce-Type header)")
+    smtp_inbound: str = _setting(
+        "", "MX-style SMTP listeners for inbound mail, comma-separated HOST:PORT (port 25 style: AUTH never offered, "
+        "only mail for inbound addresses and return paths taken; STARTTLS offered); empty: none")
+    inbound_address_domain: str = _setting(
+        "", "domain of each server's inbound address <InboundHash>@DOMAIN (its MX is the smtp_inbound "
+        "listener); empty means inbound.<smtp_hostname>")
+    inbound_max_message_size: int = _setting(
+        50 * 1024 * 1024, "largest message the smtp_inbound listeners take, in bytes (SIZE; 552 5.3.4 beyond); the "
+        "smtp listeners keep smtp_max_message_size")
+    inbound_max_attachments_size: int = _setting(
+        35 * 1024 * 1024, "decoded attachments one inbound message may carry in all, in bytes (Postmark's 35 MB); "
+        "552 5.3.4 beyond")
+    inbound_spf: bool = _setting(True, "check the SPF of inbound mail's sender and add a Received-SPF header (the "
+                                 "result is passed on, never a reason to refuse)")
+    inbound_dns_timeout: str = _setting("5s", "time allowed for one inbound message's SPF lookups, asked of "
+                                        "dns_nameservers (temperror beyond)")
+    inbound_spamd: str = _setting(
+        "", "HOST:PORT of a SpamAssassin spamd that scores inbound mail (X-Spam-Status, X-Spam-Score, "
+        "X-Spam-Tests; a server's InboundSpamThreshold refuses above it); empty: no spam check")
+    inbound_spamd_timeout: str = _setting("10s", "time allowed for spamd to score one message; beyond it the "
+                                          "message goes on without spam headers")
+    inbound_spamd_max_size: int = _setting(512_000, "larger inbound messages are not sent to spamd (spamc's "
+                                           "default limit)")
+    inbound_retry_schedule: str = _setting(
+        "1m,5m,10m,10m,10m,15m,30m,1h,2h,6h", "delays between attempts to post an inbound message to its "
+        "server's InboundHookUrl (Postmark's inbound schedule); then the message is Failed")
     dkim_keys: str = _setting("rsa", "DKIM keys a new sending domain (or a key rotation) gets: rsa (RSA-2048), "
                               "ed25519, or both (two selectors, both signing)")
     spf_include: str = _setting("", "the domain a sending domain's SPF record must include (include:VALUE) to pass "
@@ -536,6 +563,28 @@ class Settings:
         return result
 
     @property
+    def inbound_listeners(self) -> list[tuple[str, int]]:
+        """(host, port) for each MX-style inbound listener."""
+        return [parse_hostport(item.strip().removeprefix("smtp://"), what="inbound SMTP")
+                for item in self.smtp_inbound.split(",") if item.strip()]
+
+    def resolved_inbound_address_domain(self, hostname: str) -> str:
+        """The domain of the servers' inbound addresses (lower-cased, no trailing dot)."""
+        domain = self.inbound_address_domain.strip().lower().rstrip(".") or f"inbound.{hostname.lower()}"
+        if "@" in domain or " " in domain or "." not in domain:
+            raise ConfigurationError(f"invalid inbound_address_domain {self.inbound_address_domain!r} (a domain "
+                                     "name, e.g. inbound.example.com)")
+        return domain
+
+    @property
+    def inbound_spamd_address(self) -> tuple[str, int] | None:
+        return parse_hostport(self.inbound_spamd, what="spamd") if self.inbound_spamd.strip() else None
+
+    @property
+    def inbound_retry_delays(self) -> tuple[float, ...]:
+        return parse_schedule(self.inbound_retry_schedule)
+
+    @property
     def plaintext_auth_networks(self) -> tuple[IPNetwork, ...]:
         return tuple(_network(n, "smtp_plaintext_auth_networks") for n in self.smtp_plaintext_auth_networks.split(",")
                      if n.strip())
@@ -602,6 +651,11 @@ class Settings:
         _ = (self.poll_seconds, self.smtp_timeout_seconds, self.role_set, self.plaintext_auth_networks)
         _ = (self.trusted_networks, parse_duration(self.smtp_command_timeout), parse_duration(self.smtp_data_timeout))
         _ = (self.tracking_address, self.tracking_proxy_networks)
+        _ = (self.inbound_listeners, self.inbound_spamd_address, self.inbound_retry_delays)
+        _ = (parse_duration(self.inbound_dns_timeout), parse_duration(self.inbound_spamd_timeout))
+        for name in ("inbound_max_message_size", "inbound_max_attachments_size", "inbound_spamd_max_size"):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.tracking_queue_size < 1:
             raise ConfigurationError(f"tracking_queue_size must be at least 1, got {self.tracking_queue_size}")
         if parse_duration(self.smtp_unauthenticated_timeout) <= 0 or min(self.http_timeouts) <= 0:
@@ -623,6 +677,8 @@ class Settings:
             raise ConfigurationError(f"invalid dkim_keys {self.dkim_keys!r} (use rsa, ed25519 or both)")
         if self.sender_policy not in ("any", "verified"):
             raise ConfigurationError(f"invalid sender_policy {self.sender_policy!r} (use any or verified)")
+        if "inbound" in self.role_set and not self.inbound_listeners:
+            raise ConfigurationError("the inbound role needs at least one listener (--smtp-inbound HOST:PORT)")
         if "smtp" in self.role_set and not self.smtp_listeners:
             raise ConfigurationError("the smtp role needs at least one listener (--smtp HOST:PORT)")
         if bool(self.smtp_tls_cert) != bool(self.smtp_tls_key):

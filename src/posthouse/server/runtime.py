@@ -38,12 +38,15 @@ from posthouse.server.services.domains import DomainService, DomainSettings
 from posthouse.server.services.geoip import GeoIp
 from posthouse.server.services.hints import WebhookHints
 from posthouse.server.services.history import HistoryService
+from posthouse.server.services.inbound import InboundService, InboundSmtpHandler
 from posthouse.server.services.inbound_bounces import BounceReceiver
 from posthouse.server.services.rate_limits import RateLimiter
 from posthouse.server.services.retention import DataRemovalService, RetentionService
 from posthouse.server.services.returnpaths import ReturnPaths
 from posthouse.server.services.sender_policy import SenderPolicy
 from posthouse.server.services.sending import SendingService
+from posthouse.server.services.spamd import SpamChecker
+from posthouse.server.services.spf import SpfChecker
 from posthouse.server.services.stats import StatsService
 from posthouse.server.services.submission import SubmissionService
 from posthouse.server.services.suppressions import SuppressionService
@@ -162,6 +165,19 @@ class Runtime:
         self.templates = TemplateService(store, self.accounts, self.sending, self.clock)
         self.bulk_wakeup = Wakeup()
         self.bulk = BulkService(store, self.sending, self.accounts, self.clock, self.bulk_wakeup, self.templates)
+        self.webhook_wakeup = Wakeup()
+        # Inbound mail (issue 16): the MX-style listener's handler stores it, the webhook dispatcher posts it.
+        spamd = settings.inbound_spamd_address
+        self.inbound = InboundService(
+            store, self.accounts, self.clock, hostname=hostname,
+            address_domain=settings.resolved_inbound_address_domain(hostname),
+            max_message_size=settings.inbound_max_message_size,
+            max_attachments_size=settings.inbound_max_attachments_size,
+            spf=SpfChecker(receiver=hostname, nameservers=settings.dns_servers,
+                           timeout=parse_duration(settings.inbound_dns_timeout)) if settings.inbound_spf else None,
+            spam=SpamChecker(spamd[0], spamd[1], timeout=parse_duration(settings.inbound_spamd_timeout),
+                             max_size=settings.inbound_spamd_max_size) if spamd else None,
+            on_stored=self.webhook_wakeup.notify)
         _, _, body_timeout, body_wait = settings.http_timeouts
         self.limits = RequestLimits(LimitSettings(
             body_budget=settings.http_body_budget, body_wait=body_wait, body_timeout=body_timeout,
@@ -177,11 +193,10 @@ class Runtime:
                                        idempotency=self.sending.idempotency, stats=StatsService(store),
                                        domains=self.domains,
                                        ready=lambda: all(self.ready.values()), limits=self.limits,
-                                       removals=self.removals))
+                                       removals=self.removals, inbound=self.inbound))
         self.tracking_key = TrackingKey(store)  # one read of the installation key for the worker and listener
         self.worker: DeliveryWorker | None = None
         self._worker_task: asyncio.Task[None] | None = None
-        self.webhook_wakeup = Wakeup()
         self.dispatcher: WebhookDispatcher | None = None
         self._dispatcher_task: asyncio.Task[None] | None = None
         self.bulk_worker: BulkWorker | None = None
@@ -219,6 +234,28 @@ class Runtime:
         self.smtp_certificate = str(cert)
         return SmtpServer(self.submission, config, server_context(cert, key))
 
+    def inbound_smtp_server(self) -> Any:
+        """The inbound (MX, port-25 style) SMTP server (not started): no AUTH, mail for inbound addresses and
+        return paths only, STARTTLS with the submission listener's certificate."""
+        from posthouse.server.smtp.certificates import ensure_self_signed, server_context
+        from posthouse.server.smtp.server import SmtpServer, SmtpServerConfig
+
+        s = self.settings
+        hostname = s.smtp_hostname or socket.getfqdn()
+        if s.smtp_tls_cert:
+            cert, key = s.smtp_tls_cert, s.smtp_tls_key
+        else:
+            cert, key = ensure_self_signed(s.data_dir, hostname)  # type: ignore[assignment]
+        config = SmtpServerConfig(
+            hostname=hostname, max_message_size=s.inbound_max_message_size, max_recipients=s.smtp_max_recipients,
+            command_timeout=parse_duration(s.smtp_command_timeout), data_timeout=parse_duration(s.smtp_data_timeout),
+            max_connections=s.smtp_max_connections, max_connections_per_client=s.smtp_max_connections_per_client,
+            unauthenticated_timeout=parse_duration(s.smtp_unauthenticated_timeout),
+            return_domain=self.return_paths.domain if self.return_paths else "",
+            other_return_domain=self.return_paths.is_return_domain if self.return_paths else None,
+            inbound=True, inbound_recipient=self.inbound.is_inbound_recipient)
+        return SmtpServer(InboundSmtpHandler(self.inbound, self.bounce_receiver), config, server_context(cert, key))
+
     async def start_worker(self) -> None:
         """Register this worker process (lock file, heartbeat), release what gone workers held, then start
         the delivery worker, webhook dispatcher, bulk expander and housekeeping (one lease owner for all)."""
@@ -245,7 +282,8 @@ class Runtime:
         self.dispatcher = WebhookDispatcher(
             self.store, self.webhook_poster, self.clock, self.webhook_wakeup, owner=owner,
             schedule=s.webhook_retry_delays, concurrency=s.webhook_concurrency, poll_seconds=s.poll_seconds,
-            lease_seconds=webhook_lease)
+            lease_seconds=webhook_lease, inbound_payload=self.inbound.payload_for,
+            inbound_schedule=s.inbound_retry_delays)
         self._dispatcher_task = asyncio.create_task(self.dispatcher.run(), name="webhook-dispatcher")
         self.bulk_worker = BulkWorker(self.bulk, self.clock, self.bulk_wakeup, owner=owner,
                                       lease_seconds=BULK_LEASE_SECONDS, poll_seconds=s.poll_seconds)

@@ -22,6 +22,7 @@ from posthouse.server.api import (
     bulk,
     data_removals,
     domains,
+    inbound,
     messages,
     openapi,
     senders,
@@ -57,6 +58,7 @@ ROUTE_TABLES: tuple[tuple[Route, ...], ...] = (
     sending.ROUTES, bulk.ROUTES, messages.ROUTES, servers.ROUTES, streams.ROUTES, bounces.ROUTES,
     suppressions.ROUTES, webhooks.ROUTES, templates.ROUTES, stats.ROUTES, domains.ROUTES, senders.ROUTES,
     data_removals.ROUTES,
+    inbound.ROUTES,
 )
 
 

@@ -119,6 +119,22 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("PUT", "/messages/outbound/{message_id}/schedule", "Move a scheduled message to a new SendAt",
               wire.ScheduleChange, wire.ScheduleRequest, extension=True,
               description="A past SendAt releases it now. 1601: already released or cancelled."),
+    # inbound (§4.6, §8.5)
+    Operation("GET", "/messages/inbound", "Search received messages", wire.InboundMessageList,
+              query=("count", "offset", "recipient", "fromemail", "tag", "subject", "mailboxhash", "status",
+                     "fromdate", "todate"),
+              description="Newest first; without `status` every status is listed. `ReceivedAt` is a Posthouse "
+                          "addition."),
+    Operation("GET", "/messages/inbound/{message_id}/details", "A received message with its bodies and headers",
+              wire.InboundMessageDetails),
+    Operation("PUT", "/messages/inbound/{message_id}/bypass", "Post a Blocked message after all",
+              wire.ErrorResponse),
+    Operation("PUT", "/messages/inbound/{message_id}/retry", "Post a Failed message again", wire.ErrorResponse),
+    Operation("GET", "/triggers/inboundrules", "List inbound rules", wire.InboundRuleList,
+              query=("count", "offset")),
+    Operation("POST", "/triggers/inboundrules", "Block a sender address or domain", wire.InboundRule,
+              wire.InboundRuleRequest),
+    Operation("DELETE", "/triggers/inboundrules/{rule_id}", "Remove an inbound rule", wire.ErrorResponse),
     # stats (§6)
     Operation("GET", "/stats/outbound", "Totals over a range of days", wire.OutboundOverview, query=_STATS_FILTERS,
               description=_STATS_NOTE),

@@ -17,14 +17,23 @@ from posthouse.server.errors import ApiError
 from posthouse.server.store.base import ServerRecord
 
 
-def _server_wire(record: ServerRecord, tokens: list[str], base_url: str, retention_days: int) -> wire.Server:
+async def _inbound_address(state: ApiState, server_id: int) -> tuple[str, str]:
+    """(InboundHash, InboundAddress): the address the inbound listener takes for this server (issue 16)."""
+    if state.inbound is not None:
+        return await state.inbound.address_of(server_id)
+    inbound_hash = hashlib.sha256(f"posthouse-inbound-{server_id}".encode()).hexdigest()[:32]
+    return inbound_hash, f"{inbound_hash}@inbound.posthouse.invalid"
+
+
+def _server_wire(record: ServerRecord, tokens: list[str], base_url: str, inbound: tuple[str, str],
+                 retention_days: int) -> wire.Server:
     s = record.settings
-    inbound_hash = hashlib.sha256(f"posthouse-inbound-{record.id}".encode()).hexdigest()[:32]
+    inbound_hash, inbound_address = inbound
     return wire.Server(
         id=record.id, name=record.name, api_tokens=tokens, color=s["color"],
         smtp_api_activated=s["smtp_api_activated"], raw_email_enabled=s["raw_email_enabled"],
         delivery_type=s["delivery_type"], server_link=f"{base_url}/servers/{record.id}",
-        inbound_address=f"{inbound_hash}@inbound.posthouse.invalid", inbound_hook_url=s["inbound_hook_url"],
+        inbound_address=inbound_address, inbound_hook_url=s["inbound_hook_url"],
         bounce_hook_url=s["bounce_hook_url"], open_hook_url=s["open_hook_url"],
         delivery_hook_url=s["delivery_hook_url"], click_hook_url=s["click_hook_url"],
         post_first_open_only=s["post_first_open_only"], inbound_domain=s["inbound_domain"],
@@ -43,7 +52,8 @@ async def _server_response(state: ApiState, request: Request, record: ServerReco
                            tokens: list[str] | None = None) -> Response:
     hints = tokens if tokens is not None else await state.accounts.token_hints(record.id)
     retention = state.accounts.retention_days(record.settings)
-    return json_response(_server_wire(record, hints, _base_url(request), retention))
+    return json_response(_server_wire(record, hints, _base_url(request), await _inbound_address(state, record.id),
+                                      retention))
 
 
 def _server_id(value: str) -> int:
@@ -78,7 +88,8 @@ async def list_servers(call: AccountCall) -> Response:
     total, records = await accounts.list_servers(0 if offset is None else offset,
                                                  100 if count is None else count, query.get("name"))
     servers = [_server_wire(r, await accounts.token_hints(r.id), _base_url(call.request),
-                            accounts.retention_days(r.settings)) for r in records]
+                            await _inbound_address(call.state, r.id), accounts.retention_days(r.settings))
+               for r in records]
     return json_response(wire.ServerList(total_count=total, servers=servers))
 
 

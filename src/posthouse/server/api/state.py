@@ -12,6 +12,7 @@ from posthouse.server.services.bulk import BulkService
 from posthouse.server.services.domains import DomainService
 from posthouse.server.services.history import HistoryService
 from posthouse.server.services.idempotency import IdempotencyService
+from posthouse.server.services.inbound import InboundService
 from posthouse.server.services.retention import DataRemovalService
 from posthouse.server.services.sending import SendingService
 from posthouse.server.services.stats import StatsService
@@ -38,3 +39,4 @@ class ApiState:
     ready: Callable[[], bool]  # /healthz: every role of this process is running
     limits: RequestLimits = field(default_factory=RequestLimits)  # body budget, test-token limits (api/limits.py)
     removals: DataRemovalService | None = None  # Postmark's data removals (account token); None: not offered
+    inbound: InboundService | None = None  # inbound messages and rules (issue 16); None: not served

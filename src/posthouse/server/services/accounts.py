@@ -59,7 +59,10 @@ _LEGACY_HOOKS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, bool]]]
     "open_hook_url": ("OpenHookUrl", lambda s: {"on_open": True, "open_first_only": bool(s["post_first_open_only"])}),
     "click_hook_url": ("ClickHookUrl", lambda s: {"on_click": True}),
     "delivery_hook_url": ("DeliveryHookUrl", lambda s: {"on_delivery": True}),
+    # The inbound hook is a webhook of the server's inbound stream (services/inbound.py posts to it).
+    "inbound_hook_url": ("InboundHookUrl", lambda s: {"on_inbound": True}),
 }
+_INBOUND_CACHE_SECONDS = 5.0
 
 
 class TtlCache:
@@ -128,6 +131,7 @@ class AccountService:
         self.webhook_hints = webhook_hints
         self._token_cache = TtlCache(token_cache_size, _TOKEN_CACHE_SECONDS)
         self._stream_cache: dict[int, tuple[float, dict[str, StreamRecord]]] = {}
+        self._inbound_cache = TtlCache(token_cache_size, _INBOUND_CACHE_SECONDS)
 
     # -- authentication -----------------------------------------------------------------------
 
@@ -171,6 +175,24 @@ class AccountService:
         """A server by id (background work that acts for a server, like bulk expansion)."""
         record = await self.store.get_server(server_id)
         return Server(record.id, record.name, {**_DEFAULT_SETTINGS, **record.settings}) if record else None
+
+    async def server_cached(self, server_id: int) -> Server | None:
+        """A server by id, remembered a few seconds (each inbound message asks at RCPT and again to post)."""
+        found, cached = self._inbound_cache.get(f"id:{server_id}")
+        if found:
+            return cached  # type: ignore[no-any-return]
+        server = await self.server_by_id(server_id)
+        self._inbound_cache.put(f"id:{server_id}", server)
+        return server
+
+    async def inbound_domain_owner(self, domain: str) -> int | None:
+        """The server whose InboundDomain `domain` is (the first one, by id), or None."""
+        found, owners = self._inbound_cache.get("domains")
+        if not found:
+            owners = await self.store.inbound_domains()
+            self._inbound_cache.put("domains", owners)
+        owner = owners.get(domain.lower().rstrip("."))
+        return int(owner) if owner is not None else None
 
     async def authenticate_account(self, token: str | None) -> None:
         record = await self._lookup(token) if token else None
@@ -262,7 +284,8 @@ class AccountService:
                     raise ApiError(1354, f"Invalid '{name}': {exc}.") from None
                 log.warning("server %s: its %s is not posted to: %s", server_id, name, exc)
                 continue
-            hooks[name] = LegacyHook(url, auth[0] if auth else None, auth[1] if auth else None, triggers(settings))
+            hooks[name] = LegacyHook(url, auth[0] if auth else None, auth[1] if auth else None, triggers(settings),
+                                     stream="inbound" if key == "inbound_hook_url" else "outbound")
         return hooks
 
     def _hook_stmts(self, server_id: Any, hooks: dict[str, LegacyHook | None]) -> list[Stmt]:
@@ -310,6 +333,7 @@ class AccountService:
                                                    self.clock.micros(), DEFAULT_STREAMS,
                                                    hooks=lambda new_id: self._hook_stmts(new_id, hooks))
         self._invalidate_hooks()
+        self._inbound_cache.clear()
         record = await self.store.get_server(server_id)
         assert record is not None
         return record, token
@@ -344,6 +368,7 @@ class AccountService:
         hooks = self._legacy_hooks(server_id, settings, sent)
         await self.store.update_server(server_id, name, settings, self._hook_stmts(server_id, hooks))
         self._token_cache.clear()
+        self._inbound_cache.clear()
         self._invalidate_hooks()
         return await self.get_server(server_id)
 
@@ -351,6 +376,7 @@ class AccountService:
         await self.get_server(server_id)
         await self.store.delete_server(server_id)
         self._token_cache.clear()
+        self._inbound_cache.clear()
         self._invalidate_hooks()
 
     def retention_days(self, settings: dict[str, Any]) -> int:

@@ -20,6 +20,7 @@ class Peer:
     host: str
     port: int
     is_tls: bool
+    helo: str = ""  # the client's HELO/EHLO name, once known (given to `deliver`)
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,7 @@ __all__ = [
     "S503_NEED_MAIL",
     "S503_NEED_RCPT",
     "S503_NESTED_MAIL",
+    "S503_NO_AUTH_HERE",
     "S503_STARTTLS_IN_TRANSACTION",
     "S503_TLS_ACTIVE",
     "S504_UNKNOWN_MECHANISM",
@@ -68,6 +69,7 @@ __all__ = [
     "S555_UNKNOWN_RCPT_PARAMETER",
     "encode_reply",
     "greeting",
+    "relay_denied",
     "timeout",
 ]
 
@@ -130,6 +132,8 @@ S503_TLS_ACTIVE = SmtpReply(503, "5.5.1 Error: TLS already active")
 S503_STARTTLS_IN_TRANSACTION = SmtpReply(503, "5.5.1 Error: STARTTLS not allowed during a mail transaction")
 S504_UNKNOWN_MECHANISM = SmtpReply(504, "5.5.4 Unrecognized authentication type")
 S530_AUTH_REQUIRED = SmtpReply(530, "5.7.0 Authentication required")
+S503_NO_AUTH_HERE = SmtpReply(503, "5.5.1 Error: authentication is not offered on this inbound port; submit "
+                                   "mail on the submission port")
 S535_AUTH_INVALID = SmtpReply(535, "5.7.8 Authentication credentials invalid")
 S538_ENCRYPTION_REQUIRED = SmtpReply(538, "5.7.11 Encryption required for requested authentication mechanism")
 S550_BARE_LINE_ENDING = SmtpReply(
@@ -148,6 +152,13 @@ S555_UNKNOWN_RCPT_PARAMETER = SmtpReply(555, "5.5.4 Unsupported RCPT parameter")
 def greeting(hostname: str) -> SmtpReply:
     """The 220 greeting (RFC 5321 §4.3.1)."""
     return SmtpReply(220, f"{hostname} ESMTP Posthouse")
+
+
+def relay_denied(recipient: str) -> SmtpReply:
+    """RCPT on an inbound listener for an address that is not ours: relaying is refused (RFC 5321 §3.6.2)."""
+    domain = recipient.rpartition("@")[2] or recipient
+    return SmtpReply(550, f"5.7.1 <{recipient}>: Relay access denied: this server takes mail only for its inbound "
+                          f"domains and inbound addresses, and {domain} is not one of them")
 
 
 def timeout(hostname: str) -> SmtpReply:

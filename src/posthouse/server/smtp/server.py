@@ -103,6 +103,9 @@ class SmtpServerConfig:
     return_domain: str = ""  # mail for this domain (bounces to VERP return paths) needs no AUTH
     # … nor mail for these (sending domains' own Return-Path domains): a lower-cased domain → yes or no
     other_return_domain: Callable[[str], bool] | None = None
+    # An inbound (MX) listener: no AUTH, and only these addresses (lower-cased → ours?) besides return paths
+    inbound: bool = False
+    inbound_recipient: Callable[[str], bool] | None = None
 
     def __post_init__(self) -> None:
         for name in ("command_timeout", "data_timeout", "max_connections", "max_connections_per_client",
@@ -122,6 +125,8 @@ class SmtpServerConfig:
             max_errors=self.max_errors,
             return_domain=self.return_domain.lower(),
             **({"other_return_domain": self.other_return_domain} if self.other_return_domain is not None else {}),
+            inbound=self.inbound,
+            **({"inbound_recipient": self.inbound_recipient} if self.inbound_recipient is not None else {}),
         )
 
 
@@ -603,8 +608,9 @@ class _Connection(asyncio.Protocol):
         session = self._session
         assert session is not None
         try:
+            peer = Peer(self._peer.host, self._peer.port, self._peer.is_tls, action.helo)
             reply = await self._server._handler.deliver(action.identity, action.mail_from, action.recipients,
-                                                        action.data, self._peer)  # fmt: skip
+                                                        action.data, peer)  # fmt: skip
             if not isinstance(reply, SmtpReply) or reply.code // 100 not in (2, 4, 5):
                 raise TypeError(f"deliver() must return an SmtpReply with a 2xx, 4xx or 5xx code, not {reply!r}")
         except Exception:

@@ -82,6 +82,7 @@ class Deliver:
     mail_from: str  # "" for the null reverse path
     recipients: tuple[str, ...]
     data: bytes = field(repr=False)  # un-dot-stuffed, every line ending in CRLF
+    helo: str = field(default="", compare=False)  # the HELO/EHLO name (SPF checks it for the null sender)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,11 @@ class SessionPolicy:
     # Sending domains' own Return-Path domains (CNAMEs to return_domain) take bounces too: asked with a
     # lower-cased domain, answered from what the handler last read (it cannot wait here).
     other_return_domain: Callable[[str], bool] = field(default=lambda _domain: False, compare=False)
+    # An inbound (MX, port-25 style) listener: AUTH is never offered nor taken, any client may send, and RCPT
+    # takes only the addresses `inbound_recipient` (a lower-cased address → ours?) and the return-path
+    # domains name; any other is refused as relaying (550 5.7.1). Answered from what the handler last read.
+    inbound: bool = False
+    inbound_recipient: Callable[[str], bool] = field(default=lambda _address: False, compare=False)
     greeting: bytes = field(init=False, repr=False, compare=False)
     timeout: bytes = field(init=False, repr=False, compare=False)
     helo: bytes = field(init=False, repr=False, compare=False)
@@ -540,7 +546,8 @@ class SmtpSession:
         self._reset_transaction()  # RFC 5321 §4.1.4: EHLO resets like RSET
         self._helo = name.decode("ascii", "replace")
         self._esmtp = True
-        self._out.append(self._policy.ehlo[self._starttls, self._tls or self._auth_without_tls])
+        offer_auth = not self._policy.inbound and (self._tls or self._auth_without_tls)
+        self._out.append(self._policy.ehlo[self._starttls, offer_auth])
 
     def _helo_command(self, arg: bytes) -> None:
         name = arg.strip()
@@ -560,8 +567,9 @@ class SmtpSession:
             self._refuse(r.S503_NESTED_MAIL)
             return
         identity = self._auth_identity if self._auth_identity is not None else self._network_identity
-        if identity is None and self._policy.return_domain:
-            # Bounces come from any MTA without AUTH; RCPT then takes our return-path domain only.
+        if identity is None and (self._policy.return_domain or self._policy.inbound):
+            # Bounces (and, on an inbound listener, inbound mail) come from any MTA without AUTH; RCPT then
+            # takes our return-path domains (and inbound addresses) only.
             identity = INBOUND_BOUNCE
         if identity is None:
             self._refuse(r.S530_AUTH_REQUIRED)  # RFC 4954 §6
@@ -635,7 +643,12 @@ class SmtpSession:
             recipient = checked
         if self._identity is INBOUND_BOUNCE:
             domain = recipient.rpartition("@")[2].lower().rstrip(".")
-            if domain != self._policy.return_domain and not self._policy.other_return_domain(domain):
+            ours = (domain == self._policy.return_domain and bool(domain)) or self._policy.other_return_domain(domain)
+            if self._policy.inbound:
+                if not ours and not self._policy.inbound_recipient(recipient.lower()):
+                    self._refuse(r.relay_denied(recipient))  # an open relay is what an MX must never be
+                    return
+            elif not ours:
                 self._refuse(r.S530_AUTH_REQUIRED)  # not a bounce: only an authenticated client may relay
                 return
         self._rcpts.append(recipient)
@@ -700,6 +713,9 @@ class SmtpSession:
     # --- AUTH (RFC 4954, PLAIN per RFC 4616, LOGIN) ------------------------------------------
 
     def _auth(self, arg: bytes) -> None:
+        if self._policy.inbound:
+            self._refuse(r.S503_NO_AUTH_HERE)  # an inbound listener takes mail for us, never submissions
+            return
         if not self._esmtp:
             self._refuse(r.S503_NEED_EHLO)
             return
@@ -832,7 +848,7 @@ class SmtpSession:
             self._say(r.S552_TOO_BIG)
             return True
         assert self._mail_from is not None
-        self._request(Deliver(self._identity, self._mail_from, tuple(self._rcpts), data))
+        self._request(Deliver(self._identity, self._mail_from, tuple(self._rcpts), data, self._helo or ""))
         return True
 
 

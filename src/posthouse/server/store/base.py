@@ -24,6 +24,7 @@ from posthouse.server.store.domains import DomainQueries
 from posthouse.server.store.feedback import BounceRecord, FeedbackQueries, Suppression, insert_bounce, suppress
 from posthouse.server.store.hits import HitQueries
 from posthouse.server.store.idempotency import IdempotencyQueries
+from posthouse.server.store.inbound import InboundQueries
 from posthouse.server.store.retention import RetentionQueries
 from posthouse.server.store.sql import (
     LIKE_ESCAPE,
@@ -190,7 +191,7 @@ def _message_record(row: Sequence[Any], content: bytes | None = None) -> Message
 
 
 class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries, BulkQueries, WorkerQueries,
-            TrackingQueries, StatsQueries, HitQueries, DomainQueries, RetentionQueries, Queries):
+            TrackingQueries, StatsQueries, HitQueries, DomainQueries, RetentionQueries, InboundQueries, Queries):
     """Every query Posthouse makes; a dialect subclass supplies the executor."""
 
     dialect: str

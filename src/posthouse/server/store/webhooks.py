@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from posthouse.server.domain.inbound import InboundStatus, status_after_post
 from posthouse.server.store.sql import Queries, Stmt, Then, placeholders
 
 # The trigger columns of `webhooks`, by the event that fires them, and the column that asks for the
@@ -24,6 +25,9 @@ TRIGGERS = {
     "SubscriptionChange": ("on_subscription_change", None),
     "Open": ("on_open", None),
     "Click": ("on_click", None),
+    # An inbound message, to the server's InboundHookUrl (a hidden webhook of its inbound stream): the payload
+    # is built when it is posted, from the stored message (services/inbound.py), so `payload` is empty.
+    "Inbound": ("on_inbound", None),
 }
 PENDING_POST_STATES = ("pending", "sending")
 _PENDING_POSTS = "('pending', 'sending')"
@@ -47,6 +51,7 @@ class WebhookEvent:
     occurred_at: int
     payload_with_content: str | None = None
     bounce_id: Any = None  # int, a Ref, or None
+    inbound_id: Any = None  # the inbound message an Inbound post carries: int, a Ref, or None
 
 
 @dataclass(slots=True)
@@ -74,6 +79,7 @@ class ClaimedPost:
     attempts: int
     created_at: int
     webhook: WebhookRecord | None = None
+    inbound_id: int | None = None  # an Inbound post's message (inbound_messages.id)
 
 
 @dataclass(slots=True)
@@ -141,20 +147,20 @@ def webhook_fanout(events: Sequence[WebhookEvent], *, condition: tuple[str, list
         for start in range(0, len(group), _FANOUT_ROWS):
             chunk = group[start:start + _FANOUT_ROWS]
             row = ("(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), "
-                   "CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT))")
+                   "CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS BIGINT))")
             args: list[Any] = []
             for e in chunk:
                 args += [e.event_key, e.record_type, e.payload, e.payload_with_content or e.payload, e.bounce_id,
-                         e.occurred_at, e.server_id, e.stream]
+                         e.occurred_at, e.server_id, e.stream, e.inbound_id]
             extra = ""
             if condition is not None:
                 extra = f" AND {condition[0]}"
                 args += condition[1]
             stmts.append(Stmt(
                 "INSERT INTO webhook_posts (webhook_id, server_id, event_id, record_type, payload, bounce_id, state, "
-                "attempts, next_attempt_at, created_at, updated_at) "
+                "attempts, next_attempt_at, created_at, updated_at, inbound_id) "
                 f"SELECT w.id, w.server_id, v.column1 || '_' || CAST(w.id AS TEXT), v.column2, {payload}, v.column5, "
-                "'pending', 0, v.column6, v.column6, v.column6 "
+                "'pending', 0, v.column6, v.column6, v.column6, v.column9 "
                 f"FROM (VALUES {', '.join([row] * len(chunk))}) AS v "
                 f"JOIN webhooks w ON w.server_id = v.column7 AND w.stream = v.column8 AND w.{trigger} = 1{extra}",
                 args))
@@ -168,17 +174,25 @@ class LegacyHook:
     url: str
     username: str | None
     password: str | None
-    triggers: dict[str, bool]  # column name → on
+    triggers: dict[str, bool]  # column name → on (`on_inbound` for the InboundHookUrl)
+    stream: str = "outbound"  # the InboundHookUrl's is the server's inbound stream
 
 
 def legacy_hook_stmts(server_id: Any, hooks: Mapping[str, LegacyHook | None], secret: Callable[[], str],
                       now: int) -> list[Stmt]:
     """Make the server's legacy hooks (setting name → hook, or None for no URL) its webhooks of the default
-    stream: each one created or updated in place (its secret kept), or removed with its pending posts.
+    stream (the inbound stream for the InboundHookUrl): each one created or updated in place (its secret kept),
+    or removed with its pending posts, whose inbound messages then fail (nothing is left to post them to).
     `server_id` may be a `Ref` (a server created in the same transaction)."""
     stmts = []
     for name, hook in sorted(hooks.items()):
         if hook is None:
+            stmts.append(Stmt(
+                "UPDATE inbound_messages SET status = ?, reason = ? WHERE id IN (SELECT inbound_id FROM webhook_posts "
+                f"WHERE state IN {_PENDING_POSTS} AND inbound_id IS NOT NULL AND webhook_id IN "
+                "(SELECT id FROM webhooks WHERE server_id = ? AND legacy = ?))",
+                (InboundStatus.FAILED.value, f"The server's {name} was removed before the message was posted.",
+                 server_id, name)))
             stmts.append(Stmt(
                 f"UPDATE webhook_posts SET state = 'cancelled', lease_owner = NULL, updated_at = ? WHERE state IN "
                 f"{_PENDING_POSTS} AND webhook_id IN (SELECT id FROM webhooks WHERE server_id = ? AND legacy = ?)",
@@ -187,11 +201,13 @@ def legacy_hook_stmts(server_id: Any, hooks: Mapping[str, LegacyHook | None], se
             continue
         triggers = [int(hook.triggers.get(c, False)) for c in _TRIGGER_COLUMNS]
         stmts.append(Stmt(
-            f"INSERT INTO webhooks ({_WEBHOOK_COLUMNS.removeprefix('id, ')}, legacy) VALUES ({placeholders(18)}) "
+            f"INSERT INTO webhooks ({_WEBHOOK_COLUMNS.removeprefix('id, ')}, legacy, on_inbound) "
+            f"VALUES ({placeholders(19)}) "
             "ON CONFLICT (server_id, legacy) WHERE legacy IS NOT NULL DO UPDATE SET url = excluded.url, "
             "http_auth_username = excluded.http_auth_username, http_auth_password = excluded.http_auth_password, "
-            + ", ".join(f"{c} = excluded.{c}" for c in _TRIGGER_COLUMNS),
-            (server_id, "outbound", hook.url, hook.username, hook.password, "[]", *triggers, secret(), now, name)))
+            + ", ".join(f"{c} = excluded.{c}" for c in (*_TRIGGER_COLUMNS, "on_inbound")),
+            (server_id, hook.stream, hook.url, hook.username, hook.password, "[]", *triggers, secret(), now, name,
+             int(hook.triggers.get("on_inbound", False)))))
     return stmts
 
 
@@ -288,18 +304,20 @@ class WebhookQueries(Queries):
             "next_attempt_at = ?, updated_at = ? WHERE id IN (SELECT id FROM webhook_posts "
             f"WHERE state IN {_PENDING_POSTS} AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ? "
             f"{self.claim_lock_clause}) "
-            "RETURNING id, webhook_id, event_id, record_type, payload, bounce_id, attempts, created_at",
+            "RETURNING id, webhook_id, event_id, record_type, payload, bounce_id, attempts, created_at, inbound_id",
             (owner, lease_until, now, now, limit), fetch=True)]))[0]
         if not rows:
             return []
         ids = sorted({r[1] for r in rows})
         hooks = {r[0]: _webhook(r) for r in await self.query(
             f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE id IN ({placeholders(len(ids))})", ids)}
-        return [ClaimedPost(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], hooks.get(r[1])) for r in rows]
+        return [ClaimedPost(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], hooks.get(r[1]), inbound_id=r[8])
+                for r in rows]
 
     async def record_webhook_posts(self, updates: Sequence[PostUpdate]) -> None:
         """Each attempt's result and log line, for the posts whose claim still holds (leased to that owner,
-        for that attempt): a late result of a lost lease changes nothing and logs nothing."""
+        for that attempt): a late result of a lost lease changes nothing and logs nothing. An Inbound post's
+        message takes the status its post's state means (`domain.inbound.status_after_post`)."""
         finish = [Stmt("UPDATE webhook_posts SET state = ?, next_attempt_at = ?, lease_owner = NULL, updated_at = ? "
                        "WHERE id = ? AND lease_owner = ? AND attempts = ? RETURNING id",
                        (u.state, u.next_attempt_at, u.attempt.attempted_at, u.post.id, u.lease_owner, u.post.attempts),
@@ -310,8 +328,14 @@ class WebhookQueries(Queries):
             rows = [(u.post.id, u.attempt.attempted_at, u.attempt.outcome, u.attempt.status_code,
                      u.attempt.response_excerpt, u.attempt.duration_ms, u.attempt.error)
                     for u in updates if u.post.id in held]
-            return [Stmt("INSERT INTO webhook_attempts (post_id, attempted_at, outcome, status_code, response_excerpt, "
-                         "duration_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?)", many=rows)] if rows else []
+            stmts = [Stmt("INSERT INTO webhook_attempts (post_id, attempted_at, outcome, status_code, "
+                          "response_excerpt, duration_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          many=rows)] if rows else []
+            for u in updates:
+                if u.post.id in held and u.post.inbound_id is not None:
+                    stmts.append(Stmt("UPDATE inbound_messages SET status = ?, reason = ? WHERE id = ?",
+                                      (status_after_post(u.state).value, _inbound_reason(u), u.post.inbound_id)))
+            return stmts
 
         await self.transact([*finish, Then(log_lines)])
 
@@ -339,3 +363,12 @@ class WebhookQueries(Queries):
             "updated_at = ? WHERE id = ? AND webhook_id = ? RETURNING id", (now, now, post_id, webhook_id),
             fetch=True)]))[0]
         return bool(rows)
+
+
+def _inbound_reason(update: PostUpdate) -> str | None:
+    """Why an Inbound post left its message Blocked, Scheduled or Failed (None once it is posted)."""
+    if update.state == "delivered":
+        return None
+    if update.state == "stopped" and update.attempt.status_code is not None:
+        return f"The InboundHookUrl answered HTTP {update.attempt.status_code}: not posted again."
+    return update.attempt.error or update.attempt.outcome

@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from posthouse.server.domain.inbound import InboundContent, Mailbox, format_addresses
 from posthouse.server.domain.statuses import BounceType
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "ClickLocation",
     "DeliveryFacts",
     "GeoInfo",
+    "InboundFacts",
     "OpenFacts",
     "Platform",
     "SpamComplaintFacts",
@@ -36,6 +38,7 @@ __all__ = [
     "bounce_payload",
     "click_payload",
     "delivery_payload",
+    "inbound_payload",
     "open_payload",
     "spam_complaint_payload",
     "subscription_change_payload",
@@ -220,6 +223,18 @@ class ClickFacts:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboundFacts:
+    """A received message for the server's InboundHookUrl (docs/postmark-api.md §10)."""
+
+    content: InboundContent  # the message as read (domain/inbound.py)
+    message_id: str  # Posthouse's MessageID for it
+    message_stream: str
+    original_recipient: str  # the envelope recipient it came to
+    envelope_sender: str  # MAIL FROM ("" for the null sender), shown as the first header, Return-Path
+    raw_email: bytes | None = None  # the message as received, when the server's RawEmailEnabled is on
+
+
 # --- Rendering ---------------------------------------------------------------------------------
 
 
@@ -399,3 +414,58 @@ def click_payload(facts: ClickFacts) -> bytes:
             "Geo": _geo(facts.geo),
         }
     )
+
+
+def _inbound_address(box: Mailbox) -> dict[str, str]:
+    return {"Email": box.email, "Name": box.name, "MailboxHash": box.mailbox_hash}
+
+
+def inbound_bcc(content: InboundContent, original_recipient: str) -> tuple[Mailbox, ...]:
+    """Postmark's Bcc: the message's own Bcc header, and the address the message came to when neither To
+    nor Cc names it (it was blind-copied there, or forwarded without rewriting)."""
+    bcc = content.bcc
+    named = {box.email.lower() for box in (*content.to, *content.cc, *bcc)}
+    if original_recipient and original_recipient.lower() not in named:
+        bcc = (*bcc, Mailbox(original_recipient, ""))
+    return bcc
+
+
+def inbound_payload(facts: InboundFacts) -> bytes:
+    """The inbound webhook: no RecordType; keys in the order of Postmark's real posts. Attachments' Content is
+    base64 (msgspec encodes bytes so); `RawEmail`, with "\\n" line ends as Postmark's, only when asked for."""
+    c = facts.content
+    bcc = inbound_bcc(c, facts.original_recipient)
+    headers = [{"Name": "Return-Path", "Value": f"<{facts.envelope_sender}>"}]
+    headers += [{"Name": name, "Value": value} for name, value in c.headers]
+    payload: dict[str, Any] = {
+        "FromName": c.sender.name,
+        "MessageStream": facts.message_stream,
+        "From": c.sender.email,
+        "FromFull": _inbound_address(c.sender),
+        "To": format_addresses(c.to),
+        "ToFull": [_inbound_address(box) for box in c.to],
+        "Cc": format_addresses(c.cc),
+        "CcFull": [_inbound_address(box) for box in c.cc],
+        "Bcc": format_addresses(bcc),
+        "BccFull": [_inbound_address(box) for box in bcc],
+        "OriginalRecipient": facts.original_recipient,
+        "Subject": c.subject,
+        "MessageID": facts.message_id,
+        "ReplyTo": c.reply_to,
+        "MailboxHash": Mailbox(facts.original_recipient, "").mailbox_hash,
+        "Date": c.date,
+        "TextBody": c.text_body,
+        "HtmlBody": c.html_body,
+        "StrippedTextReply": c.stripped_text_reply,
+        "Tag": c.tag,
+        "Headers": headers,
+        # ContentID only for a part that has one: django-anymail reads any ContentID, "" too, as an inline part.
+        "Attachments": [
+            {"Name": a.name, "Content": a.content, "ContentType": a.content_type, "ContentLength": len(a.content),
+             **({"ContentID": a.content_id} if a.content_id else {})}
+            for a in c.attachments
+        ],
+    }
+    if facts.raw_email is not None:
+        payload["RawEmail"] = facts.raw_email.replace(b"\r\n", b"\n").decode("utf-8", "replace")
+    return _encoder.encode(payload)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from posthouse.server.errors import StoreError
 from posthouse.server.services.clock import Clock
@@ -39,8 +39,14 @@ def body_of(post: ClaimedPost) -> bytes:
 class WebhookDispatcher:
     def __init__(self, store: Store, poster: WebhookPoster, clock: Clock, wakeup: Wakeup, *, owner: str,
                  schedule: Sequence[float], concurrency: int = 16, batch_size: int = 64, lease_seconds: float = 120.0,
-                 poll_seconds: float = 1.0) -> None:
+                 poll_seconds: float = 1.0,
+                 inbound_payload: Callable[[int], Awaitable[bytes | None]] | None = None,
+                 inbound_schedule: Sequence[float] | None = None) -> None:
         self.store = store
+        # An Inbound post's body is built when it is sent, from the stored message (services/inbound.py), and
+        # it is retried on the inbound schedule.
+        self.inbound_payload = inbound_payload
+        self.inbound_schedule = tuple(inbound_schedule) if inbound_schedule is not None else tuple(schedule)
         self.poster = poster
         self.clock = clock
         self.wakeup = wakeup
@@ -68,22 +74,34 @@ class WebhookDispatcher:
                          concurrency=self.concurrency, batch_size=self.batch_size, claim=claim,
                          work=lambda posts: (self._post(post) for post in posts), what="webhook posts")
 
+    async def _body(self, post: ClaimedPost) -> bytes | None:
+        if post.inbound_id is None:
+            return body_of(post)
+        if self.inbound_payload is None:
+            return None
+        return await self.inbound_payload(post.inbound_id)
+
     async def _post(self, post: ClaimedPost) -> None:
         webhook = post.webhook
-        if webhook is None:  # deleted since the event: nobody to tell
+        body = await self._body(post) if webhook is not None else None
+        if webhook is None or body is None:  # deleted since the event (or its message): nobody to tell
+            why = "the webhook was deleted" if webhook is None else "the inbound message is gone"
             update = PostUpdate(post, self.owner, "cancelled", self.clock.micros(),
-                                PostAttempt(self.clock.micros(), "cancelled", None, "", 0.0, "the webhook was deleted"))
+                                PostAttempt(self.clock.micros(), "cancelled", None, "", 0.0, why))
         else:
             auth = (webhook.http_auth_username or "", webhook.http_auth_password or "") \
                 if webhook.http_auth_username is not None else None
             target = PostTarget(webhook.url, webhook.secret, auth, webhook.http_headers)
-            result = await self.poster.post(target, post.event_id, body_of(post),
+            result = await self.poster.post(target, post.event_id, body,
                                             now_s=self.clock.micros() // 1_000_000)
             now = self.clock.micros()
             state = _FINAL_STATES.get(result.outcome)
+            if post.inbound_id is not None and state == "delivered" and result.status_code != 200:
+                state = None  # an inbound post needs exactly 200 (docs/postmark-api.md §7.2); others are retried
             next_at = now
             if state is None:
-                delay = next_attempt_delay(post.attempts, self.schedule)
+                schedule = self.schedule if post.inbound_id is None else self.inbound_schedule
+                delay = next_attempt_delay(post.attempts, schedule)
                 if delay is None:
                     state = "failed"
                 else:
