@@ -21,6 +21,7 @@ from posthouse.server.domain.stats import acceptance_increments, bounce_incremen
 from posthouse.server.domain.statuses import PENDING_STATES, DeliveryState, EventType, MessageStatus
 from posthouse.server.store.bulk import BulkQueries
 from posthouse.server.store.feedback import BounceRecord, FeedbackQueries, Suppression, insert_bounce, suppress
+from posthouse.server.store.gauges import GaugeQueries
 from posthouse.server.store.hits import HitQueries
 from posthouse.server.store.idempotency import IdempotencyQueries
 from posthouse.server.store.sql import (
@@ -188,10 +189,18 @@ def _message_record(row: Sequence[Any], content: bytes | None = None) -> Message
 
 
 class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries, BulkQueries, WorkerQueries,
-            TrackingQueries, StatsQueries, HitQueries, Queries):
+            TrackingQueries, StatsQueries, HitQueries, GaugeQueries, Queries):
     """Every query Posthouse makes; a dialect subclass supplies the executor."""
 
     dialect: str
+    # Told after each group commit: (callers' writes in it, seconds it took). Set by the composition root for
+    # the metrics; called on the SQLite writer thread, so it must be cheap and thread-safe.
+    on_commit: Callable[[int, float], None] | None = None
+
+    @property
+    def pending_writes(self) -> int:
+        """Writes queued for the writer and not yet taken into a transaction."""
+        return 0
 
     # -- executor (dialect) -------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from itertools import groupby
 from typing import Any
@@ -28,6 +29,7 @@ from posthouse.server.services.returnpaths import ReturnPaths
 from posthouse.server.services.tracking_key import TrackingKey
 from posthouse.server.services.wakeup import Wakeup
 from posthouse.server.store.base import BounceRecord, ClaimedDelivery, DeliveryUpdate, Store
+from posthouse.server.workers.attempt_log import AttemptLog
 from posthouse.server.workers.claiming import claim_loop
 
 log = logging.getLogger("posthouse.worker")
@@ -52,7 +54,7 @@ class DeliveryWorker:
                  lease_seconds: float = 300.0, poll_seconds: float = 1.0,
                  return_paths: ReturnPaths | None = None, on_recorded: Callable[[], None] | None = None,
                  webhook_hints: WebhookHints | None = None, tracking_key: TrackingKey | None = None,
-                 signer: MessageSigner | None = None) -> None:
+                 signer: MessageSigner | None = None, attempt_log: AttemptLog | None = None) -> None:
         self.store = store
         self.transport = transport
         self.sandbox = sandbox
@@ -69,6 +71,7 @@ class DeliveryWorker:
         self.webhook_hints = webhook_hints
         self.tracking_key = tracking_key or TrackingKey(store)
         self.signer = signer  # DKIM (issue 14); None: nothing is signed
+        self.attempt_log = attempt_log or AttemptLog()  # a line per attempt, the counters, failing destinations
         self._stopping = asyncio.Event()
         self._results: list[DeliveryUpdate] = []
         # Rows claimed in the transaction that recorded earlier results, waiting for a free slot.
@@ -135,6 +138,7 @@ class DeliveryWorker:
         transport = self.sandbox if first.sandboxed else self.transport
         result: AttemptResult | None = None
         error: str | None = None
+        started: float | None = None
         try:
             # VERP (docs/architecture.md §4, issue 5): bounces come back to an address that names this message.
             mail_from = (await self.return_paths.get()).address_for(first.id) \
@@ -148,12 +152,14 @@ class DeliveryWorker:
                 content = await self.signer.sign(content, first.from_email,
                                                  shared_as=first.message_id if content is first.content else None)
             envelope = Envelope(mail_from, [r.recipient for r in rows], content)
+            started = time.perf_counter()
             result = await transport.send(envelope)
         except DeliveryError as exc:
             error = str(exc) or exc.__class__.__name__
         except Exception as exc:
             log.exception("transport %s failed unexpectedly", transport.name)
             error = f"internal error: {exc.__class__.__name__}"
+        seconds = None if started is None else time.perf_counter() - started
         now = self.clock.micros()
         server = result.server if result is not None else ""
         ip = result.ip if result is not None else ""
@@ -170,10 +176,15 @@ class DeliveryWorker:
         announce = self.webhook_hints is None or await self.webhook_hints.wants(first.server_id, first.stream,
                                                                                "Delivery")
         reports = result.reports if result is not None else {}
-        await self._record([
+        updates = [
             self._outcome(row, replies[row.recipient], classified[row.recipient], server, ip, retry_at, now, announce,
                           reports.get(row.recipient, b""))
-            for row in rows])
+            for row in rows]
+        # A transport may name where it is going before any reply (the relay's host:port; tests' fakes do not).
+        destination = server or getattr(transport, "destination", transport.name)
+        self.attempt_log.attempt(rows, updates, transport=transport.name, destination=destination, replies=replies,
+                                 classified=classified, error=error, seconds=seconds, now=now)
+        await self._record(updates)
 
     @staticmethod
     def _reply_for(row: ClaimedDelivery, result: AttemptResult | None, error: str | None) -> Reply:

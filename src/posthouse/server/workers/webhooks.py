@@ -15,6 +15,8 @@ import logging
 from collections.abc import Sequence
 
 from posthouse.server.errors import StoreError
+from posthouse.server.logs import RepeatedFailures, log_event, redact_url
+from posthouse.server.metrics import Metrics
 from posthouse.server.services.clock import Clock
 from posthouse.server.services.wakeup import Wakeup
 from posthouse.server.store.base import Store
@@ -39,8 +41,11 @@ def body_of(post: ClaimedPost) -> bytes:
 class WebhookDispatcher:
     def __init__(self, store: Store, poster: WebhookPoster, clock: Clock, wakeup: Wakeup, *, owner: str,
                  schedule: Sequence[float], concurrency: int = 16, batch_size: int = 64, lease_seconds: float = 120.0,
-                 poll_seconds: float = 1.0) -> None:
+                 poll_seconds: float = 1.0, metrics: Metrics | None = None, repeat_interval: float = 60.0) -> None:
         self.store = store
+        self.metrics = metrics
+        # A receiver that keeps failing: one warning per interval, not one per post (logs.RepeatedFailures).
+        self.failures = RepeatedFailures(log, interval=repeat_interval)
         self.poster = poster
         self.clock = clock
         self.wakeup = wakeup
@@ -91,6 +96,18 @@ class WebhookDispatcher:
             update = PostUpdate(post, self.owner, state, next_at, PostAttempt(
                 now, result.outcome.value, result.status_code, result.response_excerpt, result.duration_ms,
                 result.error))
+            # The URL without user name, password or query (they may carry the receiver's secrets).
+            url = redact_url(webhook.url)
+            if self.metrics is not None:
+                self.metrics.observe_webhook_post(result.outcome.value, result.duration_ms / 1000)
+            log_event(log, logging.INFO, "webhook post", webhook_id=webhook.id, server_id=webhook.server_id,
+                      record_type=post.record_type, url=url, attempt=post.attempts, outcome=result.outcome.value,
+                      status=result.status_code, ms=round(result.duration_ms, 1), next=state, error=result.error)
+            if result.outcome is PostOutcome.DELIVERED:
+                self.failures.succeeded("webhook", url)
+            else:
+                self.failures.failed("webhook", url, result.error or result.outcome.value, webhook_id=webhook.id,
+                                     status=result.status_code)
             if state in ("failed", "stopped", "refused"):
                 log.warning("webhook %d post %s %s after %d attempt(s): %s", webhook.id, post.event_id, state,
                             post.attempts, result.error)
