@@ -19,7 +19,7 @@ from webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.slow
 FAST = {"POSTHOUSE_RETRY_SCHEDULE": "200ms", "POSTHOUSE_POLL_INTERVAL": "100ms", "POSTHOUSE_LOG_LEVEL": "info"}
-METRICS_TOKEN = "metrics-bearer-7f3a9c"  # noqa: S105 — a test value
+METRICS_TOKEN = "metrics-bearer-7f3a9c"
 HUMAN_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) +[\w.]+  ")
 
 
@@ -36,7 +36,7 @@ def _json_lines(server: ServerProcess) -> list[dict[str, object]]:
 def test_the_json_log_of_a_real_server(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Every stderr line is one JSON object; an API request, a delivery attempt and webhook posts each have their
     line with their fields; a webhook that keeps failing is one warning per interval; no secret is written."""
-    basic_password = "hook-pa55-Zq9"  # noqa: S105
+    basic_password = "hook-pa55-Zq9"
     with WebhookReceiver(script=[500] * 200) as receiver, ServerProcess(
             tmp_path / "data", f"sqlite:///{tmp_path / 'p.db'}", separate_stderr=True,
             env={**FAST, **LOOPBACK_WEBHOOKS_ENV, "POSTHOUSE_LOG_FORMAT": "json",
@@ -44,7 +44,8 @@ def test_the_json_log_of_a_real_server(tmp_path) -> None:  # type: ignore[no-unt
                  "POSTHOUSE_METRICS_TOKEN": METRICS_TOKEN}) as server:
         with server.client() as client:
             hook = client.post("/webhooks", json={
-                "Url": receiver.url + "?key=query-secret", "HttpAuth": {"Username": "hooks", "Password": basic_password},
+                "Url": receiver.url + "?key=query-secret",
+                "HttpAuth": {"Username": "hooks", "Password": basic_password},
                 "Triggers": {"Delivery": {"Enabled": True}}})
             assert hook.status_code == 200, hook.text
             answer = client.post("/email", headers={"X-Request-Id": "client-req-17"}, json={
@@ -93,7 +94,7 @@ def test_the_json_log_of_a_real_server(tmp_path) -> None:  # type: ignore[no-unt
 def test_the_human_log_of_a_real_server_and_a_relay_that_keeps_failing(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """People's lines: timestamp, level, logger, event, key=value. A relay that refuses connections is a warning
     with its reason, then at most one line a second with the count of failures not logged."""
-    relay_password = "relay-Pw-4411"  # noqa: S105
+    relay_password = "relay-Pw-4411"
     closed = free_port()
     with ServerProcess(tmp_path / "data", f"sqlite:///{tmp_path / 'p.db'}", delivery="relay",
                        relay_url=f"smtp+starttls://mailer:{relay_password}@127.0.0.1:{closed}", separate_stderr=True,

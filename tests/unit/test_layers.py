@@ -39,6 +39,8 @@ OWNERS = {
     "ua_parser": [S + "domain.useragents"],
     "maxminddb": [S + "services.geoip"],
     "prometheus_client": [S + "metrics"],
+    # dnspython: MX delivery's resolver (delivery.dns); domain verification's uncached lookups (services.dns_lookup).
+    "dns": [S + "delivery.dns", S + "services.dns_lookup"],
 }
 
 

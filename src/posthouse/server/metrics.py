@@ -22,8 +22,8 @@ from prometheus_client import (
     Gauge,
     Histogram,
     PlatformCollector,
-    disable_created_metrics,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily
@@ -77,7 +77,7 @@ class Metrics:
     def __init__(self, *, process_metrics: bool = True) -> None:
         # No `_created` series beside every counter and histogram: they double the scrape and no dashboard reads
         # them (the library keeps this switch process-wide; every registry of this process wants it off).
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # the library leaves it unannotated
         r = self.registry = CollectorRegistry()
         if process_metrics:  # CPU, memory, open files of this process, and the Python version
             ProcessCollector(registry=r)

@@ -12,6 +12,7 @@ from posthouse.server.metrics import Metrics
 from posthouse.server.services.accounts import AccountService
 from posthouse.server.services.bounces import BounceService
 from posthouse.server.services.bulk import BulkService
+from posthouse.server.services.domains import DomainService
 from posthouse.server.services.history import HistoryService
 from posthouse.server.services.idempotency import IdempotencyService
 from posthouse.server.services.sending import SendingService
@@ -35,6 +36,7 @@ class ApiState:
     bulk: BulkService
     idempotency: IdempotencyService  # the sends' `Idempotency-Key` answers (the one SendingService records into)
     stats: StatsService
+    domains: DomainService  # domains and sender signatures (account API)
     ready: Callable[[], bool]  # /healthz: every role of this process is running
     limits: RequestLimits = field(default_factory=RequestLimits)  # body budget, test-token limits (api/limits.py)
     metrics: Metrics | None = None  # the HTTP series (api/observing.py); None: not counted

@@ -20,6 +20,7 @@ from posthouse.server.domain.messages import ComposedMessage
 from posthouse.server.domain.stats import acceptance_increments, bounce_increment
 from posthouse.server.domain.statuses import PENDING_STATES, DeliveryState, EventType, MessageStatus
 from posthouse.server.store.bulk import BulkQueries
+from posthouse.server.store.domains import DomainQueries
 from posthouse.server.store.feedback import BounceRecord, FeedbackQueries, Suppression, insert_bounce, suppress
 from posthouse.server.store.gauges import GaugeQueries
 from posthouse.server.store.hits import HitQueries
@@ -189,7 +190,7 @@ def _message_record(row: Sequence[Any], content: bytes | None = None) -> Message
 
 
 class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries, BulkQueries, WorkerQueries,
-            TrackingQueries, StatsQueries, HitQueries, GaugeQueries, Queries):
+            TrackingQueries, StatsQueries, HitQueries, DomainQueries, GaugeQueries, Queries):
     """Every query Posthouse makes; a dialect subclass supplies the executor."""
 
     dialect: str
@@ -220,6 +221,8 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
             self.suppression_epoch += 1
         elif kind == "webhooks":
             self.webhook_epoch += 1
+        elif kind == "domains":
+            self.domain_epoch += 1
 
     async def listen_for_work(self, callback: Callable[[], None]) -> None:
         """Call `callback` when another process commits new work; a no-op where there is no channel
