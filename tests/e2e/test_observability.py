@@ -40,7 +40,7 @@ def test_the_json_log_of_a_real_server(tmp_path) -> None:  # type: ignore[no-unt
     with WebhookReceiver(script=[500] * 200) as receiver, ServerProcess(
             tmp_path / "data", f"sqlite:///{tmp_path / 'p.db'}", separate_stderr=True,
             env={**FAST, **LOOPBACK_WEBHOOKS_ENV, "POSTHOUSE_LOG_FORMAT": "json",
-                 "POSTHOUSE_LOG_REPEAT_INTERVAL": "1s", "POSTHOUSE_WEBHOOK_RETRY_SCHEDULE": "100ms",
+                 "POSTHOUSE_LOG_REPEAT_INTERVAL": "1s", "POSTHOUSE_WEBHOOK_RETRY_SCHEDULE": ",".join(["100ms"] * 60),
                  "POSTHOUSE_METRICS_TOKEN": METRICS_TOKEN}) as server:
         with server.client() as client:
             hook = client.post("/webhooks", json={
@@ -216,3 +216,21 @@ def test_an_api_node_and_a_worker_node_each_expose_their_metrics(tmp_path, datab
                 served = _scrape(api.base_url, None)
                 assert _value(served, "posthouse_messages_total", state="accepted", stream="outbound") == 1
                 assert _value(served, "posthouse_messages_total", state="delivered", stream="outbound") == 0
+
+
+def test_metrics_outside_the_allowed_networks_are_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`metrics_allowed_networks` is checked before the token: a loopback client is refused (403) by a list
+    without loopback, whatever token it sends; the health check stays open."""
+    with ServerProcess(tmp_path / "data", f"sqlite:///{tmp_path / 'p.db'}", env={
+            **FAST, "POSTHOUSE_METRICS_TOKEN": METRICS_TOKEN,
+            "POSTHOUSE_METRICS_ALLOWED_NETWORKS": "10.0.0.0/8,fd00::/8"}) as server:
+        refused = httpx.get(server.base_url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
+                            timeout=10)
+        assert refused.status_code == 403
+        assert "posthouse_" not in refused.text
+        assert httpx.get(server.base_url + "/healthz", timeout=10).status_code == 200
+    with ServerProcess(tmp_path / "data2", f"sqlite:///{tmp_path / 'q.db'}", env={
+            **FAST, "POSTHOUSE_METRICS_TOKEN": METRICS_TOKEN,
+            "POSTHOUSE_METRICS_ALLOWED_NETWORKS": "10.0.0.0/8,127.0.0.0/8"}) as server:
+        assert httpx.get(server.base_url + "/metrics", timeout=10).status_code == 401
+        assert _value(_scrape(server.base_url), "posthouse_queue_depth") == 0

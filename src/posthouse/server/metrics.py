@@ -16,7 +16,6 @@ import threading
 from collections.abc import Iterator
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -29,7 +28,9 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# What `generate_latest` writes for these (legacy-named) series is the classic text format 0.0.4, the one every
+# Prometheus version reads; recent prometheus-client releases label it "version=1.0.0" (their CONTENT_TYPE_LATEST).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Acceptance → delivered: from a local relay (tens of ms) to retries over hours.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 # One exchange with a peer (an SMTP transaction, a webhook POST), and one HTTP request.
