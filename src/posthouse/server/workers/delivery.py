@@ -183,8 +183,10 @@ class DeliveryWorker:
                           *destinations.get(row.recipient, (server, ip)), retry_at, now, announce,
                           reports.get(row.recipient, b""))
             for row in rows]
-        # A transport may name where it is going before any reply (the relay's host:port; tests' fakes do not).
-        destination = server or getattr(transport, "destination", transport.name)
+        # Where the attempt went, the key of the failing-destination warnings: the host that answered, else the
+        # transport's one destination (the relay's host:port), else the recipients' domain (MX delivery whose
+        # lookup failed: one failing domain must not silence the warnings about another).
+        destination = server or getattr(transport, "destination", "") or first.recipient.rpartition("@")[2].lower()
         self.attempt_log.attempt(rows, updates, transport=transport.name, destination=destination, replies=replies,
                                  classified=classified, error=error, seconds=seconds, now=now)
         await self._record(updates)
