@@ -37,8 +37,9 @@ class Posthouse:
     database there (dropped at stop)."""
 
     def __init__(self, relay_port: int, database_url: str | None, extra_env: dict[str, str] | None = None, *,
-                 data_dir: str | None = None, token: str | None = None) -> None:
-        """A fresh data dir (and database) unless `data_dir` (and then `token`) name an existing one."""
+                 data_dir: str | None = None, token: str | None = None, argv: list[str] | None = None) -> None:
+        """A fresh data dir (and database) unless `data_dir` (and then `token`) name an existing one; `argv`
+        replaces `python -m posthouse.server.cli serve` (a wrapper that ends by running it)."""
         self.port = free_port()
         self.smtp_port = free_port()
         self.dir = None if data_dir else tempfile.TemporaryDirectory(prefix="posthouse-bench-")
@@ -54,7 +55,7 @@ class Posthouse:
             database_url = self._create_database(database_url)
         if database_url:
             env["POSTHOUSE_DATABASE_URL"] = database_url
-        self.process = subprocess.Popen([sys.executable, "-m", "posthouse.server.cli", "serve"], env=env,
+        self.process = subprocess.Popen(argv or [sys.executable, "-m", "posthouse.server.cli", "serve"], env=env,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.token = token or ""
         self.account_token = ""

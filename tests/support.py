@@ -99,7 +99,8 @@ class ServerProcess:
     """`posthouse serve` as a real process on a free port, with its output kept for failures."""
 
     def __init__(self, data_dir: Path, database_url: str, *, delivery: str = "sandbox",
-                 relay_url: str | None = None, env: dict[str, str] | None = None) -> None:
+                 relay_url: str | None = None, env: dict[str, str] | None = None,
+                 separate_stderr: bool = False) -> None:
         self.data_dir = data_dir
         self.database_url = database_url
         self.delivery = delivery
@@ -110,6 +111,9 @@ class ServerProcess:
         self.tracking_port = free_port()
         self.process: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
+        # With `separate_stderr`, what the process writes to stderr (its log) is kept here, apart from `lines`.
+        self.separate_stderr = separate_stderr
+        self.stderr_lines: list[str] = []
         self.server_token: str | None = None
         self.account_token: str | None = None
         self.started_once = False
@@ -154,7 +158,15 @@ class ServerProcess:
         })
         self.process = subprocess.Popen(
             [sys.executable, "-m", "posthouse.server.cli", "serve"], stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, env=env)
+            stderr=subprocess.PIPE if self.separate_stderr else subprocess.STDOUT, text=True, env=env)
+        if self.separate_stderr:
+            def pump_stderr(stream: Any) -> None:
+                for line in stream:
+                    self.stderr_lines.append(line)
+                stream.close()
+
+            self._stderr_pump = threading.Thread(target=pump_stderr, args=(self.process.stderr,), daemon=True)
+            self._stderr_pump.start()
         lines: queue.Queue[str | None] = queue.Queue()
 
         def pump() -> None:
@@ -174,6 +186,9 @@ class ServerProcess:
             if line is None:
                 self.process.wait(10)
                 self.process.stdout.close()  # type: ignore[union-attr]
+                if self.separate_stderr:
+                    self._stderr_pump.join(5)
+                    self.lines.extend(self.stderr_lines)
                 if any("address already in use" in seen for seen in self.lines):
                     raise _PortTaken
                 raise AssertionError("server exited at start:\n" + "".join(self.lines))
@@ -212,6 +227,9 @@ class ServerProcess:
         drain = getattr(self, "_drain", None)
         if drain is not None:
             drain.join(5)
+        stderr_pump = getattr(self, "_stderr_pump", None)
+        if stderr_pump is not None:
+            stderr_pump.join(5)
         if self.process is not None and self.process.stdout is not None:
             self.process.stdout.close()
 

@@ -4,6 +4,7 @@ address, a null-MX recipient bounces at once, a greylisting host's recipient wai
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -79,3 +80,29 @@ async def test_each_recipient_goes_to_its_own_mx_and_the_details_say_where(api: 
     bounces = (await api.client.get("/bounces", params={"count": 10, "offset": 0},
                                     headers=api.server_headers)).json()
     assert [(b["Email"], b["Type"]) for b in bounces["Bounces"]] == [("x@nomail.example.net", "HardBounce")]
+
+
+async def test_a_failing_lookup_is_warned_about_per_domain(api: Any, dns: AuthoritativeDns,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """Two domains whose DNS fails: one `mx failing` warning for each, keyed by the domain (no host answered),
+    so one failing domain does not silence the warnings about another (docs/architecture.md §8)."""
+    dns.failing.update({"one.example.net", "two.example.net"})
+    caplog.set_level(logging.INFO, logger="posthouse.delivery")
+    for to in ("ann@one.example.net", "bob@two.example.net"):
+        response = await api.client.post("/email", headers=api.server_headers, json={
+            "From": "app@example.com", "To": to, "Subject": "Lookup fails", "TextBody": "Hello."})
+        assert response.status_code == 200, response.text
+    await api.runtime.start_worker()
+
+    def warnings() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.getMessage() == "mx failing"]
+
+    async def both() -> bool:
+        return len(warnings()) == 2
+
+    try:
+        await async_wait_for(both, timeout=20)
+    finally:
+        await api.runtime.stop()
+    assert sorted(r.fields["destination"] for r in warnings()) == ["one.example.net", "two.example.net"]  # type: ignore[attr-defined]
+    assert all(r.levelno == logging.WARNING and r.fields["reason"] for r in warnings())  # type: ignore[attr-defined]

@@ -20,6 +20,11 @@ FORBIDDEN = {
     S + "services": [S + p for p in ("workers", "api", "cli", "runtime")],
     S + "workers": [S + p for p in ("api", "cli", "runtime")],
     S + "api": [S + p for p in ("workers", "cli", "runtime")],
+    # Logs and metrics are used by every layer, so they sit at the bottom with config and errors.
+    S + "logs": [S + p for p in ("domain", "store", "delivery", "smtp", "webhooks", "services", "workers", "api", "cli",
+                                 "runtime", "metrics")],
+    S + "metrics": [S + p for p in ("domain", "store", "delivery", "smtp", "webhooks", "services", "workers", "api",
+                                    "cli", "runtime", "logs")],
     "posthouse.client": ["posthouse.server"],
     "posthouse.wire": ["posthouse.server"],
 }
@@ -33,6 +38,7 @@ OWNERS = {
     "css_inline": [S + "domain.inlining"],
     "ua_parser": [S + "domain.useragents"],
     "maxminddb": [S + "services.geoip"],
+    "prometheus_client": [S + "metrics"],
     # dnspython: MX delivery's resolver (delivery.dns); domain verification's uncached lookups (services.dns_lookup).
     # … and inbound SPF checks (services.spf: pyspf asks a blocking dnspython resolver on a thread).
     "dns": [S + "delivery.dns", S + "services.dns_lookup", S + "services.spf"],

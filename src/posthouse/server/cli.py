@@ -19,6 +19,7 @@ import click
 from posthouse.client.config import VERSION
 from posthouse.server.config import Settings, load_settings
 from posthouse.server.errors import ConfigurationError, PosthouseError
+from posthouse.server.logs import configure_logging, log_event
 from posthouse.server.store import open_store_for
 from posthouse.server.store.base import Store
 
@@ -142,6 +143,8 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
     # Bind every listener first, so a port in use is reported before anything else happens.
     sock = _bind(*settings.http_address) if "api" in roles else None
     tracking_sock = _bind(*settings.tracking_address) if "tracking" in roles else None
+    metrics_address = settings.metrics_address if settings.metrics_enabled else None
+    metrics_sock = _bind(*metrics_address) if metrics_address is not None else None
     smtp_socks = [(_bind(host, port), implicit) for host, port, implicit in settings.smtp_listeners] \
         if "smtp" in roles else []
     inbound_socks = [(_bind(host, port), False) for host, port in settings.inbound_listeners] \
@@ -162,6 +165,8 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
     http_server: Any = None
     tracking_server: Any = None
     tracking_task: asyncio.Task[Any] | None = None
+    metrics_server: Any = None
+    metrics_task: asyncio.Task[Any] | None = None
     smtp_server: Any = None
     inbound_server: Any = None
     listening: list[str] = []
@@ -195,6 +200,15 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
                 await asyncio.sleep(0.01)
             runtime.ready["tracking"] = True
             listening.append("tracking on http://{}:{}".format(*tracking_sock.getsockname()[:2]))
+        if metrics_sock is not None and runtime.metrics_app is not None:
+            # /metrics and /healthz alone, for a process without the api role (a worker node).
+            metrics_config, _ = _guarded_http_config(runtime.metrics_app, settings)
+            metrics_server = _uvicorn_server(metrics_config)
+            metrics_task = asyncio.create_task(metrics_server.serve(sockets=[metrics_sock]), name="metrics-http")
+            tasks.append(metrics_task)
+            while not metrics_server.started and not metrics_task.done():  # noqa: ASYNC110 — uvicorn has only a flag
+                await asyncio.sleep(0.01)
+            listening.append("metrics on http://{}:{}/metrics".format(*metrics_sock.getsockname()[:2]))
         if sock is not None:
             config, runtime.http_guard = _guarded_http_config(runtime.app, settings)
             http_server = _uvicorn_server(config)
@@ -206,6 +220,8 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
             listening.insert(0, f"HTTP API on http://{host}:{port}")
         announce(f"Posthouse is listening: {', '.join(listening) or 'no listeners'} "
                  f"(roles: {','.join(sorted(roles))}; delivery: {settings.delivery}; database: {store.dialect})")
+        log_event(log, logging.INFO, "started", listening=", ".join(listening), roles=",".join(sorted(roles)),
+                  delivery=settings.delivery, database=store.dialect)
         waiter = asyncio.create_task(stopping.wait())
         done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
@@ -219,6 +235,9 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = click.e
         if tracking_server is not None and tracking_task is not None:
             tracking_server.should_exit = True
             await asyncio.gather(tracking_task, return_exceptions=True)
+        if metrics_server is not None and metrics_task is not None:
+            metrics_server.should_exit = True
+            await asyncio.gather(metrics_task, return_exceptions=True)
         if smtp_server is not None:
             await smtp_server.stop(grace=10.0)
         if inbound_server is not None:
@@ -238,7 +257,8 @@ def _guarded_http_config(app: Any, settings: Settings) -> tuple[Any, Any]:
                             keep_alive_timeout=keep_alive_timeout)
     # uvicorn calls `http` to make each connection's protocol, so a factory works where its stubs say a class.
     protocol: Any = guard.protocol_factory()
-    config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False, loop="none",
+    # log_config=None: uvicorn's lines go through the one handler `logs.configure_logging` set up, in its format.
+    config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False, loop="none", log_config=None,
                             http=protocol, timeout_keep_alive=max(1, round(keep_alive_timeout)))
     return config, guard
 
@@ -282,6 +302,8 @@ def main(ctx: click.Context, config_file: str | None) -> None:
               "[POSTHOUSE_SMTP_INBOUND].")
 @click.option("--role", "roles",
               help="Roles to run: api, smtp, worker, tracking, inbound (comma-separated) [POSTHOUSE_ROLES].")
+@click.option("--log-format", "log_format", type=click.Choice(["human", "json"]),
+              help="Log lines for people or one JSON object per line [POSTHOUSE_LOG_FORMAT, human].")
 @click.pass_context
 def serve_command(ctx: click.Context, /, **flags: Any) -> None:
     """Start the HTTP API, the SMTP submission server, the delivery workers and the tracking listener."""
@@ -291,7 +313,7 @@ def serve_command(ctx: click.Context, /, **flags: Any) -> None:
     except ConfigurationError as exc:
         click.echo(f"posthouse: error: {exc}", err=True)
         sys.exit(2)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     _run(lambda: serve(settings))
 
 

@@ -428,12 +428,37 @@ class Settings:
         "0: no limit")
     api_rate_limit_burst: int = _setting(
         0, "API requests a token may make at once before api_rate_limit_per_token applies; 0: one second's worth")
+    log_format: str = _setting("human", "human (one readable line per event, coloured on a terminal) or json (one JSON "
+                               "object per line)")
+    log_repeat_interval: str = _setting(
+        "60s", "a relay, MX host or webhook that keeps failing is logged once per this interval, with the count of "
+        "failures not logged since")
+    metrics_enabled: bool = _setting(True, "serve Prometheus metrics at /metrics on the API listener (and on "
+                                     "metrics_http)")
+    metrics_http: str = _setting("", "HOST:PORT of a listener for /metrics and /healthz alone, for processes "
+                                 "without the api role (a worker node); empty: none")
+    metrics_token: str = _setting("", "if set, /metrics asks for `Authorization: Bearer <this token>`")
+    metrics_allowed_networks: str = _setting(
+        "", "if set, only clients in these networks (CIDR, comma-separated) may read /metrics")
 
     # Derived, validated views ------------------------------------------------------------
 
     @property
     def http_address(self) -> tuple[str, int]:
         return parse_hostport(self.http, what="HTTP")
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        return parse_hostport(self.metrics_http, what="metrics") if self.metrics_http.strip() else None
+
+    @property
+    def metrics_networks(self) -> tuple[IPNetwork, ...]:
+        return tuple(_network(n, "metrics_allowed_networks") for n in self.metrics_allowed_networks.split(",")
+                     if n.strip())
+
+    @property
+    def log_repeat_seconds(self) -> float:
+        return parse_duration(self.log_repeat_interval)
 
     @property
     def tracking_address(self) -> tuple[str, int]:
@@ -679,6 +704,11 @@ class Settings:
             raise ConfigurationError(f"invalid sender_policy {self.sender_policy!r} (use any or verified)")
         if "inbound" in self.role_set and not self.inbound_listeners:
             raise ConfigurationError("the inbound role needs at least one listener (--smtp-inbound HOST:PORT)")
+        _ = (self.metrics_address, self.metrics_networks, self.log_repeat_seconds)
+        if self.log_format not in ("human", "json"):
+            raise ConfigurationError(f"invalid log_format {self.log_format!r} (use human or json)")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ConfigurationError(f"invalid log_level {self.log_level!r} (use debug, info, warning or error)")
         if "smtp" in self.role_set and not self.smtp_listeners:
             raise ConfigurationError("the smtp role needs at least one listener (--smtp HOST:PORT)")
         if bool(self.smtp_tls_cert) != bool(self.smtp_tls_key):

@@ -15,6 +15,7 @@ from typing import Any
 
 from posthouse.server.api.app import create_app
 from posthouse.server.api.limits import LimitSettings, RequestLimits
+from posthouse.server.api.metrics import MetricsApp
 from posthouse.server.api.state import ApiState
 from posthouse.server.api.tracking import TrackingApp, create_tracking_app
 from posthouse.server.config import Settings, parse_duration
@@ -27,6 +28,7 @@ from posthouse.server.delivery.sandbox import SandboxTransport
 from posthouse.server.domain.addresses import AddressError, parse_address
 from posthouse.server.domain.retry import RetryPolicy
 from posthouse.server.errors import ConfigurationError
+from posthouse.server.metrics import Metrics
 from posthouse.server.services.accounts import AccountService
 from posthouse.server.services.bounces import BounceService
 from posthouse.server.services.bulk import BulkService
@@ -40,6 +42,7 @@ from posthouse.server.services.hints import WebhookHints
 from posthouse.server.services.history import HistoryService
 from posthouse.server.services.inbound import InboundService, InboundSmtpHandler
 from posthouse.server.services.inbound_bounces import BounceReceiver
+from posthouse.server.services.queue_gauges import QueueGauges
 from posthouse.server.services.rate_limits import RateLimiter
 from posthouse.server.services.retention import DataRemovalService, RetentionService
 from posthouse.server.services.returnpaths import ReturnPaths
@@ -57,6 +60,7 @@ from posthouse.server.services.wakeup import Wakeup
 from posthouse.server.services.webhooks import WebhookService
 from posthouse.server.store.base import Store
 from posthouse.server.webhooks.poster import WebhookPoster
+from posthouse.server.workers.attempt_log import AttemptLog
 from posthouse.server.workers.bulk import BulkWorker
 from posthouse.server.workers.delivery import DeliveryWorker
 from posthouse.server.workers.housekeeping import Housekeeper
@@ -106,10 +110,15 @@ class Runtime:
     """Services for every role; the worker runs only after `start_worker()`."""
 
     def __init__(self, settings: Settings, store: Store, *, clock: Clock | None = None,
-                 transport: Transport | None = None, signing_keys: SigningKeys | None = None) -> None:
+                 transport: Transport | None = None, signing_keys: SigningKeys | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.store = store
         self.clock = clock or Clock()
+        # Prometheus series of this process (metrics.py): the store's commits and write queue, from here on.
+        self.metrics = metrics or Metrics()
+        store.on_commit = lambda size, seconds: self.metrics.observe_commit(store.dialect, size, seconds)
+        self.metrics.write_queue.set_function(lambda: store.pending_writes)
         self.wakeup = Wakeup()
         self.webhook_hints = WebhookHints(store)
         self.accounts = AccountService(store, self.clock, settings.webhook_networks, self.webhook_hints,
@@ -118,7 +127,7 @@ class Runtime:
         self.sending = SendingService(store, self.accounts, self.clock, self.wakeup,
                                       sandbox_all=settings.delivery == "sandbox",
                                       max_schedule_ahead=settings.max_schedule_ahead_seconds,
-                                      tracking_base_url=settings.resolved_tracking_base_url,
+                                      tracking_base_url=settings.resolved_tracking_base_url, metrics=self.metrics,
                                       rate_limit=RateLimiter(settings.rate_limit_per_server, settings.rate_limit_burst)
                                       if settings.rate_limit_per_server > 0 else None)
         hostname = settings.smtp_hostname or socket.getfqdn()
@@ -187,13 +196,19 @@ class Runtime:
         self.retention = RetentionService(store, self.accounts, self.clock)
         self.removals = DataRemovalService(store, self.clock, self.housekeeping_wakeup)
         self.http_guard: Any = None  # the HTTP listener's ConnectionGuard, set by cli.serve when it listens
+        self.queue_gauges = QueueGauges(store, self.metrics, self.clock)
+        # /metrics on the API listener (and alone on `metrics_http`); None when metrics are turned off.
+        self.metrics_app = MetricsApp(self.metrics, self.queue_gauges, token=settings.metrics_token,
+                                      networks=settings.metrics_networks, ready=lambda: all(self.ready.values())) \
+            if settings.metrics_enabled else None
         self.app = create_app(ApiState(accounts=self.accounts, sending=self.sending, history=self.history,
                                        bounces=self.bounces, suppressions=self.suppressions, webhooks=self.webhooks,
                                        templates=self.templates, bulk=self.bulk,
                                        idempotency=self.sending.idempotency, stats=StatsService(store),
                                        domains=self.domains,
                                        ready=lambda: all(self.ready.values()), limits=self.limits,
-                                       removals=self.removals, inbound=self.inbound))
+                                       removals=self.removals, inbound=self.inbound,
+                                       metrics=self.metrics, metrics_endpoint=self.metrics_app))
         self.tracking_key = TrackingKey(store)  # one read of the installation key for the worker and listener
         self.worker: DeliveryWorker | None = None
         self._worker_task: asyncio.Task[None] | None = None
@@ -232,7 +247,7 @@ class Runtime:
             return_domain=self.return_paths.domain if self.return_paths else "",
             other_return_domain=self.return_paths.is_return_domain if self.return_paths else None)
         self.smtp_certificate = str(cert)
-        return SmtpServer(self.submission, config, server_context(cert, key))
+        return SmtpServer(self.submission, config, server_context(cert, key), tally=self.metrics.smtp)
 
     def inbound_smtp_server(self) -> Any:
         """The inbound (MX, port-25 style) SMTP server (not started): no AUTH, mail for inbound addresses and
@@ -274,7 +289,8 @@ class Runtime:
             self.clock, self.wakeup, owner=owner, concurrency=s.worker_concurrency,
             batch_size=s.claim_batch_size, lease_seconds=s.lease_seconds, poll_seconds=s.poll_seconds,
             return_paths=self.return_paths, on_recorded=self.webhook_wakeup.notify, webhook_hints=self.webhook_hints,
-            tracking_key=self.tracking_key, signer=self.signer)
+            tracking_key=self.tracking_key, signer=self.signer,
+            attempt_log=AttemptLog(self.metrics, repeat_interval=s.log_repeat_seconds))
         self._worker_task = asyncio.create_task(self.worker.run(), name="delivery-worker")
         self.webhook_poster = WebhookPoster(total_timeout=s.webhook_timeout_seconds,
                                             connect_timeout=min(5.0, s.webhook_timeout_seconds),
@@ -283,7 +299,8 @@ class Runtime:
             self.store, self.webhook_poster, self.clock, self.webhook_wakeup, owner=owner,
             schedule=s.webhook_retry_delays, concurrency=s.webhook_concurrency, poll_seconds=s.poll_seconds,
             lease_seconds=webhook_lease, inbound_payload=self.inbound.payload_for,
-            inbound_schedule=s.inbound_retry_delays)
+            inbound_schedule=s.inbound_retry_delays, metrics=self.metrics,
+            repeat_interval=s.log_repeat_seconds)
         self._dispatcher_task = asyncio.create_task(self.dispatcher.run(), name="webhook-dispatcher")
         self.bulk_worker = BulkWorker(self.bulk, self.clock, self.bulk_wakeup, owner=owner,
                                       lease_seconds=BULK_LEASE_SECONDS, poll_seconds=s.poll_seconds)
@@ -307,7 +324,9 @@ class Runtime:
         self.geo = GeoIp(s.geoip_database) if s.geoip_database else None
         self.tracking = TrackingService(self.store, key, self.clock, queue_size=s.tracking_queue_size, geo=self.geo,
                                         hints=self.webhook_hints, on_recorded=self.webhook_wakeup.notify)
-        self.tracking_recorder = TrackingRecorder(self.tracking)
+        self.tracking_recorder = TrackingRecorder(self.tracking, metrics=self.metrics)
+        tracking = self.tracking
+        self.metrics.tracking_queue.set_function(lambda: tracking.queue.qsize())
         self._tracking_task = asyncio.create_task(self.tracking_recorder.run(), name="tracking-recorder")
         return create_tracking_app(self.tracking, trusted_proxies=s.tracking_proxy_networks,
                                    ready=lambda: all(self.ready.values()))

@@ -35,6 +35,7 @@ from posthouse.server.api import (
     webhooks,
 )
 from posthouse.server.api.access import PUBLIC, PublicCall
+from posthouse.server.api.observing import ROUTE_KEY, SERVER_KEY, RequestObserver
 from posthouse.server.api.payloads import error_response, json_response
 from posthouse.server.api.routing import Route, Router
 from posthouse.server.api.state import ApiState
@@ -88,6 +89,7 @@ class ApiApp:
         own = (Route("GET", "/healthz", self._health, PUBLIC), Route("GET", "/openapi.json", self._openapi, PUBLIC))
         self.router = Router(route for table in (*ROUTE_TABLES, own) for route in table)
         self._openapi_body: bytes | None = None
+        self.observer = RequestObserver(state.metrics, state.metrics_endpoint)  # request id, log line, metrics
 
     async def _openapi(self, call: PublicCall) -> Response:
         if self._openapi_body is None:  # built once, on first request: it is the same for the process's life
@@ -111,6 +113,9 @@ class ApiApp:
             return
         if scope["type"] != "http":
             return
+        await self.observer(scope, receive, send, self._dispatch)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         route, path_params, path_known = self.router.match(scope["method"], scope["path"])
         if route is None:
             # ErrorCode 0 means success in Postmark's convention, so these carry NO_ENDPOINT instead (see there).
@@ -121,9 +126,13 @@ class ApiApp:
             else:
                 response = error_response(404, NO_ENDPOINT, f"No endpoint at {scope['path']}.")
         else:
+            scope[ROUTE_KEY] = route.path
             try:
                 async with self.state.limits.admit(scope, receive) as metered:
                     call = await route.access.admit(Request(scope, metered), self.state)
+                    server = getattr(call, "server", None)  # ServerCall and SendCall name one (the test token: None)
+                    if server is not None:
+                        scope[SERVER_KEY] = server.id
                     response = await route.handler(call, **path_params)
             except Exception as exc:  # noqa: BLE001 — every failure becomes one JSON error, logged in _translate
                 response = _translate(exc)

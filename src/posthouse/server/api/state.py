@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from starlette.types import ASGIApp
+
 from posthouse.server.api.limits import RequestLimits
+from posthouse.server.metrics import Metrics
 from posthouse.server.services.accounts import AccountService
 from posthouse.server.services.bounces import BounceService
 from posthouse.server.services.bulk import BulkService
@@ -40,3 +43,5 @@ class ApiState:
     limits: RequestLimits = field(default_factory=RequestLimits)  # body budget, test-token limits (api/limits.py)
     removals: DataRemovalService | None = None  # Postmark's data removals (account token); None: not offered
     inbound: InboundService | None = None  # inbound messages and rules (issue 16); None: not served
+    metrics: Metrics | None = None  # the HTTP series (api/observing.py); None: not counted
+    metrics_endpoint: ASGIApp | None = None  # serves /metrics on this listener (api/metrics.py); None: 404

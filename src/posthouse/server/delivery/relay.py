@@ -29,6 +29,7 @@ class RelayTransport:
         self.timeout = timeout
         self._slots = asyncio.Semaphore(max_connections)
         self._idle: list[tuple[float, SMTPClient]] = []
+        self.destination = f"{target.host}:{target.port}"  # for logs and metrics: never the credentials
 
     async def _acquire(self) -> SMTPClient:
         now = time.monotonic()

@@ -15,6 +15,7 @@ from posthouse.server.domain.messages import ComposedMessage, compose, parse_sen
 from posthouse.server.domain.statuses import BounceType, MessageStatus
 from posthouse.server.domain.submission import compose_submitted, track_submitted
 from posthouse.server.errors import ApiError, NotFoundError
+from posthouse.server.metrics import Metrics
 from posthouse.server.services import notifications
 from posthouse.server.services.accounts import AccountService, Server
 from posthouse.server.services.clock import Clock
@@ -49,7 +50,9 @@ class SendingService:
     def __init__(self, store: Store, accounts: AccountService, clock: Clock, wakeup: Wakeup, *,
                  sandbox_all: bool, message_id_domain: str = "posthouse",
                  max_schedule_ahead: float = 30 * 86400, tracking_base_url: str = "http://127.0.0.1:8081",
-                 rate_limit: RateLimiter | None = None) -> None:
+                 rate_limit: RateLimiter | None = None,
+                 metrics: Metrics | None = None) -> None:
+        self.metrics = metrics  # counts what is accepted (posthouse_messages_total{state="accepted"})
         self.max_schedule_ahead = max_schedule_ahead
         self.rate_limit = rate_limit  # messages per second per server (`rate_limit_per_server`), or none
         self.tracking_base_url = tracking_base_url.rstrip("/")
@@ -261,6 +264,12 @@ class SendingService:
                                          now=self.clock.micros(), suppressed=suppressed, bounces=bounces,
                                          bounce_events=bounce_events, extra=extra)
         self.wakeup.notify()
+        if self.metrics is not None:
+            for m in messages:
+                skipped = len(suppressed.get(m.message_id, ())) if suppressed else 0
+                self.metrics.count_messages("accepted", m.stream, len(m.recipients) - skipped)
+                if skipped:
+                    self.metrics.count_messages("suppressed", m.stream, skipped)
 
     @staticmethod
     def _ok(message: ComposedMessage, request: wire.EmailRequest, *, test: bool) -> wire.SendResponse:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from posthouse.server.metrics import SmtpTally
 from posthouse.server.smtp import replies as r
 from posthouse.server.smtp.handler import Peer, SmtpReply, SubmissionHandler
 from posthouse.server.smtp.replies import encode_reply
@@ -178,9 +179,11 @@ class SmtpServer:
     """
 
     def __init__(
-        self, handler: SubmissionHandler, config: SmtpServerConfig, ssl_context: ssl.SSLContext | None
+        self, handler: SubmissionHandler, config: SmtpServerConfig, ssl_context: ssl.SSLContext | None,
+        *, tally: SmtpTally | None = None,
     ) -> None:
         self.config = config
+        self.tally = tally  # connections, commands and replies counted for /metrics
         self._handler = handler
         self._ssl_context = ssl_context
         self._policy = config.session_policy()
@@ -320,6 +323,13 @@ class SmtpServer:
         if self._idle is not None:
             self._check_idle()
 
+    def _count(self, result: str) -> None:
+        tally = self.tally
+        if tally is not None:
+            tally.connections[result] = tally.connections.get(result, 0) + 1
+            if result != "accepted":  # the 421 written here, not by a session
+                tally.replies[b"421"] = tally.replies.get(b"421", 0) + 1
+
     def _check_idle(self) -> None:
         if self._idle is not None and not self._connections and not self._tasks:
             self._idle.set()
@@ -361,10 +371,12 @@ class _Connection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         server = self._server
         if server._stopping:
+            server._count("refused_stopping")
             self._transport.write(_W421_SHUTTING_DOWN)
             self._transport.close()
             return
         if len(server._connections) >= self._config.max_connections:
+            server._count("refused_busy")
             # Not a warning: a flood of connections must not become a flood of log lines.
             log.info("SMTP: refusing a connection: %d open (max_connections)", len(server._connections))
             self._transport.write(_W421_TOO_MANY_CONNECTIONS)
@@ -374,11 +386,13 @@ class _Connection(asyncio.Protocol):
         host, port = (str(peername[0]), int(peername[1])) if isinstance(peername, tuple) else ("", 0)
         key = _AuthThrottle.key(host)
         if server._per_client.get(key, 0) >= self._config.max_connections_per_client:
+            server._count("refused_client")
             log.info("SMTP: refusing a connection from %s: %d open from it (max_connections_per_client)", host,
                      server._per_client[key])
             self._transport.write(_W421_TOO_MANY_FROM_CLIENT)
             self._transport.close()
             return
+        server._count("accepted")
         server._connections.add(self)
         server._per_client[key] = server._per_client.get(key, 0) + 1
         self.client_key = key
@@ -390,6 +404,7 @@ class _Connection(asyncio.Protocol):
             tls=is_tls,
             starttls=server._ssl_context is not None,
             auth_without_tls=server._allows_plaintext_auth(host),
+            tally=server.tally,
         )
         now = self._loop.time()
         self._last_activity = now

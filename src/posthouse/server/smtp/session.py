@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import NamedTuple
 
+from posthouse.server.metrics import SmtpTally
 from posthouse.server.smtp import replies as r
 from posthouse.server.smtp.handler import INBOUND_BOUNCE, SmtpReply
 from posthouse.server.smtp.replies import encode_reply
@@ -226,13 +227,16 @@ class SmtpSession:
         "_smtputf8",
         "_starttls",
         "_state",
+        "_tally",
         "_tls",
     )
 
     def __init__(
-        self, policy: SessionPolicy, *, tls: bool = False, starttls: bool = False, auth_without_tls: bool = False
+        self, policy: SessionPolicy, *, tls: bool = False, starttls: bool = False, auth_without_tls: bool = False,
+        tally: SmtpTally | None = None,
     ) -> None:
         self._policy = policy
+        self._tally = tally  # commands and replies counted for /metrics (plain dict increments)
         self._tls = tls
         self._starttls = starttls and not tls
         self._auth_without_tls = auth_without_tls
@@ -440,6 +444,12 @@ class SmtpSession:
                 return NOTHING
             data = b""
         else:
+            tally = self._tally
+            if tally is not None:  # each item of _out is one whole reply, its code first
+                replies = tally.replies
+                for item in out:
+                    code = item[:3]
+                    replies[code] = replies.get(code, 0) + 1
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
         self._action = None
@@ -526,10 +536,14 @@ class SmtpSession:
         else:
             verb = line[:space].upper()
             arg = line[space + 1 :]
+        method = _COMMANDS.get(verb)
+        tally = self._tally
+        if tally is not None:
+            key = verb if method is not None else b"UNKNOWN"  # a client cannot grow the label set
+            tally.commands[key] = tally.commands.get(key, 0) + 1
         if verb != b"AUTH" and len(line) + 2 > self._policy.max_command_line:
             self._refuse(r.S500_LINE_TOO_LONG)  # RFC 5321 §4.5.3.1.4 (AUTH: RFC 4954 §4)
             return
-        method = _COMMANDS.get(verb)
         if method is not None:
             method(self, arg)
         elif not line.strip():

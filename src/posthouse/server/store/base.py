@@ -22,6 +22,7 @@ from posthouse.server.domain.statuses import PENDING_STATES, DeliveryState, Even
 from posthouse.server.store.bulk import BulkQueries
 from posthouse.server.store.domains import DomainQueries
 from posthouse.server.store.feedback import BounceRecord, FeedbackQueries, Suppression, insert_bounce, suppress
+from posthouse.server.store.gauges import GaugeQueries
 from posthouse.server.store.hits import HitQueries
 from posthouse.server.store.idempotency import IdempotencyQueries
 from posthouse.server.store.inbound import InboundQueries
@@ -191,10 +192,19 @@ def _message_record(row: Sequence[Any], content: bytes | None = None) -> Message
 
 
 class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries, BulkQueries, WorkerQueries,
-            TrackingQueries, StatsQueries, HitQueries, DomainQueries, RetentionQueries, InboundQueries, Queries):
+            TrackingQueries, StatsQueries, HitQueries, DomainQueries, RetentionQueries, InboundQueries, GaugeQueries,
+            Queries):
     """Every query Posthouse makes; a dialect subclass supplies the executor."""
 
     dialect: str
+    # Told after each group commit: (callers' writes in it, seconds it took). Set by the composition root for
+    # the metrics; called on the SQLite writer thread, so it must be cheap and thread-safe.
+    on_commit: Callable[[int, float], None] | None = None
+
+    @property
+    def pending_writes(self) -> int:
+        """Writes queued for the writer and not yet taken into a transaction."""
+        return 0
 
     # -- executor (dialect) -------------------------------------------------------------------
 

@@ -206,9 +206,19 @@ class PostgresStore(Store):
                     stop = True
                     break
                 batch.append(nxt)
+            started = time.perf_counter()
             await self._commit_batch(batch)
+            if self.on_commit is not None:
+                try:
+                    self.on_commit(len(batch), time.perf_counter() - started)
+                except Exception:  # metrics must never stop the committer
+                    log.exception("the commit observer failed")
             if stop:
                 return
+
+    @property
+    def pending_writes(self) -> int:
+        return self._pending.qsize() if self._pending is not None else 0
 
     async def _commit_batch(self, batch: list[tuple[Sequence[Stmt | Then], asyncio.Future[Any]]]) -> None:
         """One transaction for the whole batch; if it fails, each caller again on its own.

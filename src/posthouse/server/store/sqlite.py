@@ -297,7 +297,9 @@ class SqliteStore(Store):
                     break
                 batch.append(nxt)
             try:
+                started = time.perf_counter()
                 self._commit_batch(conn, batch)
+                self._observe_commit(len(batch), time.perf_counter() - started)
             except Exception:  # the writer must outlive any one batch: its callers get an error
                 log.exception("sqlite writer: a batch failed unexpectedly")
                 error = StoreError("database error: the write failed unexpectedly")
@@ -309,6 +311,18 @@ class SqliteStore(Store):
             if stop:
                 break
         conn.close()
+
+    @property
+    def pending_writes(self) -> int:
+        return self._jobs.qsize()
+
+    def _observe_commit(self, size: int, seconds: float) -> None:
+        observer = self.on_commit
+        if observer is not None:
+            try:
+                observer(size, seconds)
+            except Exception:  # metrics must never cost a commit its callers
+                log.exception("the commit observer failed")
 
     def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         """Run the batch in one transaction and commit it. First all together (`_run_merged`); if a

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from itertools import groupby
 from typing import Any
@@ -28,6 +29,7 @@ from posthouse.server.services.returnpaths import ReturnPaths
 from posthouse.server.services.tracking_key import TrackingKey
 from posthouse.server.services.wakeup import Wakeup
 from posthouse.server.store.base import BounceRecord, ClaimedDelivery, DeliveryUpdate, Store
+from posthouse.server.workers.attempt_log import AttemptLog
 from posthouse.server.workers.claiming import claim_loop
 
 log = logging.getLogger("posthouse.worker")
@@ -52,7 +54,7 @@ class DeliveryWorker:
                  lease_seconds: float = 300.0, poll_seconds: float = 1.0,
                  return_paths: ReturnPaths | None = None, on_recorded: Callable[[], None] | None = None,
                  webhook_hints: WebhookHints | None = None, tracking_key: TrackingKey | None = None,
-                 signer: MessageSigner | None = None) -> None:
+                 signer: MessageSigner | None = None, attempt_log: AttemptLog | None = None) -> None:
         self.store = store
         self.transport = transport
         self.sandbox = sandbox
@@ -69,6 +71,7 @@ class DeliveryWorker:
         self.webhook_hints = webhook_hints
         self.tracking_key = tracking_key or TrackingKey(store)
         self.signer = signer  # DKIM (issue 14); None: nothing is signed
+        self.attempt_log = attempt_log or AttemptLog()  # a line per attempt, the counters, failing destinations
         self._stopping = asyncio.Event()
         self._results: list[DeliveryUpdate] = []
         # Rows claimed in the transaction that recorded earlier results, waiting for a free slot.
@@ -135,6 +138,7 @@ class DeliveryWorker:
         transport = self.sandbox if first.sandboxed else self.transport
         result: AttemptResult | None = None
         error: str | None = None
+        started: float | None = None
         try:
             # VERP (docs/architecture.md §4, issue 5): bounces come back to an address that names this message,
             # at the From domain's own Return-Path domain once its CNAME is verified (issue 14).
@@ -149,12 +153,14 @@ class DeliveryWorker:
                 content = await self.signer.sign(content, first.from_email,
                                                  shared_as=first.message_id if content is first.content else None)
             envelope = Envelope(mail_from, [r.recipient for r in rows], content, first.stream)
+            started = time.perf_counter()
             result = await transport.send(envelope)
         except DeliveryError as exc:
             error = str(exc) or exc.__class__.__name__
         except Exception as exc:
             log.exception("transport %s failed unexpectedly", transport.name)
             error = f"internal error: {exc.__class__.__name__}"
+        seconds = None if started is None else time.perf_counter() - started
         now = self.clock.micros()
         server = result.server if result is not None else ""
         ip = result.ip if result is not None else ""
@@ -172,11 +178,18 @@ class DeliveryWorker:
                                                                                "Delivery")
         reports = result.reports if result is not None else {}
         destinations = result.destinations if result is not None else {}
-        await self._record([
+        updates = [
             self._outcome(row, replies[row.recipient], classified[row.recipient],
                           *destinations.get(row.recipient, (server, ip)), retry_at, now, announce,
                           reports.get(row.recipient, b""))
-            for row in rows])
+            for row in rows]
+        # Where the attempt went, the key of the failing-destination warnings: the host that answered, else the
+        # transport's one destination (the relay's host:port), else the recipients' domain (MX delivery whose
+        # lookup failed: one failing domain must not silence the warnings about another).
+        destination = server or getattr(transport, "destination", "") or first.recipient.rpartition("@")[2].lower()
+        self.attempt_log.attempt(rows, updates, transport=transport.name, destination=destination, replies=replies,
+                                 classified=classified, error=error, seconds=seconds, now=now)
+        await self._record(updates)
 
     @staticmethod
     def _reply_for(row: ClaimedDelivery, result: AttemptResult | None, error: str | None) -> Reply:

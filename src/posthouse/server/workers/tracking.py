@@ -7,14 +7,18 @@ import contextlib
 import logging
 
 from posthouse.server.errors import PosthouseError
+from posthouse.server.logs import log_event
+from posthouse.server.metrics import Metrics
 from posthouse.server.services.tracking import PendingHit, TrackingService
 
 log = logging.getLogger("posthouse.tracking")
 
 
 class TrackingRecorder:
-    def __init__(self, tracking: TrackingService, *, batch_size: int = 1000, max_retry_seconds: float = 30.0) -> None:
+    def __init__(self, tracking: TrackingService, *, batch_size: int = 1000, max_retry_seconds: float = 30.0,
+                 metrics: Metrics | None = None) -> None:
         self.tracking = tracking
+        self.metrics = metrics
         self.batch_size = batch_size
         self.max_retry_seconds = max_retry_seconds
         self.recorded = 0  # hits recorded since start
@@ -69,7 +73,11 @@ class TrackingRecorder:
                 self.recorded += len(batch)
                 return
             except PosthouseError as exc:
-                log.error("recording %d tracking hits failed, retrying in %.1f s: %s", len(batch), delay, exc)
+                if self.metrics is not None:
+                    self.metrics.tracking_failures.inc()
+                # One line per try: the pause doubles up to max_retry_seconds, so a long outage stays a few lines.
+                log_event(log, logging.ERROR, "tracking batch failed", hits=len(batch), retry_in_s=round(delay, 1),
+                          error=str(exc))
             except Exception:  # a bug on one hit must not stop recording: each hit alone, the bad one dropped
                 log.exception("recording %d tracking hits failed unexpectedly; recording them one by one", len(batch))
                 if len(batch) > 1:

@@ -15,6 +15,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from posthouse.server.errors import StoreError
+from posthouse.server.logs import RepeatedFailures, log_event, redact_url
+from posthouse.server.metrics import Metrics
 from posthouse.server.services.clock import Clock
 from posthouse.server.services.wakeup import Wakeup
 from posthouse.server.store.base import Store
@@ -41,12 +43,16 @@ class WebhookDispatcher:
                  schedule: Sequence[float], concurrency: int = 16, batch_size: int = 64, lease_seconds: float = 120.0,
                  poll_seconds: float = 1.0,
                  inbound_payload: Callable[[int], Awaitable[bytes | None]] | None = None,
-                 inbound_schedule: Sequence[float] | None = None) -> None:
+                 inbound_schedule: Sequence[float] | None = None, metrics: Metrics | None = None,
+                 repeat_interval: float = 60.0) -> None:
         self.store = store
         # An Inbound post's body is built when it is sent, from the stored message (services/inbound.py), and
         # it is retried on the inbound schedule.
         self.inbound_payload = inbound_payload
         self.inbound_schedule = tuple(inbound_schedule) if inbound_schedule is not None else tuple(schedule)
+        self.metrics = metrics
+        # A receiver that keeps failing: one warning per interval, not one per post (logs.RepeatedFailures).
+        self.failures = RepeatedFailures(log, interval=repeat_interval)
         self.poster = poster
         self.clock = clock
         self.wakeup = wakeup
@@ -109,6 +115,18 @@ class WebhookDispatcher:
             update = PostUpdate(post, self.owner, state, next_at, PostAttempt(
                 now, result.outcome.value, result.status_code, result.response_excerpt, result.duration_ms,
                 result.error))
+            # The URL without user name, password or query (they may carry the receiver's secrets).
+            url = redact_url(webhook.url)
+            if self.metrics is not None:
+                self.metrics.observe_webhook_post(result.outcome.value, result.duration_ms / 1000)
+            log_event(log, logging.INFO, "webhook post", webhook_id=webhook.id, server_id=webhook.server_id,
+                      record_type=post.record_type, url=url, attempt=post.attempts, outcome=result.outcome.value,
+                      status=result.status_code, ms=round(result.duration_ms, 1), next=state, error=result.error)
+            if result.outcome is PostOutcome.DELIVERED:
+                self.failures.succeeded("webhook", url)
+            else:
+                self.failures.failed("webhook", url, result.error or result.outcome.value, webhook_id=webhook.id,
+                                     status=result.status_code)
             if state in ("failed", "stopped", "refused"):
                 log.warning("webhook %d post %s %s after %d attempt(s): %s", webhook.id, post.event_id, state,
                             post.attempts, result.error)
