@@ -198,6 +198,16 @@ class Settings:
     tracking_base_url: str = _setting(
         "", "public base URL of the tracking listener, as recipients reach it (http(s)://host[:port][/path]); the "
         "open pixel and tracked links point there; empty means http://{tracking_http}")
+    dashboard: bool = _setting(True, "serve the web dashboard at /ui/ on the HTTP API listener (operators sign in "
+                               "as users made with `posthouse users create`)")
+    dashboard_token_login: str = _setting(
+        "auto", "sign-in to the dashboard with the account token: auto (only while no dashboard user exists), on, "
+        "or off")
+    dashboard_session_lifetime: str = _setting(
+        "12h", "a dashboard session ends after this long without use (and 7 days after sign-in at most)")
+    dashboard_secure_cookies: bool = _setting(
+        False, "mark dashboard cookies Secure even on plain HTTP (behind a proxy that terminates TLS); over "
+        "HTTPS they always are")
     log_level: str = _setting("info", "debug, info, warning or error")
 
     # Derived, validated views ------------------------------------------------------------
@@ -297,6 +307,10 @@ class Settings:
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     @property
+    def dashboard_session_seconds(self) -> float:
+        return parse_duration(self.dashboard_session_lifetime)
+
+    @property
     def role_set(self) -> frozenset[str]:
         roles = frozenset(r.strip() for r in self.roles.split(",") if r.strip())
         unknown = roles - set(ROLES)
@@ -355,6 +369,11 @@ class Settings:
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name} must be at least 1, got {getattr(self, name)}")
         _ = self.resolved_tracking_base_url
+        if self.dashboard_token_login not in ("auto", "on", "off"):
+            raise ConfigurationError(f"invalid dashboard_token_login {self.dashboard_token_login!r} (use auto, on "
+                                     "or off)")
+        if self.dashboard_session_seconds <= 0:
+            raise ConfigurationError("dashboard_session_lifetime must be more than zero")
         if "smtp" in self.role_set and not self.smtp_listeners:
             raise ConfigurationError("the smtp role needs at least one listener (--smtp HOST:PORT)")
         if bool(self.smtp_tls_cert) != bool(self.smtp_tls_key):

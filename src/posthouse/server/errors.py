@@ -7,9 +7,11 @@
         │   └── StoreFullError    the database refused a write for lack of space
         ├── DeliveryError         a transport could not talk to its peer at all (connection, TLS, timeout)
         │   └── SMTPAuthenticationError   the relay refused our AUTH (delivery.smtp_client; carries the reply)
-        └── ApiError              a request Postmark's API would refuse: carries error_code and http_status
-            ├── AuthenticationError   ErrorCode 10, HTTP 401
-            └── NotFoundError         an entity that does not exist (error_code given by the caller)
+        ├── ApiError              a request Postmark's API would refuse: carries error_code and http_status
+        │   ├── AuthenticationError   ErrorCode 10, HTTP 401
+        │   └── NotFoundError         an entity that does not exist (error_code given by the caller)
+        └── DashboardError        the dashboard or `posthouse users` refused what was asked (a bad email, a taken one)
+            └── SignInError       a dashboard sign-in refused: wrong credentials, or too many failures (retry_after)
 
 A remote SMTP 4xx/5xx reply is not an exception: it is a value (`delivery.smtp_client.Reply`).
 """
@@ -63,3 +65,16 @@ class NotFoundError(ApiError):
 
     def __init__(self, error_code: int, message: str, http_status: int = 422) -> None:
         super().__init__(error_code, message, http_status)
+
+
+class DashboardError(OperationalError):
+    """The dashboard, or `posthouse users`, refused a request; the message says why, for the operator."""
+
+
+class SignInError(DashboardError):
+    """A sign-in refused. `retry_after` (seconds) is set when it was refused for too many failures, before
+    the credentials were even checked."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -18,12 +18,15 @@ from posthouse.server.api.limits import LimitSettings, RequestLimits
 from posthouse.server.api.state import ApiState
 from posthouse.server.api.tracking import TrackingApp, create_tracking_app
 from posthouse.server.config import Settings, parse_duration
+from posthouse.server.dashboard.app import create_dashboard
+from posthouse.server.dashboard.state import DashboardState
 from posthouse.server.delivery.base import Transport
 from posthouse.server.delivery.relay import RelayTransport
 from posthouse.server.delivery.sandbox import SandboxTransport
 from posthouse.server.domain.retry import RetryPolicy
 from posthouse.server.errors import ConfigurationError
 from posthouse.server.services.accounts import AccountService
+from posthouse.server.services.activity import ActivityService
 from posthouse.server.services.bounces import BounceService
 from posthouse.server.services.bulk import BulkService
 from posthouse.server.services.clock import Clock
@@ -33,6 +36,7 @@ from posthouse.server.services.geoip import GeoIp
 from posthouse.server.services.hints import WebhookHints
 from posthouse.server.services.history import HistoryService
 from posthouse.server.services.inbound_bounces import BounceReceiver
+from posthouse.server.services.operators import OperatorService, TokenLogin
 from posthouse.server.services.returnpaths import ReturnPaths
 from posthouse.server.services.sending import SendingService
 from posthouse.server.services.stats import StatsService
@@ -114,11 +118,20 @@ class Runtime:
             body_budget=settings.http_body_budget, body_wait=body_wait, body_timeout=body_timeout,
             test_token_max_body=settings.test_token_max_body, test_token_concurrency=settings.test_token_concurrency))
         self.http_guard: Any = None  # the HTTP listener's ConnectionGuard, set by cli.serve when it listens
+        stats = StatsService(store)
+        self.operators = OperatorService(store, self.clock, self.accounts,
+                                         token_login=TokenLogin(settings.dashboard_token_login),
+                                         session_seconds=settings.dashboard_session_seconds)
+        self.activity = ActivityService(store, self.history, stats, self.clock)
+        dashboard = create_dashboard(DashboardState(
+            accounts=self.accounts, activity=self.activity, operators=self.operators,
+            sandbox_all=settings.delivery == "sandbox", secure_cookies=settings.dashboard_secure_cookies,
+        )) if settings.dashboard else None
         self.app = create_app(ApiState(accounts=self.accounts, sending=self.sending, history=self.history,
                                        bounces=self.bounces, suppressions=self.suppressions, webhooks=self.webhooks,
                                        templates=self.templates, bulk=self.bulk,
-                                       idempotency=self.sending.idempotency, stats=StatsService(store),
-                                       ready=lambda: all(self.ready.values()), limits=self.limits))
+                                       idempotency=self.sending.idempotency, stats=stats,
+                                       ready=lambda: all(self.ready.values()), limits=self.limits), dashboard)
         self.tracking_key = TrackingKey(store)  # one read of the installation key for the worker and listener
         self.worker: DeliveryWorker | None = None
         self._worker_task: asyncio.Task[None] | None = None

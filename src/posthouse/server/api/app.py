@@ -73,8 +73,10 @@ def _translate(exc: Exception) -> Response:
 class ApiApp:
     """The ASGI application: route, authenticate, call, translate errors."""
 
-    def __init__(self, state: ApiState) -> None:
+    def __init__(self, state: ApiState, dashboard: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+                 ) -> None:
         self.state = state
+        self.dashboard = dashboard  # the web dashboard's ASGI app, served at `/` and `/ui/…` (issue 15)
         own = (Route("GET", "/healthz", self._health, PUBLIC), Route("GET", "/openapi.json", self._openapi, PUBLIC))
         self.router = Router(route for table in (*ROUTE_TABLES, own) for route in table)
         self._openapi_body: bytes | None = None
@@ -100,6 +102,9 @@ class ApiApp:
             await _lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        if self.dashboard is not None and (scope["path"] in ("/", "/ui") or scope["path"].startswith("/ui/")):
+            await self.dashboard(scope, receive, send)
             return
         route, path_params, path_known = self.router.match(scope["method"], scope["path"])
         if route is None:
@@ -130,5 +135,6 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-def create_app(state: ApiState) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    return ApiApp(state)
+def create_app(state: ApiState, dashboard: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+               ) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    return ApiApp(state, dashboard)
