@@ -57,11 +57,14 @@ class Posthouse:
         self.process = subprocess.Popen([sys.executable, "-m", "posthouse.server.cli", "serve"], env=env,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.token = token or ""
+        self.account_token = ""
         deadline = time.monotonic() + 30
         assert self.process.stdout is not None
         for line in self.process.stdout:
             if "Server token:" in line:
                 self.token = line.split()[-1]
+            if "Account token:" in line:
+                self.account_token = line.split()[-1]
             if "Posthouse is listening" in line or time.monotonic() > deadline:
                 break
         if not self.token:

@@ -838,3 +838,114 @@ class ClickEvent(Struct, rename="pascal", kw_only=True):
 class ClickList(Struct, rename="pascal"):
     total_count: int
     clicks: list[ClickEvent]
+
+
+# -- domains and sender signatures (docs/postmark-api.md §8.4) ---------------------------------------
+
+
+class DomainRequest(Struct, rename="pascal", omit_defaults=True):
+    """`POST /domains` (`Name` required) and `PUT /domains/{id}` (`ReturnPathDomain`)."""
+
+    name: str | None = None
+    return_path_domain: str | None = None
+
+
+class DomainSummary(Struct, rename="pascal"):
+    """An item of `GET /domains`."""
+
+    id: int = field(name="ID")
+    name: str
+    spf_verified: bool = field(name="SPFVerified")
+    dkim_verified: bool = field(name="DKIMVerified")
+    weak_dkim: bool = field(name="WeakDKIM")
+    return_path_domain_verified: bool
+
+
+class DomainList(Struct, rename="pascal"):
+    total_count: int
+    domains: list[DomainSummary]
+
+
+class DkimRecord(Struct, rename="pascal"):
+    """One DKIM key's DNS record (a Posthouse extension, `DKIMRecords`): with `dkim_keys = both` a domain has
+    an RSA and an Ed25519 key, each under its own selector, which Postmark's one-key fields cannot show."""
+
+    host: str
+    text_value: str
+    algorithm: str  # rsa-sha256 | ed25519-sha256
+    state: str  # Pending (publish it, then verify) | Active (signing) | Revoked (remove it once safe)
+
+
+class DomainDnsFields(Struct, rename="pascal", kw_only=True):
+    """What a domain (and a sender signature, of its domain) asks to be published, and what was verified."""
+
+    spf_verified: bool = field(name="SPFVerified")
+    spf_host: str = field(name="SPFHost")
+    spf_text_value: str = field(name="SPFTextValue")
+    dkim_verified: bool = field(name="DKIMVerified")
+    weak_dkim: bool = field(name="WeakDKIM")
+    dkim_host: str = field(name="DKIMHost")
+    dkim_text_value: str = field(name="DKIMTextValue")
+    dkim_pending_host: str = field(name="DKIMPendingHost")
+    dkim_pending_text_value: str = field(name="DKIMPendingTextValue")
+    dkim_revoked_host: str = field(name="DKIMRevokedHost")
+    dkim_revoked_text_value: str = field(name="DKIMRevokedTextValue")
+    safe_to_remove_revoked_key_from_dns: bool = field(name="SafeToRemoveRevokedKeyFromDNS")
+    dkim_update_status: str = field(name="DKIMUpdateStatus")  # Pending | Verified
+    return_path_domain: str
+    return_path_domain_verified: bool
+    return_path_domain_cname_value: str = field(name="ReturnPathDomainCNAMEValue")
+    dkim_records: list[DkimRecord] = field(default_factory=list, name="DKIMRecords")
+
+
+class DomainDetails(DomainDnsFields, rename="pascal", kw_only=True):
+    """`GET/POST/PUT /domains…`: a domain with the DNS records to publish."""
+
+    id: int = field(name="ID")
+    name: str
+
+
+class SenderSignatureRequest(Struct, rename="pascal", omit_defaults=True):
+    """`POST /senders` (`FromEmail` and `Name` required) and `PUT /senders/{id}`."""
+
+    from_email: str | None = None
+    name: str | None = None
+    reply_to_email: str | None = None
+    return_path_domain: str | None = None
+    confirmation_personal_note: str | None = None
+
+
+class SenderSignatureSummary(Struct, rename="pascal"):
+    """An item of `GET /senders`."""
+
+    id: int = field(name="ID")
+    domain: str
+    email_address: str
+    reply_to_email_address: str
+    name: str
+    confirmed: bool
+
+
+class SenderSignatureList(Struct, rename="pascal"):
+    total_count: int
+    sender_signatures: list[SenderSignatureSummary]
+
+
+class SenderSignatureDetails(DomainDnsFields, rename="pascal", kw_only=True):
+    """`GET/POST/PUT /senders…`: the signature, and its domain's DNS records and verification."""
+
+    id: int = field(name="ID")
+    domain: str
+    email_address: str
+    reply_to_email_address: str
+    name: str
+    confirmed: bool
+    confirmation_personal_note: str
+
+
+class SenderSignatureRenewal(SenderSignatureDetails, rename="pascal", kw_only=True):
+    """`POST /senders/{id}/requestnewdkim` (deprecated by Postmark): the clients disagree on its answer, postmark.js
+    reading the signature's details and postmark-python `{ErrorCode, Message}`, so it carries both."""
+
+    error_code: int = 0
+    message: str = ""

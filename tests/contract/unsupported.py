@@ -2,8 +2,8 @@
 
 Each entry names a test of a client's own suite (postmark.js's integration tests, postmarker's and
 django-anymail's surfaces as exercised here) that needs a Postmark feature Posthouse does not have
-yet. Every entry must say which feature; the list shrinks as those features land (issue 14: domains
-and sender signatures; issue 16: inbound; …). A test listed here
+yet. Every entry must say which feature; the list shrinks as those features land (issue 16: inbound; …;
+issue 14's domains and sender signatures have left it). A test listed here
 that starts passing fails the run (strict xfail), so the list cannot go stale.
 """
 
@@ -11,8 +11,6 @@ from __future__ import annotations
 
 _INBOUND = "inbound: no /messages/inbound yet (issue 16)"
 _TRIGGERS = "inbound rule triggers: no /triggers/inboundRules yet (issue 16)"
-_DOMAINS = "domains: no account /domains API yet (issue 14); the suite's before-all cleanup lists domains"
-_SENDERS = "sender signatures: no account /senders API yet (issue 14); the suite's before-all cleanup lists them"
 _DATA_REMOVALS = "data removals: no /data-removals yet (issue 17)"
 # Postmark answered this test's archive of a stream it had just created with ErrorCode 1241 "Stream is unable to
 # be archived at this time."; when Postmark refuses is not documented (postmark.js 4.x's own test, and the .NET
@@ -33,12 +31,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
                  "getInboundMessageDetails"),
         **_named(_TRIGGERS, "Triggers.test.ts", "Client - Triggers", "createInboundRuleTrigger",
                  "getInboundRuleTriggers", "deleteInboundRuleTrigger"),
-        **_named(_DOMAINS, "Domains.test.ts", "Client - Domains", "createDomain", "getDomains", "getDomain",
-                 "editDomain", "deleteDomain", "verifyDomainDKIM", "verifyDomainReturnPath"),
-        **_named(_SENDERS, "Signatures.test.ts", "Client - Signatures", "createSenderSignature",
-                 "getSenderSignatures", "getSenderSignature", "editSenderSignature", "deleteSenderSignature",
-                 "resendSenderSignatureConfirmation",
-                 "resendSenderSignatureConfirmation (2)"),  # the suite has two tests of this title (SPF check)
         **_named(_DATA_REMOVALS, "DataRemoval.test.ts", "DataRemoval", "createDataRemoval", "getDataRemoval"),
         **_named(_ARCHIVE_REFUSAL, "MessageStreams.test.ts", "Servers - Message Streams",
                  "archive message stream surfaces API errors"),
@@ -50,8 +42,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
                                       "not in Posthouse yet (issue 16).",
         "test_tag_triggers": "Tag triggers (/triggers/tags, Postmark's legacy per-tag open tracking) are not in "
                              "Posthouse; open tracking itself is issue 13.",
-        "test_domains": "Domains (/domains, account API) are not in Posthouse yet (issue 14).",
-        "test_sender_signatures": "Sender signatures (/senders, account API) are not in Posthouse yet (issue 14).",
     },
     # tests/e2e/test_anymail.py: django-anymail's Postmark backend.
     "anymail": {

@@ -54,6 +54,9 @@ class ReceivedMessage:
     data: bytes
     mail_options: list[str] = field(default_factory=list)
     received_at: float = field(default_factory=time.time)  # wall clock when the sink accepted it
+    tls: bool = False  # it came over TLS (STARTTLS or implicit)
+    helo: str = ""  # the client's EHLO/HELO name
+    peer: str = ""  # the client's address
 
 
 # --- RecordingSink (aiosmtpd) -----------------------------------------------------------------
@@ -151,6 +154,9 @@ class _SinkHandler:
                 rcpt_tos=list(envelope.rcpt_tos),
                 data=envelope.original_content,
                 mail_options=list(envelope.mail_options),
+                tls=session.ssl is not None or bool(getattr(server, "_tls_protocol", None)),
+                helo=session.host_name or "",
+                peer=str(session.peer[0]) if session.peer else "",
             )
         )
         return "250 2.0.0 Ok"
@@ -185,15 +191,18 @@ class RecordingSink:
         auth_require_tls: bool = True,
         require_auth: bool = False,
         idle_timeout: float | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
+        """`host`/`port`: where to listen (MX delivery tests use loopback addresses on port 25)."""
         if (require_starttls or implicit_tls) and tls_context is None:
             raise ValueError("require_starttls and implicit_tls need a tls_context")
         if implicit_tls and require_auth:
             # aiosmtpd 1.4.6 does not count implicit TLS as TLS for AUTH; it would have to be
             # told auth_require_tls=False, and then warns about require_auth.
             raise ValueError("require_auth is not supported with implicit_tls")
-        self.host = "127.0.0.1"
-        self.port = 0
+        self.host = host
+        self.port = port
         self.messages: list[ReceivedMessage] = []
         self.script: list[str] = []
         self.rcpt_replies: dict[str, str] = {}
@@ -213,7 +222,7 @@ class RecordingSink:
             options["auth_require_tls"] = auth_require_tls and not implicit_tls
             options["auth_required"] = require_auth
             options["auth_exclude_mechanism"] = [m for m in ("PLAIN", "LOGIN") if m not in auth_mechanisms]
-        self._controller = SinkController(_SinkHandler(self), hostname=self.host, port=0, **options)
+        self._controller = SinkController(_SinkHandler(self), hostname=self.host, port=port, **options)
 
     def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
         assert self._auth is not None
@@ -283,9 +292,11 @@ class ScriptedPeer:
         replies: dict[str, list[str]] | None = None,
         rcpt_replies: dict[str, str] | None = None,
         drop_in_data: bool = False,
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
-        self.host = "127.0.0.1"
-        self.port = 0
+        self.host = host
+        self.port = port
         self.extensions = list(extensions)
         self.replies: dict[str, list[str]] = replies if replies is not None else {}
         self.rcpt_replies: dict[str, str] = rcpt_replies if rcpt_replies is not None else {}
@@ -298,7 +309,7 @@ class ScriptedPeer:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> ScriptedPeer:
-        self._server = await asyncio.start_server(self._serve, self.host, 0)
+        self._server = await asyncio.start_server(self._serve, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

@@ -40,3 +40,13 @@ async def test_extensions_are_marked_and_send_endpoints_take_idempotency_keys(ap
     email_schema = doc["components"]["schemas"]["EmailRequest"]
     assert "SendAt" in email_schema["properties"] and "From" in email_schema["properties"]
     assert "x-posthouse-extension" not in paths["/email"]["post"]
+
+
+async def test_the_domain_and_sender_routes_are_documented(api) -> None:  # type: ignore[no-untyped-def]
+    paths = (await api.client.get("/openapi.json")).json()["paths"]
+    assert paths["/domains/{domain_id}/verifyDkim"]["put"]["security"] == [{"account": []}]
+    assert paths["/senders"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/SenderSignatureRequest")
+    page = paths["/senders/confirm/{token}"]["post"]
+    assert page["x-posthouse-extension"] is True and "security" not in page
+    assert set(page["responses"]["404"]["content"]) == {"text/html"}

@@ -40,6 +40,11 @@ PUBLIC = [
     "ConnectionFailedError",
     "ContentTrigger",
     "DeliveryStats",
+    "DkimRecord",
+    "DomainDetails",
+    "DomainList",
+    "DomainRequest",
+    "DomainSummary",
     "Email",
     "EmailAddress",
     "EnabledTrigger",
@@ -74,6 +79,11 @@ PUBLIC = [
     "SMTPTransport",
     "ScheduleChange",
     "SendResponse",
+    "SenderSignatureDetails",
+    "SenderSignatureList",
+    "SenderSignatureRenewal",
+    "SenderSignatureRequest",
+    "SenderSignatureSummary",
     "SentCounts",
     "SentDay",
     "Server",
@@ -178,7 +188,12 @@ RESOURCES = {
             "open_platforms", "opens", "overview", "read_times", "sends", "spam", "tracked",
         ],
     },
-    "AccountClient": {"servers": ["create", "delete", "edit", "get", "list"], "templates": ["push"]},
+    "AccountClient": {
+        "servers": ["create", "delete", "edit", "get", "list"], "templates": ["push"],
+        "domains": ["create", "delete", "edit", "get", "list", "rotate_dkim", "verify_dkim", "verify_return_path",
+                    "verify_spf"],
+        "senders": ["create", "delete", "edit", "get", "list", "request_new_dkim", "resend", "verify_spf"],
+    },
 }
 
 

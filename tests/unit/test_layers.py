@@ -37,6 +37,8 @@ OWNERS = {
     "css_inline": [S + "domain.inlining"],
     "ua_parser": [S + "domain.useragents"],
     "maxminddb": [S + "services.geoip"],
+    # dnspython: MX delivery's resolver (delivery.dns); domain verification's uncached lookups (services.dns_lookup).
+    "dns": [S + "delivery.dns", S + "services.dns_lookup"],
 }
 
 

@@ -1,8 +1,8 @@
 """The clients: `ServerClient` (server token) and `AccountClient` (account token), async and sync.
 
 Each owns one httpx client through its I/O layer; its resources share it: `outbound`, `bulk`, `templates`,
-`bounces`, `suppressions`, `webhooks`, `streams`, `server` and `stats` of a `ServerClient`, `servers` and `templates`
-(push) of an `AccountClient`. Close a client when done, or use it as a context manager.
+`bounces`, `suppressions`, `webhooks`, `streams`, `server` and `stats` of a `ServerClient`, `servers`, `templates`
+(push), `domains` and `senders` of an `AccountClient`. Close a client when done, or use it as a context manager.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from posthouse.client.config import ACCOUNT_TOKEN, DEFAULT_RETRIES, DEFAULT_TIME
 from posthouse.client.http import AsyncHttp, SyncHttp
 from posthouse.client.resources.bounces import AsyncBounces, SyncBounces
 from posthouse.client.resources.bulk import AsyncBulk, SyncBulk
+from posthouse.client.resources.domains import AsyncDomains, SyncDomains
 from posthouse.client.resources.outbound import AsyncOutbound, SyncOutbound
+from posthouse.client.resources.senders import AsyncSenders, SyncSenders
 from posthouse.client.resources.server import AsyncServer, SyncServer
 from posthouse.client.resources.servers import AsyncServers, SyncServers
 from posthouse.client.resources.stats import AsyncStats, SyncStats
@@ -143,6 +145,8 @@ class AccountClient(_AsyncClient):
         super().__init__(AsyncHttp(config, transport))
         self.servers = AsyncServers(self._http)
         self.templates = AsyncAccountTemplates(self._http)
+        self.domains = AsyncDomains(self._http)
+        self.senders = AsyncSenders(self._http)
 
 
 class SyncAccountClient(_SyncClient):
@@ -161,3 +165,5 @@ class SyncAccountClient(_SyncClient):
         super().__init__(SyncHttp(config, transport))
         self.servers = SyncServers(self._http)
         self.templates = SyncAccountTemplates(self._http)
+        self.domains = SyncDomains(self._http)
+        self.senders = SyncSenders(self._http)

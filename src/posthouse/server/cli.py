@@ -220,7 +220,8 @@ def main(ctx: click.Context, config_file: str | None) -> None:
 @click.option("--http", help="HOST:PORT for the HTTP API [POSTHOUSE_HTTP, 127.0.0.1:8080].")
 @click.option("--data-dir", help="Data folder [POSTHOUSE_DATA_DIR, ./posthouse-data].")
 @click.option("--database", "database_url", help="sqlite:///PATH or postgresql://… [POSTHOUSE_DATABASE_URL].")
-@click.option("--delivery", type=click.Choice(["sandbox", "relay"]), help="Delivery mode [POSTHOUSE_DELIVERY].")
+@click.option("--delivery", type=click.Choice(["sandbox", "relay", "mx"]),
+              help="Delivery mode: sandbox, relay (a smarthost) or mx (recipients' MX hosts) [POSTHOUSE_DELIVERY].")
 @click.option("--relay", "relay_url", help="Smarthost URL for relay delivery [POSTHOUSE_RELAY_URL].")
 @click.option("--smtp", multiple=True, help="SMTP listener HOST:PORT, or smtps://HOST:PORT for implicit TLS; "
               "repeat for several [POSTHOUSE_SMTP, 127.0.0.1:2525].")

@@ -95,6 +95,143 @@ class RelayTarget:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class DestinationLimit:
+    """How hard MX delivery may press one destination (a recipient domain, or an MX host address)."""
+
+    connections: int  # connections in use at once
+    messages_per_connection: int  # transactions over one connection before it is closed
+    rate: float = 0.0  # messages per second at most; 0: no limit
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationLimits:
+    """`mx_destination_limits` over the defaults: per recipient domain, and per MX host (`mx:` keys)."""
+
+    domain_default: DestinationLimit
+    host_default: DestinationLimit
+    domains: Mapping[str, DestinationLimit] = field(default_factory=dict)
+    # (pattern, limit): "mx.example.com" matches that host, "*.example.com" any name under example.com
+    hosts: tuple[tuple[str, DestinationLimit], ...] = ()
+
+    def for_domain(self, domain: str) -> DestinationLimit:
+        return self.domains.get(domain.lower(), self.domain_default)
+
+    def for_host(self, host: str) -> DestinationLimit:
+        """The limit of the most specific pattern naming `host` (longest first), else the default."""
+        host = host.lower().rstrip(".")
+        for pattern, limit in self.hosts:
+            if host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:])):
+                return limit
+        return self.host_default
+
+
+def parse_destination_limits(text: str, domain_default: DestinationLimit,
+                             host_default: DestinationLimit) -> DestinationLimits:
+    """`KEY=CONNECTIONS/MESSAGES[/RATE],…`: KEY a recipient domain (`gmail.com`) or `mx:HOST` / `mx:*.SUFFIX`."""
+    domains: dict[str, DestinationLimit] = {}
+    hosts: list[tuple[str, DestinationLimit]] = []
+    for item in str(text).split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.strip().partition("=")
+        parts = value.split("/")
+        key = key.strip().lower().rstrip(".")
+        name = key.removeprefix("mx:")
+        try:
+            if not sep or len(parts) not in (2, 3) or not name or " " in name:
+                raise ValueError
+            limit = DestinationLimit(int(parts[0]), int(parts[1]), float(parts[2]) if len(parts) == 3 else 0.0)
+        except ValueError:
+            raise ConfigurationError(
+                f"invalid mx_destination_limits entry {item.strip()!r} (use DOMAIN=CONNECTIONS/MESSAGES[/RATE] or "
+                "mx:HOST=CONNECTIONS/MESSAGES[/RATE], e.g. gmail.com=20/100 or mx:*.google.com=20/100/50)") from None
+        if limit.connections < 1 or limit.messages_per_connection < 1 or limit.rate < 0:
+            raise ConfigurationError(f"invalid mx_destination_limits entry {item.strip()!r}: connections and "
+                                     "messages must be at least 1, the rate 0 (no limit) or more")
+        if key.startswith("mx:"):
+            hosts.append((name, limit))
+        else:
+            domains[name] = limit
+    hosts.sort(key=lambda entry: len(entry[0]), reverse=True)  # the most specific pattern wins
+    return DestinationLimits(domain_default, host_default, domains, tuple(hosts))
+
+
+@dataclass(frozen=True, slots=True)
+class SourceAddress:
+    """A local address MX delivery connects from, and the EHLO name to give from it ("" = mx_ehlo_name)."""
+
+    address: str
+    ehlo_name: str = ""
+
+    @property
+    def version(self) -> int:
+        return ipaddress.ip_address(self.address).version
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePools:
+    """`mx_source_address` (every stream) and `mx_source_pools` (per message stream ID)."""
+
+    default: tuple[SourceAddress, ...] = ()
+    streams: Mapping[str, tuple[SourceAddress, ...]] = field(default_factory=dict)
+
+    def for_stream(self, stream: str) -> tuple[SourceAddress, ...]:
+        return self.streams.get(stream, self.default)
+
+
+def _source_list(text: str, setting: str) -> tuple[SourceAddress, ...]:
+    """`ADDRESS[/EHLO-NAME]|ADDRESS[/EHLO-NAME]…`"""
+    result = []
+    for entry in text.split("|"):
+        address, _, ehlo = entry.strip().partition("/")
+        try:
+            ipaddress.ip_address(address.strip())
+        except ValueError:
+            raise ConfigurationError(f"invalid address {address.strip()!r} in {setting} (use ADDRESS[/EHLO-NAME], "
+                                     "several separated by |)") from None
+        ehlo = ehlo.strip()
+        if ehlo and (not ehlo.isascii() or not ehlo.isprintable() or " " in ehlo):
+            raise ConfigurationError(f"invalid EHLO name {ehlo!r} in {setting}")
+        result.append(SourceAddress(address.strip(), ehlo))
+    return tuple(result)
+
+
+def parse_source_pools(default: str, pools: str) -> SourcePools:
+    streams: dict[str, tuple[SourceAddress, ...]] = {}
+    for item in pools.split(","):
+        if not item.strip():
+            continue
+        stream, sep, addresses = item.partition("=")
+        if not sep or not stream.strip() or not addresses.strip():
+            raise ConfigurationError(f"invalid mx_source_pools entry {item.strip()!r} (use STREAM=ADDRESS[/EHLO]|…)")
+        streams[stream.strip()] = _source_list(addresses, "mx_source_pools")
+    return SourcePools(_source_list(default, "mx_source_address") if default.strip() else (), streams)
+
+
+def parse_nameservers(text: str) -> tuple[tuple[str, int], ...]:
+    """`IP`, `IP:PORT`, `[IPv6]`, `[IPv6]:PORT` or a bare IPv6, comma-separated → ((address, port), …), port 53
+    when none is given; empty: the system's resolver configuration."""
+    return tuple(_nameserver(item.strip()) for item in str(text).split(",") if item.strip())
+
+
+def _nameserver(text: str) -> tuple[str, int]:
+    host, port = text, "53"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") if rest else "53"
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigurationError(f"invalid DNS server {text!r} in dns_nameservers (use an IP address, with :PORT "
+                                 "if not 53)") from None
+    if not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ConfigurationError(f"invalid port in DNS server {text!r} (dns_nameservers)")
+    return host, int(port)
+
+
 def _setting(default: Any, description: str) -> Any:
     return field(default=default, metadata={"description": description})
 
@@ -108,7 +245,8 @@ class Settings:
     database_url: str = _setting(
         "", "sqlite:///PATH or postgresql://…; empty means SQLite in the data dir"
     )
-    delivery: str = _setting("sandbox", "sandbox (keep mail locally) or relay (send to a smarthost)")
+    delivery: str = _setting("sandbox", "sandbox (keep mail locally), relay (send to a smarthost) or mx (deliver to "
+                             "each recipient domain's MX hosts)")
     relay_url: str = _setting("", "smarthost URL for relay delivery: smtp://, smtp+starttls://, smtps://")
     retry_schedule: str = _setting(
         "30s,2m,10m,30m,1h,2h,4h", "delays between delivery attempts; the last one repeats"
@@ -154,6 +292,40 @@ class Settings:
     relay_tls_verify: bool = _setting(True, "verify the relay's TLS certificate")
     relay_ca_file: str = _setting("", "extra CA bundle (PEM) trusted for the relay's certificate")
     smtp_timeout: str = _setting("60s", "timeout for each reply from the relay")
+    dns_nameservers: str = _setting(
+        "", "DNS servers asked by MX delivery and by domain verification, comma-separated IP[:PORT] ([IPv6]:PORT, "
+        "e.g. 127.0.0.1:5353); empty: /etc/resolv.conf")
+    dns_timeout: str = _setting("10s", "time allowed for one DNS lookup, retries included")
+    dns_dnssec: bool = _setting(
+        False, "trust the AD bit of dns_nameservers' answers (set only for a validating resolver on this host or "
+        "reached over a trusted path): DANE needs it")
+    mx_ehlo_name: str = _setting("", "EHLO name for MX delivery; empty means smtp_hostname (or this machine's FQDN): "
+                                 "make it the reverse DNS name of the source address")
+    mx_port: int = _setting(25, "TCP port of MX hosts (25; another only for test setups)")
+    mx_ip_version: str = _setting("both", "address families MX delivery connects over: both (IPv6 first), 4 or 6")
+    mx_source_address: str = _setting(
+        "", "local address(es) MX delivery connects from, ADDRESS[/EHLO-NAME] separated by |; empty: the system's "
+        "choice")
+    mx_source_pools: str = _setting(
+        "", "per message stream: STREAM=ADDRESS[/EHLO-NAME]|…, comma-separated (e.g. broadcast=192.0.2.5|192.0.2.6); "
+        "a recipient domain always leaves from the same address of its pool")
+    mx_connections_per_domain: int = _setting(20, "connections in use at once to one recipient domain")
+    mx_connections_per_host: int = _setting(20, "connections in use at once to one MX host address")
+    mx_messages_per_connection: int = _setting(100, "transactions over one MX connection before it is closed")
+    mx_destination_limits: str = _setting(
+        "", "overrides, comma-separated: DOMAIN=CONNECTIONS/MESSAGES[/RATE] for a recipient domain, "
+        "mx:HOST=… or mx:*.SUFFIX=… for MX hosts; RATE is messages per second (e.g. gmail.com=10/100/20)")
+    mx_recipients_per_transaction: int = _setting(50, "recipients of one domain in one SMTP transaction at most")
+    mx_connect_timeout: str = _setting("30s", "time allowed to connect to an MX host and read its greeting")
+    mx_timeout: str = _setting("2m", "time allowed for each reply from an MX host (twice that after the data)")
+    mx_idle_timeout: str = _setting("10s", "an idle MX connection kept for reuse is closed after this long")
+    mx_max_addresses: int = _setting(5, "MX host addresses tried for one domain in one attempt at most")
+    mx_destination_wait: str = _setting(
+        "60s", "how long a message waits for a busy destination's connection slot before it is deferred")
+    mx_mta_sts: bool = _setting(True, "fetch and apply MTA-STS policies (RFC 8461) of recipient domains")
+    mx_dane: bool = _setting(True, "apply DANE TLSA records (RFC 7672) of MX hosts; only with dns_dnssec")
+    mx_tls_ca_file: str = _setting(
+        "", "extra CA bundle (PEM) trusted for MTA-STS: policy hosts' HTTPS and MX certificates in enforce mode")
     max_schedule_ahead: str = _setting("30d", "how far ahead SendAt (scheduled sending) may be")
     return_path: str = _setting(
         "pm_bounces@", "VERP envelope sender LOCAL@DOMAIN: mail goes out from LOCAL+TOKEN@DOMAIN and the SMTP listener "
@@ -165,6 +337,22 @@ class Settings:
     bounce_testing_domain: str = _setting(
         "bounce-testing.postmarkapp.com", "in sandbox delivery, TYPE@this domain simulates a bounce of that type "
         "(as does the X-PM-Bounce-Type header)")
+    dkim_keys: str = _setting("rsa", "DKIM keys a new sending domain (or a key rotation) gets: rsa (RSA-2048), "
+                              "ed25519, or both (two selectors, both signing)")
+    spf_include: str = _setting("", "the domain a sending domain's SPF record must include (include:VALUE) to pass "
+                                "verifyspf; empty: the return-path domain")
+    sender_policy: str = _setting(
+        "any", "From addresses mail is accepted from: any, or verified (an address on a DKIM-verified domain or "
+        "with a confirmed sender signature; others are refused: ErrorCode 400, over SMTP 554 5.7.1)")
+    sender_confirmation_from: str = _setting(
+        "", "From address of the mail asking a new sender signature's address to confirm it; empty: postmaster@ "
+        "the return-path domain")
+    sender_confirmation_server: str = _setting(
+        "", "server whose outbound stream sends sender confirmation mail (its activity lists it); empty: the "
+        "first server")
+    api_base_url: str = _setting(
+        "", "public base URL of the HTTP API, as people reach it (http(s)://host[:port][/path]); sender "
+        "confirmation links point there; empty means http://{http}")
     webhook_retry_schedule: str = _setting(
         "1m,5m,10m,10m,10m,15m,30m,1h,2h,6h", "delays between webhook post attempts (Postmark's); then it fails")
     webhook_timeout: str = _setting("10s", "time allowed for one webhook post, connection included")
@@ -311,6 +499,22 @@ class Settings:
         return parse_duration(self.dashboard_session_lifetime)
 
     @property
+    def dns_timeout_seconds(self) -> float:
+        return parse_duration(self.dns_timeout)
+
+    @property
+    def resolved_api_base_url(self) -> str:
+        """Where the HTTP API is reached from outside (sender confirmation links), without a trailing "/"."""
+        if self.api_base_url.strip():
+            url = self.api_base_url.strip().rstrip("/")
+            if not _TRACKING_BASE_URL.fullmatch(url):
+                raise ConfigurationError(f"invalid api_base_url {self.api_base_url!r} (use "
+                                         "http(s)://host[:port][/path], without query or fragment)")
+            return url
+        host, port = self.http_address
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    @property
     def role_set(self) -> frozenset[str]:
         roles = frozenset(r.strip() for r in self.roles.split(",") if r.strip())
         unknown = roles - set(ROLES)
@@ -353,6 +557,45 @@ class Settings:
     def relay(self) -> RelayTarget | None:
         return RelayTarget.from_url(self.relay_url) if self.relay_url else None
 
+    @property
+    def dns_servers(self) -> tuple[tuple[str, int], ...]:
+        return parse_nameservers(self.dns_nameservers)
+
+    @property
+    def mx_limits(self) -> DestinationLimits:
+        domain = DestinationLimit(self.mx_connections_per_domain, self.mx_messages_per_connection)
+        host = DestinationLimit(self.mx_connections_per_host, self.mx_messages_per_connection)
+        return parse_destination_limits(self.mx_destination_limits, domain, host)
+
+    @property
+    def mx_sources(self) -> SourcePools:
+        return parse_source_pools(self.mx_source_address, self.mx_source_pools)
+
+    @property
+    def mx_timeouts(self) -> tuple[float, float, float, float, float]:
+        """(connect, reply, idle, destination wait, DNS) timeouts of MX delivery, in seconds."""
+        return (parse_duration(self.mx_connect_timeout), parse_duration(self.mx_timeout),
+                parse_duration(self.mx_idle_timeout), parse_duration(self.mx_destination_wait),
+                parse_duration(self.dns_timeout))
+
+    def _validate_mx(self) -> None:
+        _ = (self.dns_servers, self.mx_sources)
+        if min(self.mx_timeouts) <= 0:
+            raise ConfigurationError("mx_connect_timeout, mx_timeout, mx_idle_timeout, mx_destination_wait and "
+                                     "dns_timeout must be more than zero")
+        for name in ("mx_connections_per_domain", "mx_connections_per_host", "mx_messages_per_connection",
+                     "mx_recipients_per_transaction", "mx_max_addresses"):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"{name} must be at least 1, got {getattr(self, name)}")
+        _ = self.mx_limits
+        if self.mx_ip_version not in ("both", "4", "6"):
+            raise ConfigurationError(f"invalid mx_ip_version {self.mx_ip_version!r} (use both, 4 or 6)")
+        if not 0 < self.mx_port <= 65535:
+            raise ConfigurationError(f"invalid mx_port {self.mx_port}")
+        name = self.mx_ehlo_name
+        if name and (not name.isascii() or not name.isprintable() or " " in name):
+            raise ConfigurationError(f"invalid mx_ehlo_name {name!r} (a domain name)")
+
     def validate(self) -> Settings:
         """Check every derived value once at start, so a bad setting is one clear line."""
         _ = (self.http_address, self.retry_delays, self.max_message_age_seconds, self.lease_seconds)
@@ -374,12 +617,18 @@ class Settings:
                                      "or off)")
         if self.dashboard_session_seconds <= 0:
             raise ConfigurationError("dashboard_session_lifetime must be more than zero")
+        _ = (self.dns_servers, self.dns_timeout_seconds, self.resolved_api_base_url)
+        if self.dkim_keys not in ("rsa", "ed25519", "both"):
+            raise ConfigurationError(f"invalid dkim_keys {self.dkim_keys!r} (use rsa, ed25519 or both)")
+        if self.sender_policy not in ("any", "verified"):
+            raise ConfigurationError(f"invalid sender_policy {self.sender_policy!r} (use any or verified)")
         if "smtp" in self.role_set and not self.smtp_listeners:
             raise ConfigurationError("the smtp role needs at least one listener (--smtp HOST:PORT)")
         if bool(self.smtp_tls_cert) != bool(self.smtp_tls_key):
             raise ConfigurationError("smtp_tls_cert and smtp_tls_key go together: set both or neither")
-        if self.delivery not in ("sandbox", "relay"):
-            raise ConfigurationError(f"invalid delivery mode {self.delivery!r} (use sandbox or relay)")
+        if self.delivery not in ("sandbox", "relay", "mx"):
+            raise ConfigurationError(f"invalid delivery mode {self.delivery!r} (use sandbox, relay or mx)")
+        self._validate_mx()
         if self.delivery == "relay" and not self.relay_url:
             raise ConfigurationError("relay delivery needs a relay URL (--relay / POSTHOUSE_RELAY_URL)")
         _ = self.relay

@@ -9,7 +9,8 @@
         │   └── SMTPAuthenticationError   the relay refused our AUTH (delivery.smtp_client; carries the reply)
         ├── ApiError              a request Postmark's API would refuse: carries error_code and http_status
         │   ├── AuthenticationError   ErrorCode 10, HTTP 401
-        │   └── NotFoundError         an entity that does not exist (error_code given by the caller)
+        │   ├── NotFoundError         an entity that does not exist (error_code given by the caller)
+        │   └── SenderNotAllowedError the From address is not one the sender policy allows (400/401; SMTP 554 5.7.1)
         └── DashboardError        the dashboard or `posthouse users` refused what was asked (a bad email, a taken one)
             └── SignInError       a dashboard sign-in refused: wrong credentials, or too many failures (retry_after)
 
@@ -65,6 +66,11 @@ class NotFoundError(ApiError):
 
     def __init__(self, error_code: int, message: str, http_status: int = 422) -> None:
         super().__init__(error_code, message, http_status)
+
+
+class SenderNotAllowedError(ApiError):
+    """The `sender_policy` setting refuses this From address: ErrorCode 400 (no signature, no verified domain)
+    or 401 (a signature not confirmed yet), HTTP 422; over SMTP `554 5.7.1` (services/submission.py)."""
 
 
 class DashboardError(OperationalError):

@@ -21,8 +21,12 @@ from posthouse.server.config import Settings, parse_duration
 from posthouse.server.dashboard.app import create_dashboard
 from posthouse.server.dashboard.state import DashboardState
 from posthouse.server.delivery.base import Transport
+from posthouse.server.delivery.dns import Resolver
+from posthouse.server.delivery.mta_sts import MtaSts
+from posthouse.server.delivery.mx import MxSettings, MxTransport
 from posthouse.server.delivery.relay import RelayTransport
 from posthouse.server.delivery.sandbox import SandboxTransport
+from posthouse.server.domain.addresses import AddressError, parse_address
 from posthouse.server.domain.retry import RetryPolicy
 from posthouse.server.errors import ConfigurationError
 from posthouse.server.services.accounts import AccountService
@@ -30,14 +34,17 @@ from posthouse.server.services.activity import ActivityService
 from posthouse.server.services.bounces import BounceService
 from posthouse.server.services.bulk import BulkService
 from posthouse.server.services.clock import Clock
-from posthouse.server.services.dkim_keys import SigningKeys, StaticSigningKeys
+from posthouse.server.services.dkim_keys import KEY_KINDS, SigningKeys, StaticSigningKeys, StoredSigningKeys
 from posthouse.server.services.dkim_signing import MessageSigner
+from posthouse.server.services.dns_lookup import DnsPythonLookup
+from posthouse.server.services.domains import DomainService, DomainSettings
 from posthouse.server.services.geoip import GeoIp
 from posthouse.server.services.hints import WebhookHints
 from posthouse.server.services.history import HistoryService
 from posthouse.server.services.inbound_bounces import BounceReceiver
 from posthouse.server.services.operators import OperatorService, TokenLogin
 from posthouse.server.services.returnpaths import ReturnPaths
+from posthouse.server.services.sender_policy import SenderPolicy
 from posthouse.server.services.sending import SendingService
 from posthouse.server.services.stats import StatsService
 from posthouse.server.services.submission import SubmissionService
@@ -72,6 +79,28 @@ def relay_ssl_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
+def mx_transport(settings: Settings, hostname: str) -> MxTransport:
+    """The mx transport with its resolver and MTA-STS policies, from the settings."""
+    connect, reply, idle, wait, dns_timeout = settings.mx_timeouts
+    resolver = Resolver(settings.dns_servers, timeout=dns_timeout, dnssec=settings.dns_dnssec)
+    mta_sts = None
+    if settings.mx_mta_sts:
+        context = ssl.create_default_context()
+        if settings.mx_tls_ca_file:
+            try:
+                context.load_verify_locations(settings.mx_tls_ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigurationError(f"cannot load mx_tls_ca_file {settings.mx_tls_ca_file}: {exc}") from None
+        mta_sts = MtaSts(resolver, ssl_context=context, timeout=connect)
+    versions = {"both": (6, 4), "4": (4,), "6": (6,)}[settings.mx_ip_version]
+    return MxTransport(MxSettings(
+        ehlo_name=settings.mx_ehlo_name or hostname, port=settings.mx_port, ip_versions=versions,
+        limits=settings.mx_limits, sources=settings.mx_sources,
+        recipients_per_transaction=settings.mx_recipients_per_transaction, connect_timeout=connect,
+        command_timeout=reply, idle_seconds=idle, max_addresses=settings.mx_max_addresses, destination_wait=wait,
+        dane=settings.mx_dane, ca_file=settings.mx_tls_ca_file), resolver, mta_sts)
+
+
 class Runtime:
     """Services for every role; the worker runs only after `start_worker()`."""
 
@@ -92,6 +121,22 @@ class Runtime:
         return_path = settings.return_path_parts(hostname)
         self.return_paths = ReturnPaths(store, *return_path) if return_path else None
         self.bounce_receiver = BounceReceiver(store, self.return_paths, self.clock) if self.return_paths else None
+        # Sending domains and sender signatures (issue 14). `signing_keys` is what DKIM signing reads.
+        bounce_domain = return_path[1] if return_path else hostname.lower()
+        self.signing_keys = StoredSigningKeys(store)
+        confirmation_from = settings.sender_confirmation_from.strip() or f"postmaster@{bounce_domain}"
+        try:
+            operator = [parse_address(confirmation_from).email]
+        except AddressError:
+            operator = []  # its confirmation mail is refused with the reason, at create and resend
+        self.sender_policy = SenderPolicy(store, settings.sender_policy, always_allowed=operator)
+        self.sending.sender_policy = self.sender_policy
+        self.dns = DnsPythonLookup(settings.dns_servers, settings.dns_timeout_seconds)
+        self.domains = DomainService(store, self.accounts, self.sending, self.clock, self.dns, DomainSettings(
+            key_kinds=KEY_KINDS[settings.dkim_keys], bounce_domain=bounce_domain,
+            spf_include=settings.spf_include.strip() or bounce_domain, confirmation_from=confirmation_from,
+            confirmation_server=settings.sender_confirmation_server.strip(),
+            confirmation_base_url=settings.resolved_api_base_url))
         self.submission = SubmissionService(self.accounts, self.sending, settings.trusted_networks, hostname,
                                             bounces=self.bounce_receiver)
         self.sandbox = SandboxTransport(settings.bounce_testing_domain, hostname, self.clock.now)
@@ -100,11 +145,14 @@ class Runtime:
                 settings.relay, max_connections=settings.relay_max_connections,
                 messages_per_connection=settings.relay_messages_per_connection,
                 ssl_context=relay_ssl_context(settings), timeout=settings.smtp_timeout_seconds)
+        if transport is None and settings.delivery == "mx":
+            transport = mx_transport(settings, hostname)
         self.transport: Transport = transport or self.sandbox
-        # DKIM (issue 14): without keys from anywhere, nothing is signed.
+        # DKIM (issue 14): keys given to the constructor, else an operator's key folder (`dkim_key_dir`), else
+        # the verified keys of the Domains API. A domain without a key is sent unsigned.
         if signing_keys is None and settings.dkim_key_dir:
             signing_keys = StaticSigningKeys.from_directory(settings.dkim_key_dir)
-        self.signer = MessageSigner(signing_keys, self.clock) if signing_keys is not None else None
+        self.signer = MessageSigner(signing_keys if signing_keys is not None else self.signing_keys, self.clock)
         self.ready: dict[str, bool] = {role: False for role in settings.role_set}
         self.bounces = BounceService(store, self.clock)
         self.suppressions = SuppressionService(store, self.accounts, self.clock)
@@ -131,6 +179,7 @@ class Runtime:
                                        bounces=self.bounces, suppressions=self.suppressions, webhooks=self.webhooks,
                                        templates=self.templates, bulk=self.bulk,
                                        idempotency=self.sending.idempotency, stats=stats,
+                                       domains=self.domains,
                                        ready=lambda: all(self.ready.values()), limits=self.limits), dashboard)
         self.tracking_key = TrackingKey(store)  # one read of the installation key for the worker and listener
         self.worker: DeliveryWorker | None = None
@@ -168,7 +217,8 @@ class Runtime:
             unauthenticated_timeout=parse_duration(s.smtp_unauthenticated_timeout),
             auth_requires_tls=s.smtp_auth_requires_tls,
             plaintext_auth_networks=s.plaintext_auth_networks,
-            return_domain=self.return_paths.domain if self.return_paths else "")
+            return_domain=self.return_paths.domain if self.return_paths else "",
+            other_return_domain=self.return_paths.is_return_domain if self.return_paths else None)
         self.smtp_certificate = str(cert)
         return SmtpServer(self.submission, config, server_context(cert, key))
 

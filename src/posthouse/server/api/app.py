@@ -20,8 +20,10 @@ from starlette.types import Receive, Scope, Send
 from posthouse.server.api import (
     bounces,
     bulk,
+    domains,
     messages,
     openapi,
+    senders,
     sending,
     servers,
     stats,
@@ -52,7 +54,7 @@ NO_ENDPOINT = 404
 # In matching order; within a table the order matters where a fixed segment could be taken for a parameter.
 ROUTE_TABLES: tuple[tuple[Route, ...], ...] = (
     sending.ROUTES, bulk.ROUTES, messages.ROUTES, servers.ROUTES, streams.ROUTES, bounces.ROUTES,
-    suppressions.ROUTES, webhooks.ROUTES, templates.ROUTES, stats.ROUTES,
+    suppressions.ROUTES, webhooks.ROUTES, templates.ROUTES, stats.ROUTES, domains.ROUTES, senders.ROUTES,
 )
 
 

@@ -36,6 +36,7 @@ class Operation:
     idempotent: bool = False
     description: str = ""
     response_schema: dict[str, Any] | None = None  # for an answer no wire Struct describes (keys that are names)
+    html: bool = False  # a page for a person (the sender confirmation link): HTML, 200 or 404
 
 
 _HIT_FILTERS = ("count", "offset", "recipient", "tag", "client_name", "client_company", "client_family", "os_name",
@@ -68,6 +69,13 @@ _USAGE_SCHEMA: dict[str, Any] = {
     "required": ["Days"],
     "additionalProperties": _COUNTS_BY_NAME,
 }
+
+_DOMAIN_NOTE = ("`DKIMRecords` is a Posthouse extension: every key's record (with `dkim_keys = both`, an RSA and an "
+                "Ed25519 key under two selectors). Verification answers 200 whatever DNS says; the fields say what was "
+                "found.")
+_SENDER_NOTE = ("A signature's DNS fields are its domain's; adding a signature on a domain the account lacks adds the "
+                "domain. The confirmation link (`/senders/confirm/{token}`, a Posthouse page) is mailed through the "
+                "server named by `sender_confirmation_server`.")
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/healthz", "Readiness: 200 once every role of this process runs", None, auth=NONE,
@@ -166,6 +174,44 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/servers/{server_id}", "One server", wire.Server, auth=ACCOUNT),
     Operation("PUT", "/servers/{server_id}", "Edit a server", wire.Server, wire.ServerRequest, auth=ACCOUNT),
     Operation("DELETE", "/servers/{server_id}", "Delete a server", wire.ErrorResponse, auth=ACCOUNT),
+    # domains and sender signatures (§8.4)
+    Operation("GET", "/domains", "List sending domains", wire.DomainList, auth=ACCOUNT, query=("count", "offset")),
+    Operation("POST", "/domains", "Add a sending domain: a DKIM key pair is made, its record to publish returned",
+              wire.DomainDetails, wire.DomainRequest, auth=ACCOUNT, description=_DOMAIN_NOTE),
+    Operation("GET", "/domains/{domain_id}", "One domain, with the DNS records to publish", wire.DomainDetails,
+              auth=ACCOUNT, description=_DOMAIN_NOTE),
+    Operation("PUT", "/domains/{domain_id}", "Change a domain's Return-Path domain", wire.DomainDetails,
+              wire.DomainRequest, auth=ACCOUNT),
+    Operation("DELETE", "/domains/{domain_id}", "Remove a domain and its keys", wire.ErrorResponse, auth=ACCOUNT),
+    Operation("PUT", "/domains/{domain_id}/verifyDkim", "Look the pending DKIM keys up in DNS; activate them if found",
+              wire.DomainDetails, auth=ACCOUNT),
+    Operation("PUT", "/domains/{domain_id}/verifyReturnPath", "Look the Return-Path CNAME up in DNS",
+              wire.DomainDetails, auth=ACCOUNT),
+    Operation("POST", "/domains/{domain_id}/verifyspf", "Look the SPF record up in DNS (deprecated by Postmark)",
+              wire.DomainDetails, auth=ACCOUNT),
+    Operation("POST", "/domains/{domain_id}/rotatedkim", "Make a new pending DKIM key; the active one signs until "
+              "it is verified", wire.DomainDetails, auth=ACCOUNT, description="505 while a pending key waits."),
+    Operation("GET", "/senders", "List sender signatures", wire.SenderSignatureList, auth=ACCOUNT,
+              query=("count", "offset")),
+    Operation("POST", "/senders", "Add a sender signature; a confirmation link is mailed to it",
+              wire.SenderSignatureDetails, wire.SenderSignatureRequest, auth=ACCOUNT, description=_SENDER_NOTE),
+    Operation("GET", "/senders/{sender_id}", "One sender signature, with its domain's DNS records",
+              wire.SenderSignatureDetails, auth=ACCOUNT),
+    Operation("PUT", "/senders/{sender_id}", "Edit a sender signature", wire.SenderSignatureDetails,
+              wire.SenderSignatureRequest, auth=ACCOUNT),
+    Operation("DELETE", "/senders/{sender_id}", "Remove a sender signature", wire.ErrorResponse, auth=ACCOUNT),
+    Operation("POST", "/senders/{sender_id}/resend", "Mail a new confirmation link", wire.ErrorResponse,
+              auth=ACCOUNT),
+    Operation("POST", "/senders/{sender_id}/verifyspf", "Look the signature's domain's SPF record up (deprecated)",
+              wire.SenderSignatureDetails, auth=ACCOUNT),
+    Operation("POST", "/senders/{sender_id}/requestnewdkim", "Rotate the signature's domain's DKIM key (deprecated)",
+              wire.SenderSignatureRenewal, auth=ACCOUNT,
+              description="The details with `ErrorCode` and `Message`: postmark.js reads the one, postmark-python "
+                          "the other."),
+    Operation("GET", "/senders/confirm/{token}", "The page a confirmation link opens (HTML, with a confirm button)",
+              None, auth=NONE, extension=True, html=True),
+    Operation("POST", "/senders/confirm/{token}", "Confirm the sender signature the link names (HTML)", None,
+              auth=NONE, extension=True, html=True),
     Operation("GET", "/message-streams", "List message streams", wire.MessageStreamList,
               query=("MessageStreamType", "IncludeArchivedStreams")),
     Operation("POST", "/message-streams", "Create a message stream", wire.MessageStream, wire.MessageStreamRequest),
@@ -220,6 +266,11 @@ def document(version: str) -> dict[str, Any]:
             item["responses"]["200"]["content"] = {"application/json": {"schema": by_type[op.response]}}
         elif op.response_schema is not None:
             item["responses"]["200"]["content"] = {"application/json": {"schema": op.response_schema}}
+        if op.html:
+            page = {"content": {"text/html": {"schema": {"type": "string"}}}}
+            item["responses"] = {"200": {"description": "The page", **page},
+                                 "404": {"description": "The link is not valid (used, replaced or removed)", **page},
+                                 "5XX": error}
         if op.request is not None:
             item["requestBody"] = {"required": True, "content": {"application/json": {"schema": by_type[op.request]}}}
         parameters: list[dict[str, Any]] = [

@@ -9,6 +9,7 @@ from posthouse.server.api.limits import RequestLimits
 from posthouse.server.services.accounts import AccountService
 from posthouse.server.services.bounces import BounceService
 from posthouse.server.services.bulk import BulkService
+from posthouse.server.services.domains import DomainService
 from posthouse.server.services.history import HistoryService
 from posthouse.server.services.idempotency import IdempotencyService
 from posthouse.server.services.sending import SendingService
@@ -32,5 +33,6 @@ class ApiState:
     bulk: BulkService
     idempotency: IdempotencyService  # the sends' `Idempotency-Key` answers (the one SendingService records into)
     stats: StatsService
+    domains: DomainService  # domains and sender signatures (account API)
     ready: Callable[[], bool]  # /healthz: every role of this process is running
     limits: RequestLimits = field(default_factory=RequestLimits)  # body budget, test-token limits (api/limits.py)

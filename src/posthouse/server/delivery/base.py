@@ -15,6 +15,7 @@ class Envelope:
     mail_from: str
     recipients: Sequence[str]
     data: bytes
+    stream: str = ""  # the message stream's ID (MX delivery picks the source address pool by it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,9 @@ class AttemptResult:
     bounce_types: dict[str, BounceType] = field(default_factory=dict)
     # The bounce message (an RFC 3464 report) the transport wrote for a recipient, kept as the bounce's dump.
     reports: dict[str, bytes] = field(default_factory=dict)
+    # Where each recipient's reply came from when they differ (MX delivery: one MX per recipient domain):
+    # recipient → (server, ip); recipients not named here have `server` and `ip`.
+    destinations: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 class Transport(Protocol):

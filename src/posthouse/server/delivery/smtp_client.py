@@ -8,8 +8,10 @@ Two layers, as in aiosmtplib (protocol.py vs smtp.py):
 
 Every way a conversation can break (refused connection, TLS failure, timeout, dropped connection,
 unparseable reply) is translated into `DeliveryError` in one place, `SMTPClient._failed`, and
-leaves the client closed. A 4xx/5xx reply is a value; only a refused AUTH raises
-(`SMTPAuthenticationError`, which carries the reply): the relay cannot be used at all without it.
+leaves the client closed; a failure of the TLS handshake is its subclass `SMTPTLSError`, so that MX
+delivery can tell it apart (opportunistic TLS then tries again in plaintext). A 4xx/5xx reply is a
+value; only a refused AUTH raises (`SMTPAuthenticationError`, which carries the reply): the relay
+cannot be used at all without it.
 
 A client serves one conversation at a time; it is not safe to call `send` concurrently.
 """
@@ -34,6 +36,7 @@ __all__ = [
     "Reply",
     "SMTPAuthenticationError",
     "SMTPClient",
+    "SMTPTLSError",
     "SendResult",
     "normalize_line_endings",
     "stuff_dots",
@@ -41,7 +44,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TLSMode = Literal["none", "starttls", "implicit"]
+# "opportunistic": STARTTLS when offered, plaintext when it is not or is refused (RFC 3207 §4, RFC 7435);
+# "starttls": STARTTLS or nothing; "implicit": TLS from the first byte (port 465).
+TLSMode = Literal["none", "opportunistic", "starttls", "implicit"]
 
 # RFC 5321 §4.5.3.1.5 allows reply lines of 512 octets; real servers send longer text. These
 # bound what a hostile peer can make us buffer.
@@ -114,6 +119,10 @@ class SMTPAuthenticationError(DeliveryError):
     def __init__(self, message: str, reply: Reply) -> None:
         super().__init__(message)
         self.reply = reply
+
+
+class SMTPTLSError(DeliveryError):
+    """The TLS handshake failed (or the peer hung up during it): the conversation is over."""
 
 
 def _synthetic(code: int, enhanced: str, text: str) -> Reply:
@@ -371,6 +380,15 @@ def _default_ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
+@functools.cache
+def _opportunistic_ssl_context() -> ssl.SSLContext:
+    # RFC 7435 opportunistic security: encrypt what can be, authenticate nothing (RFC 7672 §1.3).
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def _parse_ehlo(reply: Reply) -> dict[str, str]:
     """EHLO keywords (lowercased) → parameters (RFC 5321 §4.1.1.1); line one is the greeting."""
     extensions: dict[str, str] = {}
@@ -412,9 +430,14 @@ class SMTPClient:
         helo_name: str | None = None,
         connect_timeout: float = 30,
         command_timeout: float = 300,
+        tls_hostname: str | None = None,
+        source_address: str | None = None,
     ) -> None:
-        if tls not in ("none", "starttls", "implicit"):
-            raise ValueError(f"tls must be 'none', 'starttls' or 'implicit', not {tls!r}")
+        """`tls_hostname`: the name sent as SNI and checked in the certificate when `host` is an address
+        (MX delivery connects to an address but the certificate names the MX host); default `host`.
+        `source_address`: the local address to connect from (default: the system's choice)."""
+        if tls not in ("none", "opportunistic", "starttls", "implicit"):
+            raise ValueError(f"tls must be 'none', 'opportunistic', 'starttls' or 'implicit', not {tls!r}")
         if (username is None) != (password is None):
             raise ValueError("username and password go together")
         helo_name = helo_name or _local_fqdn()
@@ -427,6 +450,8 @@ class SMTPClient:
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self.helo_name = helo_name
+        self.tls_hostname = tls_hostname or host
+        self.source_address = source_address
         self.messages_sent = 0  # MAIL transactions started on this connection
         self._ssl_context = ssl_context
         self._password = password
@@ -447,6 +472,13 @@ class SMTPClient:
     def peer_ip(self) -> str | None:
         """The address this connection reached (for `DestinationIP`), or None when not connected."""
         return getattr(self._protocol, "peer_ip", None) if self._protocol is not None else None
+
+    @property
+    def ssl_object(self) -> ssl.SSLObject | None:
+        """The TLS session of this connection (its peer certificate, version), None in plaintext."""
+        protocol = self._protocol
+        transport = protocol._transport if protocol is not None else None
+        return transport.get_extra_info("ssl_object") if transport is not None else None
 
     @property
     def extensions(self) -> dict[str, str]:
@@ -475,7 +507,7 @@ class SMTPClient:
             refusal = await self._hello()
             if refusal is not None:
                 return await self._refused(refusal)
-            if self.tls == "starttls":
+            if self.tls == "starttls" or (self.tls == "opportunistic" and "starttls" in self._extensions):
                 refusal = await self._start_tls()
                 if refusal is not None:
                     return await self._refused(refusal)
@@ -498,7 +530,8 @@ class SMTPClient:
                     self.host,
                     self.port,
                     ssl=context,
-                    server_hostname=self.host if context is not None else None,
+                    server_hostname=self.tls_hostname if context is not None else None,
+                    local_addr=(self.source_address, 0) if self.source_address else None,
                 )
                 self._protocol = protocol
                 return await protocol.read_reply(self.connect_timeout, "the greeting")
@@ -506,7 +539,9 @@ class SMTPClient:
             raise TimeoutError(f"no greeting within {self.connect_timeout:g} s") from exc
 
     def _context(self) -> ssl.SSLContext:
-        return self._ssl_context or _default_ssl_context()
+        if self._ssl_context is not None:
+            return self._ssl_context
+        return _opportunistic_ssl_context() if self.tls == "opportunistic" else _default_ssl_context()
 
     def _check_positive(self, reply: Reply, command: str) -> bool:
         """True for 2xx; False for 4xx/5xx; a 3xx where none belongs breaks the protocol."""
@@ -544,16 +579,25 @@ class SMTPClient:
 
     async def _start_tls(self) -> Reply | None:
         if "starttls" not in self._extensions:
-            raise DeliveryError(f"{self.host}:{self.port} does not offer STARTTLS")
+            raise SMTPTLSError(f"{self.host}:{self.port} does not offer STARTTLS")
         reply = await self._command("STARTTLS\r\n", "STARTTLS")
         if not self._check_positive(reply, "STARTTLS"):
+            if self.tls == "opportunistic":
+                # RFC 3207 §4: after a refusal the session goes on as before, in plaintext.
+                log.info("%s:%s refused STARTTLS (%s); going on in plaintext", self.host, self.port, reply)
+                return None
             return reply
         protocol = self._require_protocol()
         if protocol.has_buffered_input:
             # Anything sent after "220" in plaintext would be read as if it came over TLS
             # (STARTTLS command injection, CERT VU#555316).
             raise _ProtocolError("data after the STARTTLS reply, before the TLS handshake")
-        await protocol.start_tls(self._context(), self.host, self.command_timeout)
+        try:
+            await protocol.start_tls(self._context(), self.tls_hostname, self.command_timeout)
+        except (OSError, ssl.CertificateError) as exc:
+            # A peer hanging up or timing out in the handshake fails TLS as much as a bad certificate does.
+            self.close()
+            raise SMTPTLSError(f"{self.host}:{self.port}: connect failed: TLS: {exc or type(exc).__name__}") from exc
         # RFC 3207 §4.2: forget everything learned before TLS and ask again.
         self._extensions = {}
         return await self._hello()
@@ -812,5 +856,6 @@ class SMTPClient:
         self.close()
         reason = str(exc) or type(exc).__name__
         if isinstance(exc, ssl.SSLError | ssl.CertificateError):
-            reason = f"TLS: {reason}"
+            # Implicit TLS: the handshake is part of connecting.
+            return SMTPTLSError(f"{self.host}:{self.port}: {stage} failed: TLS: {reason}")
         return DeliveryError(f"{self.host}:{self.port}: {stage} failed: {reason}")

@@ -14,6 +14,7 @@ import base64
 import hashlib
 import hmac
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
 _TAG_CHARS = 13  # base32 characters of the MAC: 65 bits
@@ -32,19 +33,23 @@ class ReturnPath:
         mac = hmac.new(self.key, hex_id.encode("ascii"), hashlib.sha256).digest()
         return base64.b32encode(mac).decode("ascii")[:_TAG_CHARS].lower()
 
-    def address_for(self, delivery_id: int) -> str:
-        """The envelope sender for one delivery (one recipient of one message)."""
+    def address_for(self, delivery_id: int, domain: str | None = None) -> str:
+        """The envelope sender for one delivery (one recipient of one message), at `domain` when given (a
+        sending domain's own Return-Path domain, whose CNAME points at ours): the token, not the domain,
+        names the delivery, so the MAC covers the token alone."""
         hex_id = f"{delivery_id:x}"
-        return f"{self.local}+{hex_id}{self._tag(hex_id)}@{self.domain}"
+        return f"{self.local}+{hex_id}{self._tag(hex_id)}@{domain or self.domain}"
 
     def is_return_address(self, address: str) -> bool:
         """Whether mail to `address` is for bounce processing (our domain), whatever its token."""
         return address.rpartition("@")[2].lower().rstrip(".") == self.domain.lower()
 
-    def delivery_id_from(self, address: str) -> int | None:
-        """The delivery a return address names, or None when it is not one of ours or the MAC fails."""
+    def delivery_id_from(self, address: str, also: Collection[str] = ()) -> int | None:
+        """The delivery a return address names, or None when it is not one of ours or the MAC fails. `also`:
+        other domains bounces come back to (sending domains' Return-Path domains, lower-cased)."""
         local, _, domain = address.rpartition("@")
-        if domain.lower().rstrip(".") != self.domain.lower():
+        domain = domain.lower().rstrip(".")
+        if domain != self.domain.lower() and domain not in also:
             return None
         prefix, plus, token = local.partition("+")
         if not plus or prefix.lower() != self.local.lower():

@@ -34,13 +34,15 @@ class BounceReceiver:
         self.clock = clock
 
     def is_bounce(self, recipients: Sequence[str]) -> bool:
-        """Mail whose every recipient is at the return-path domain is a bounce, whoever sends it."""
+        """Mail whose every recipient is at a return-path domain (ours, or a sending domain's own) is a bounce,
+        whoever sends it."""
         return bool(recipients) and all(self.return_paths.is_return_address(r) for r in recipients)
 
     async def receive(self, recipients: Sequence[str], data: bytes, peer_host: str) -> SmtpReply:
         """Record what a bounce says about the messages its return paths name; 550 when none is ours."""
         return_path = await self.return_paths.get()
-        deliveries = sorted({d for r in recipients if (d := return_path.delivery_id_from(r)) is not None})
+        custom = self.return_paths.custom_domains
+        deliveries = sorted({d for r in recipients if (d := return_path.delivery_id_from(r, custom)) is not None})
         if not deliveries:
             log.warning("bounce from %s to %s refused: not a return path of ours (forged or mistyped)",
                         peer_host, ", ".join(recipients))

@@ -20,6 +20,7 @@ from posthouse.server.services.accounts import AccountService, Server
 from posthouse.server.services.clock import Clock
 from posthouse.server.services.hints import SuppressionHints
 from posthouse.server.services.idempotency import IdempotencyService
+from posthouse.server.services.sender_policy import SenderPolicy
 from posthouse.server.services.wakeup import Wakeup
 from posthouse.server.store.base import BounceRecord, MessageRecord, Stmt, Store, WebhookEvent
 from posthouse.server.store.idempotency import IdempotencyKey, finish_stmt
@@ -51,6 +52,7 @@ class SendingService:
         self.tracking_base_url = tracking_base_url.rstrip("/")
         self.idempotency = IdempotencyService(store, clock)
         self.hints: SuppressionHints | None = SuppressionHints(store)
+        self.sender_policy: SenderPolicy | None = None  # which From addresses may send (set by the Runtime)
         self.store = store
         self.accounts = accounts
         self.clock = clock
@@ -71,6 +73,8 @@ class SendingService:
         self._check_schedule(message)
         if server is not None:
             await self.accounts.sending_stream(server.id, message.stream)
+            if self.sender_policy is not None:  # not for the test token (services/sender_policy.py)
+                await self.sender_policy.check(message.sender.email, request.sender or message.sender.email)
         return message
 
     def _check_schedule(self, message: ComposedMessage) -> None:
@@ -203,6 +207,8 @@ class SendingService:
                                     message_id_domain=self.message_id_domain, received=received)
         self._check_schedule(message)
         await self.accounts.sending_stream(server.id, message.stream)
+        if self.sender_policy is not None:
+            await self.sender_policy.check(message.sender.email, str(message.sender))
         message = track_submitted(message, self._tracking(server))
         suppressed = await self._suppressed(server, [message])
         now = self.clock.micros()

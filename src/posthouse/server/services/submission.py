@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 
 from posthouse.server.config import IPNetwork
-from posthouse.server.errors import ApiError, AuthenticationError, StoreError, StoreFullError
+from posthouse.server.errors import ApiError, AuthenticationError, SenderNotAllowedError, StoreError, StoreFullError
 from posthouse.server.services.accounts import AccountService, Server
 from posthouse.server.services.inbound_bounces import BounceReceiver
 from posthouse.server.services.sending import SendingService
@@ -32,7 +32,12 @@ class SubmissionService:
         self.trusted_networks = list(trusted_networks)
 
     async def identify_network(self, peer: Peer) -> object | None:
-        """Like Postfix's mynetworks: a listed client network submits as its server without AUTH."""
+        """Like Postfix's mynetworks: a listed client network submits as its server without AUTH.
+
+        Called as each client connects, before the greeting, so it is also where the return-path domains a
+        bounce may be sent to are brought up to date (the session checks RCPT against them and cannot wait)."""
+        if self.bounces is not None:
+            await self.bounces.return_paths.refresh()
         if not self.trusted_networks:
             return None
         try:
@@ -72,6 +77,9 @@ class SubmissionService:
             protocol = "ESMTPSA" if peer.is_tls else "ESMTPA"
             received = f"from [{peer.host}] by {self.hostname} (Posthouse) with {protocol}"
             message_id = await self.sending.send_submitted(identity, mail_from, recipients, data, received)
+        except SenderNotAllowedError as exc:
+            # The sender policy (issue 14): a From address this installation may not send as (RFC 3463 5.7.1).
+            return SmtpReply(554, f"5.7.1 {exc.message} (ErrorCode {exc.error_code})")
         except ApiError as exc:
             # A message-level problem: refused at end of DATA with the API's words and code.
             return SmtpReply(554, f"5.6.0 {exc.message} (ErrorCode {exc.error_code})")

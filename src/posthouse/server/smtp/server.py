@@ -24,7 +24,7 @@ import logging
 import socket
 import ssl
 import traceback
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -101,6 +101,8 @@ class SmtpServerConfig:
     auth_failure_max_delay: float = 10.0  # the delay doubles from 1 s per further failure, up to this
     max_errors: int = 20  # bad commands per session before 421 4.7.0 and close
     return_domain: str = ""  # mail for this domain (bounces to VERP return paths) needs no AUTH
+    # … nor mail for these (sending domains' own Return-Path domains): a lower-cased domain → yes or no
+    other_return_domain: Callable[[str], bool] | None = None
 
     def __post_init__(self) -> None:
         for name in ("command_timeout", "data_timeout", "max_connections", "max_connections_per_client",
@@ -119,6 +121,7 @@ class SmtpServerConfig:
             max_command_line=self.max_command_line,
             max_errors=self.max_errors,
             return_domain=self.return_domain.lower(),
+            **({"other_return_domain": self.other_return_domain} if self.other_return_domain is not None else {}),
         )
 
 

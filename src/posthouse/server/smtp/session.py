@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import NamedTuple
@@ -121,6 +122,9 @@ class SessionPolicy:
     max_command_line: int = 512  # RFC 5321 §4.5.3.1.4, AUTH lines excepted (MAX_AUTH_LINE)
     max_errors: int = 20  # bad commands answered before 421 4.7.0 and close
     return_domain: str = ""  # lower-cased; recipients here need no AUTH (bounces to VERP return paths)
+    # Sending domains' own Return-Path domains (CNAMEs to return_domain) take bounces too: asked with a
+    # lower-cased domain, answered from what the handler last read (it cannot wait here).
+    other_return_domain: Callable[[str], bool] = field(default=lambda _domain: False, compare=False)
     greeting: bytes = field(init=False, repr=False, compare=False)
     timeout: bytes = field(init=False, repr=False, compare=False)
     helo: bytes = field(init=False, repr=False, compare=False)
@@ -629,10 +633,11 @@ class SmtpSession:
                 self._refuse(checked)
                 return
             recipient = checked
-        if self._identity is INBOUND_BOUNCE and \
-                recipient.rpartition("@")[2].lower().rstrip(".") != self._policy.return_domain:
-            self._refuse(r.S530_AUTH_REQUIRED)  # not a bounce: only an authenticated client may relay
-            return
+        if self._identity is INBOUND_BOUNCE:
+            domain = recipient.rpartition("@")[2].lower().rstrip(".")
+            if domain != self._policy.return_domain and not self._policy.other_return_domain(domain):
+                self._refuse(r.S530_AUTH_REQUIRED)  # not a bounce: only an authenticated client may relay
+                return
         self._rcpts.append(recipient)
         self._out.append(_W250_RECIPIENT_OK)
 

@@ -21,6 +21,7 @@ from posthouse.server.domain.stats import acceptance_increments, bounce_incremen
 from posthouse.server.domain.statuses import PENDING_STATES, DeliveryState, EventType, MessageStatus
 from posthouse.server.store.activity import ActivityQueries
 from posthouse.server.store.bulk import BulkQueries
+from posthouse.server.store.domains import DomainQueries
 from posthouse.server.store.feedback import BounceRecord, FeedbackQueries, Suppression, insert_bounce, suppress
 from posthouse.server.store.hits import HitQueries
 from posthouse.server.store.idempotency import IdempotencyQueries
@@ -191,7 +192,7 @@ def _message_record(row: Sequence[Any], content: bytes | None = None) -> Message
 
 
 class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries, BulkQueries, WorkerQueries,
-            TrackingQueries, StatsQueries, HitQueries, OperatorQueries, ActivityQueries, Queries):
+            TrackingQueries, StatsQueries, HitQueries, DomainQueries, OperatorQueries, ActivityQueries, Queries):
     """Every query Posthouse makes; a dialect subclass supplies the executor."""
 
     dialect: str
@@ -214,6 +215,8 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
             self.suppression_epoch += 1
         elif kind == "webhooks":
             self.webhook_epoch += 1
+        elif kind == "domains":
+            self.domain_epoch += 1
 
     async def listen_for_work(self, callback: Callable[[], None]) -> None:
         """Call `callback` when another process commits new work; a no-op where there is no channel

@@ -27,8 +27,8 @@ _PLACEHOLDER = re.compile(r"\?")
 _MAX_GROUP = 500
 _MIGRATION_LOCK = 0x706F7374  # advisory lock id: one node migrates at a time
 WORK_CHANNEL = "posthouse_work"
-CHANGES_CHANNEL = "posthouse_changes"  # payload: what changed ("suppressions", "webhooks"), for the hints
-_CHANGE_KINDS = ("suppressions", "webhooks")
+CHANGES_CHANNEL = "posthouse_changes"  # payload: what changed ("suppressions", "webhooks", "domains"), for the hints
+_CHANGE_KINDS = ("suppressions", "webhooks", "domains")
 
 
 def numbered(sql: str) -> str:

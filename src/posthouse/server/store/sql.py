@@ -135,9 +135,10 @@ class Queries(ABC):
         """Statements that tell other processes, at commit, that new work is due."""
         return []
 
-    # Changes the hot paths' hints depend on (services/hints.py): "suppressions" (added) and "webhooks" (any
-    # change). Told to other processes in the changing transaction where the dialect can (PostgreSQL NOTIFY),
-    # else right after its commit (`announce_change`: SQLite, split roles on one file).
+    # Changes the hot paths' hints depend on (services/hints.py): "suppressions" (added), "webhooks" (any
+    # change) and "domains" (domains, DKIM keys, sender signatures: services/dkim_keys.py, services/domains.py).
+    # Told to other processes in the changing transaction where the dialect can (PostgreSQL NOTIFY), else right
+    # after its commit (`announce_change`: SQLite, split roles on one file).
 
     def change_notice(self, kind: str) -> list[Stmt]:
         """Statements that tell other processes, at commit, that `kind` changed."""

@@ -428,7 +428,7 @@ class SqliteStore(Store):
 
     def refresh_changes(self) -> None:
         """One stat per hint use: if the changes file moved since last seen, another process (or this one)
-        changed suppressions or webhooks, and both hints reload."""
+        changed suppressions, webhooks or domains, and every hint reloads."""
         try:
             found = os.stat(self._changes_file)
         except OSError:
@@ -438,6 +438,7 @@ class SqliteStore(Store):
             if self._changes_seen is not None or found.st_size:
                 self.take_change("suppressions")
                 self.take_change("webhooks")
+                self.take_change("domains")
             self._changes_seen = marker
 
     # -- reads --------------------------------------------------------------------------------

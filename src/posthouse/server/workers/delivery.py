@@ -136,8 +136,9 @@ class DeliveryWorker:
         result: AttemptResult | None = None
         error: str | None = None
         try:
-            # VERP (docs/architecture.md §4, issue 5): bounces come back to an address that names this message.
-            mail_from = (await self.return_paths.get()).address_for(first.id) \
+            # VERP (docs/architecture.md §4, issue 5): bounces come back to an address that names this message,
+            # at the From domain's own Return-Path domain once its CNAME is verified (issue 14).
+            mail_from = await self.return_paths.address_for(first.id, first.sender) \
                 if self.return_paths is not None else first.envelope_from
             content = first.content
             if first.tracked and len(rows) == 1:
@@ -147,7 +148,7 @@ class DeliveryWorker:
                 # signed once for all of them.
                 content = await self.signer.sign(content, first.from_email,
                                                  shared_as=first.message_id if content is first.content else None)
-            envelope = Envelope(mail_from, [r.recipient for r in rows], content)
+            envelope = Envelope(mail_from, [r.recipient for r in rows], content, first.stream)
             result = await transport.send(envelope)
         except DeliveryError as exc:
             error = str(exc) or exc.__class__.__name__
@@ -170,8 +171,10 @@ class DeliveryWorker:
         announce = self.webhook_hints is None or await self.webhook_hints.wants(first.server_id, first.stream,
                                                                                "Delivery")
         reports = result.reports if result is not None else {}
+        destinations = result.destinations if result is not None else {}
         await self._record([
-            self._outcome(row, replies[row.recipient], classified[row.recipient], server, ip, retry_at, now, announce,
+            self._outcome(row, replies[row.recipient], classified[row.recipient],
+                          *destinations.get(row.recipient, (server, ip)), retry_at, now, announce,
                           reports.get(row.recipient, b""))
             for row in rows])
 
