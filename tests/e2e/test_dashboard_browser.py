@@ -116,7 +116,7 @@ def send_mail(server: ServerProcess, image_url: str) -> dict[str, str]:
 
         def all_sent() -> bool:
             found = api.get("/messages/outbound", params={"count": 50, "offset": 0, "status": "queued"}).json()
-            return found["TotalCount"] == 0
+            return bool(found["TotalCount"] == 0)
 
         wait_for(all_sent, timeout=30)
     return ids

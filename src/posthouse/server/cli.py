@@ -331,6 +331,10 @@ def users_create(ctx: click.Context, /, email: str, password_stdin: bool, **flag
     """Create a dashboard user; the password is asked for twice (or read from stdin), only its hash is stored."""
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
+    elif not sys.stdin.isatty():
+        click.echo("posthouse: error: no terminal to ask for the password on; pipe it in with --password-stdin",
+                   err=True)
+        sys.exit(2)
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt="Repeat the password")
 
