@@ -196,6 +196,7 @@ def test_sign_in_search_and_the_message_page(tmp_path: Path, database_url: str, 
         page.goto(server.base_url + "/ui/servers/1/streams/outbound/activity?recipient=ada%40example.com")
         page.locator("table.messages").get_by_role("link", name="Welcome aboard, Ada").click()
         page.wait_for_url(f"**/ui/servers/1/messages/{ids['welcome']}")
+        assert "opens off, links off" in page.locator("dl.summary").inner_text()
         timeline = page.locator("ol.timeline")
         assert "Accepted and queued" in timeline.inner_text()
         assert "kept in the sandbox" in timeline.locator(".event-delivered").first.inner_text()
@@ -214,6 +215,7 @@ def test_sign_in_search_and_the_message_page(tmp_path: Path, database_url: str, 
         # another renderer process) blank.
         page.set_viewport_size({"width": 1280, "height": min(3000, page.evaluate("document.body.scrollHeight"))})
         page.screenshot(path=str(shots / "message.png"))
+        page.screenshot(path=str(shots / "message-top.png"), clip={"x": 0, "y": 0, "width": 1280, "height": 1400})
         page.set_viewport_size({"width": 1280, "height": 860})
         page.get_by_role("link", name="Load remote content").click()
         page.frame_locator("iframe.html-frame").get_by_text("Welcome to Acme, Ada!").wait_for()

@@ -1,8 +1,8 @@
 """The dashboard's authorization over HTTP (httpx over ASGI, the real runtime, both databases): every route
 the dashboard app lists refuses a request without a session (a GET is sent to sign-in, anything else is a
 401), every request that is not a GET needs the session's CSRF token, sign-in is throttled, and sign-out,
-expiry and a deleted user end a session on every node (the sessions live in the database). DASHBOARD.md,
-docs/architecture.md §12."""
+expiry and a deleted user end a session on every node (the sessions live in the database):
+docs/architecture.md §7 (Dashboard)."""
 
 from __future__ import annotations
 
