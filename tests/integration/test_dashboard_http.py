@@ -337,6 +337,7 @@ async def test_pages_carry_a_policy_that_blocks_scripts_and_framing(node: Node) 
         assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
         assert page.headers["x-frame-options"] == "DENY"
         assert page.headers["cache-control"] == "no-store"
+        assert re.fullmatch(r"app;dur=\d+\.\d\d", page.headers["server-timing"])  # what bench/dashboard.py reads
         missing = await client.get(f"/ui/servers/1/messages/{_SAMPLE_PARAMS['message_id']}")
         assert missing.status_code == 404
         assert (await client.get("/ui/servers/99/streams/outbound/activity")).status_code == 404

@@ -6,12 +6,14 @@ one, a GET is sent to the sign-in page and any other method is refused (401); wi
 not a GET must carry the session's CSRF token (403 without). Only the sign-in page and static files are
 reachable without a session, so a page added later is protected without doing anything. The guard also
 reads every form body (bounded) once, for the CSRF check and for the route. Every response carries a
-Content-Security-Policy that allows only the dashboard's own scripts and styles.
+Content-Security-Policy that allows only the dashboard's own scripts and styles, and a `Server-Timing`
+header (`app;dur=` milliseconds from the request's arrival to its response; bench/dashboard.py reads it).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -102,6 +104,7 @@ class DashboardApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
+        started = time.perf_counter()
         path: str = scope["path"]
         if path in ("/", "/ui"):
             await RedirectResponse("/ui/", 302)(scope, receive, send)
@@ -112,11 +115,11 @@ class DashboardApp:
         try:
             refusal, receive = await self._guard(request, scope, receive)
             if refusal is not None:
-                await refusal(scope, receive, send)
+                await refusal(scope, receive, _with_headers(send, started))
                 return
-            await self.router(scope, receive, _with_headers(send))
+            await self.router(scope, receive, _with_headers(send, started))
         except Exception as exc:  # noqa: BLE001 — every failure is an error page; logged in _error_page
-            await _error_page(request, exc)(scope, receive, _with_headers(send))
+            await _error_page(request, exc)(scope, receive, _with_headers(send, started))
 
     async def _guard(self, request: Request, scope: Scope, receive: Receive) -> tuple[Response | None, Receive]:
         """(a refusal, or None to go on; the receive channel the route reads the body from)."""
@@ -148,8 +151,8 @@ class DashboardApp:
         return None, receive
 
 
-def _with_headers(send: Send) -> Send:
-    """Add the dashboard's security headers to a response that did not set its own."""
+def _with_headers(send: Send, started: float) -> Send:
+    """Add the dashboard's security headers to a response that did not set its own, and its Server-Timing."""
 
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -160,6 +163,7 @@ def _with_headers(send: Send) -> Send:
                                 (b"cache-control", b"no-store")):
                 if name not in present:
                     headers.append((name, value))
+            headers.append((b"server-timing", f"app;dur={(time.perf_counter() - started) * 1000:.2f}".encode()))
             message = {**message, "headers": headers}
         await send(message)
 
