@@ -652,8 +652,8 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
                            "AND key = ? AND value = ?)")
             args.extend([server_id, f.metadata[0], f.metadata[1]])
         if f.sandboxed is not None:
-            clauses.append("sandboxed = ?")
-            args.append(int(f.sandboxed))
+            # A literal, not a parameter: the partial index messages_sandboxed applies only to `sandboxed = 1`.
+            clauses.append("sandboxed = 1" if f.sandboxed else "sandboxed = 0")
         return " AND ".join(clauses), args
 
     async def get_message(self, server_id: int, message_id: str, *, with_content: bool = False

@@ -24,3 +24,7 @@ CREATE INDEX dashboard_sessions_by_expiry ON dashboard_sessions (expires_at);
 -- The message page lists the webhook posts of its message; posts queued before this migration have none.
 ALTER TABLE webhook_posts ADD COLUMN message_id TEXT;
 CREATE INDEX webhook_posts_by_message ON webhook_posts (message_id) WHERE message_id IS NOT NULL;
+-- The sandbox inbox lists a stream's sandboxed mail, newest first: without this index, a server whose mail is
+-- mostly delivered for real walks its whole time index to find none (0.7 s at a million messages, measured
+-- with bench/dashboard.py). The query names `sandboxed = 1` literally, so the partial index applies.
+CREATE INDEX messages_sandboxed ON messages (server_id, stream, received_at DESC) WHERE sandboxed = 1;
