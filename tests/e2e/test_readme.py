@@ -46,6 +46,9 @@ EXCLUDED = {
     "Webhook(secret).verify(request_body, request_headers)": "Runs inside the receiving web application, whose "
     "framework hands it request_body and request_headers; the same verification is the `handle` example, which runs "
     "and is checked.",
+    ".venv/bin/posthouse users create you@example.com": "Prompts for a password on a terminal; the `users` "
+    "commands (with --password-stdin, list, delete, and the sign-in they allow) are tested in "
+    "tests/e2e/test_cli_users.py.",
     "export POSTHOUSE_TEST_POSTGRES_URL=$(bash .ci/postgres.sh) && make test": "Runs the whole test suite against a "
     "throwaway PostgreSQL cluster.",
     "posthouse serve --role api,smtp,worker,inbound --smtp-inbound 0.0.0.0:25": "Starts a second server on port 25; "

@@ -17,14 +17,16 @@ FORBIDDEN = {
     S + "store": [S + p for p in ("delivery", "smtp", "webhooks", "services", "workers", "api", "cli", "runtime")],
     S + "delivery": [S + p for p in ("store", "smtp", "webhooks", "services", "workers", "api", "cli", "runtime")],
     S + "smtp": [S + p for p in ("store", "delivery", "webhooks", "services", "workers", "api", "cli", "runtime")],
-    S + "services": [S + p for p in ("workers", "api", "cli", "runtime")],
+    S + "services": [S + p for p in ("workers", "api", "dashboard", "cli", "runtime")],
     S + "workers": [S + p for p in ("api", "cli", "runtime")],
-    S + "api": [S + p for p in ("workers", "cli", "runtime")],
+    S + "api": [S + p for p in ("workers", "cli", "runtime", "dashboard")],
     # Logs and metrics are used by every layer, so they sit at the bottom with config and errors.
     S + "logs": [S + p for p in ("domain", "store", "delivery", "smtp", "webhooks", "services", "workers", "api", "cli",
                                  "runtime", "metrics")],
     S + "metrics": [S + p for p in ("domain", "store", "delivery", "smtp", "webhooks", "services", "workers", "api",
-                                    "cli", "runtime", "logs")],
+                                    "cli", "runtime", "logs", "dashboard")],
+    # The dashboard calls the services the API uses: no SQL of its own, no second business layer (issue 15).
+    S + "dashboard": [S + p for p in ("store", "delivery", "smtp", "webhooks", "workers", "api", "cli", "runtime")],
     "posthouse.client": ["posthouse.server"],
     "posthouse.wire": ["posthouse.server"],
 }
@@ -32,7 +34,9 @@ FORBIDDEN = {
 OWNERS = {
     "sqlite3": [S + "store"],
     "asyncpg": [S + "store"],
-    "starlette": [S + "api"],
+    "starlette": [S + "api", S + "dashboard"],
+    "jinja2": [S + "dashboard"],
+    "argon2": [S + "services.operators"],
     "uvicorn": [S + "cli", S + "api.listener"],
     "click": [S + "cli"],
     "css_inline": [S + "domain.inlining"],

@@ -451,6 +451,88 @@ def tokens_rotate(ctx: click.Context, /, account: bool, server_name: str | None,
                err=True)
 
 
+@main.group("users")
+def users_group() -> None:
+    """Manage the dashboard's operator accounts (they sign in at /ui/)."""
+
+
+def _operators(store: Store) -> Any:
+    from posthouse.server.services.accounts import AccountService
+    from posthouse.server.services.clock import Clock
+    from posthouse.server.services.operators import OperatorService
+
+    return OperatorService(store, Clock(), AccountService(store, Clock()))
+
+
+@users_group.command("create")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+@click.option("--database", "database_url", help="Database URL [POSTHOUSE_DATABASE_URL].")
+@click.option("--data-dir", help="Data folder [POSTHOUSE_DATA_DIR].")
+@click.pass_context
+def users_create(ctx: click.Context, /, email: str, password_stdin: bool, **flags: Any) -> None:
+    """Create a dashboard user; the password is asked for twice (or read from stdin), only its hash is stored."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif not sys.stdin.isatty():
+        click.echo("posthouse: error: no terminal to ask for the password on; pipe it in with --password-stdin",
+                   err=True)
+        sys.exit(2)
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt="Repeat the password")
+
+    async def run() -> str:
+        store = await _open_store(_settings(ctx, **flags))
+        try:
+            return str((await _operators(store).create_user(email, password)).email)
+        finally:
+            await store.close()
+
+    click.echo(f"Created dashboard user {_run(run)}.")
+
+
+@users_group.command("list")
+@click.option("--database", "database_url", help="Database URL [POSTHOUSE_DATABASE_URL].")
+@click.option("--data-dir", help="Data folder [POSTHOUSE_DATA_DIR].")
+@click.pass_context
+def users_list(ctx: click.Context, /, **flags: Any) -> None:
+    """List the dashboard users: email, when made, last sign-in (UTC)."""
+    from posthouse.server.services.clock import from_micros
+
+    async def run() -> list[Any]:
+        store = await _open_store(_settings(ctx, **flags))
+        try:
+            return list(await _operators(store).list_users())
+        finally:
+            await store.close()
+
+    users = _run(run)
+    if not users:
+        click.echo("no dashboard users (sign in with the account token, or run `posthouse users create EMAIL`)")
+    for user in users:
+        last = from_micros(user.last_login_at).strftime("%Y-%m-%d %H:%M") if user.last_login_at else "never"
+        click.echo(f"{user.email:40} created {from_micros(user.created_at):%Y-%m-%d %H:%M}  last sign-in {last}")
+
+
+@users_group.command("delete")
+@click.argument("email")
+@click.option("--database", "database_url", help="Database URL [POSTHOUSE_DATABASE_URL].")
+@click.option("--data-dir", help="Data folder [POSTHOUSE_DATA_DIR].")
+@click.pass_context
+def users_delete(ctx: click.Context, /, email: str, **flags: Any) -> None:
+    """Delete a dashboard user; their sessions end at once."""
+
+    async def run() -> None:
+        store = await _open_store(_settings(ctx, **flags))
+        try:
+            await _operators(store).delete_user(email)
+        finally:
+            await store.close()
+
+    _run(run)
+    click.echo(f"Deleted dashboard user {email.strip().lower()}.")
+
+
 @main.group("db")
 def db_group() -> None:
     """Database maintenance."""

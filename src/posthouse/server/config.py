@@ -414,6 +414,16 @@ class Settings:
     tracking_base_url: str = _setting(
         "", "public base URL of the tracking listener, as recipients reach it (http(s)://host[:port][/path]); the "
         "open pixel and tracked links point there; empty means http://{tracking_http}")
+    dashboard: bool = _setting(True, "serve the web dashboard at /ui/ on the HTTP API listener (operators sign in "
+                               "as users made with `posthouse users create`)")
+    dashboard_token_login: str = _setting(
+        "auto", "sign-in to the dashboard with the account token: auto (only while no dashboard user exists), on, "
+        "or off")
+    dashboard_session_lifetime: str = _setting(
+        "12h", "a dashboard session ends after this long without use (and 7 days after sign-in at most)")
+    dashboard_secure_cookies: bool = _setting(
+        False, "mark dashboard cookies Secure even on plain HTTP (behind a proxy that terminates TLS); over "
+        "HTTPS they always are")
     log_level: str = _setting("info", "debug, info, warning or error")
     retention_days: int = _setting(
         45, "days messages (with their content, events, opens and clicks, bounces) and webhook posts are kept, for "
@@ -549,6 +559,10 @@ class Settings:
             return url
         host, port = self.tracking_address  # the tracking listener's own address
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    @property
+    def dashboard_session_seconds(self) -> float:
+        return parse_duration(self.dashboard_session_lifetime)
 
     @property
     def dns_timeout_seconds(self) -> float:
@@ -697,6 +711,11 @@ class Settings:
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{name} must be 0 (no limit) or more, got {getattr(self, name)}")
         _ = self.resolved_tracking_base_url
+        if self.dashboard_token_login not in ("auto", "on", "off"):
+            raise ConfigurationError(f"invalid dashboard_token_login {self.dashboard_token_login!r} (use auto, on "
+                                     "or off)")
+        if self.dashboard_session_seconds <= 0:
+            raise ConfigurationError("dashboard_session_lifetime must be more than zero")
         _ = (self.dns_servers, self.dns_timeout_seconds, self.resolved_api_base_url)
         if self.dkim_keys not in ("rsa", "ed25519", "both"):
             raise ConfigurationError(f"invalid dkim_keys {self.dkim_keys!r} (use rsa, ed25519 or both)")

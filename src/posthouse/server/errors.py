@@ -7,11 +7,13 @@
         │   └── StoreFullError    the database refused a write for lack of space
         ├── DeliveryError         a transport could not talk to its peer at all (connection, TLS, timeout)
         │   └── SMTPAuthenticationError   the relay refused our AUTH (delivery.smtp_client; carries the reply)
-        └── ApiError              a request Postmark's API would refuse: carries error_code and http_status
-            ├── AuthenticationError   ErrorCode 10, HTTP 401
-            ├── NotFoundError         an entity that does not exist (error_code given by the caller)
-            ├── RateLimitedError      a rate limit: HTTP 429 (SMTP 451 4.7.1), with the seconds to wait
-            └── SenderNotAllowedError the From address is not one the sender policy allows (400/401; SMTP 554 5.7.1)
+        ├── ApiError              a request Postmark's API would refuse: carries error_code and http_status
+        │   ├── AuthenticationError   ErrorCode 10, HTTP 401
+        │   ├── NotFoundError         an entity that does not exist (error_code given by the caller)
+        │   ├── RateLimitedError      a rate limit: HTTP 429 (SMTP 451 4.7.1), with the seconds to wait
+        │   └── SenderNotAllowedError the From address is not one the sender policy allows (400/401; SMTP 554 5.7.1)
+        └── DashboardError        the dashboard or `posthouse users` refused what was asked (a bad email, a taken one)
+            └── SignInError       a dashboard sign-in refused: wrong credentials, or too many failures (retry_after)
 
 A remote SMTP 4xx/5xx reply is not an exception: it is a value (`delivery.smtp_client.Reply`).
 """
@@ -80,3 +82,16 @@ class RateLimitedError(ApiError):
 class SenderNotAllowedError(ApiError):
     """The `sender_policy` setting refuses this From address: ErrorCode 400 (no signature, no verified domain)
     or 401 (a signature not confirmed yet), HTTP 422; over SMTP `554 5.7.1` (services/submission.py)."""
+
+
+class DashboardError(OperationalError):
+    """The dashboard, or `posthouse users`, refused a request; the message says why, for the operator."""
+
+
+class SignInError(DashboardError):
+    """A sign-in refused. `retry_after` (seconds) is set when it was refused for too many failures, before
+    the credentials were even checked."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -19,6 +19,8 @@ from posthouse.server.api.metrics import MetricsApp
 from posthouse.server.api.state import ApiState
 from posthouse.server.api.tracking import TrackingApp, create_tracking_app
 from posthouse.server.config import Settings, parse_duration
+from posthouse.server.dashboard.app import create_dashboard
+from posthouse.server.dashboard.state import DashboardState
 from posthouse.server.delivery.base import Transport
 from posthouse.server.delivery.dns import Resolver
 from posthouse.server.delivery.mta_sts import MtaSts
@@ -30,6 +32,7 @@ from posthouse.server.domain.retry import RetryPolicy
 from posthouse.server.errors import ConfigurationError
 from posthouse.server.metrics import Metrics
 from posthouse.server.services.accounts import AccountService
+from posthouse.server.services.activity import ActivityService
 from posthouse.server.services.bounces import BounceService
 from posthouse.server.services.bulk import BulkService
 from posthouse.server.services.clock import Clock
@@ -42,6 +45,7 @@ from posthouse.server.services.hints import WebhookHints
 from posthouse.server.services.history import HistoryService
 from posthouse.server.services.inbound import InboundService, InboundSmtpHandler
 from posthouse.server.services.inbound_bounces import BounceReceiver
+from posthouse.server.services.operators import OperatorService, TokenLogin
 from posthouse.server.services.queue_gauges import QueueGauges
 from posthouse.server.services.rate_limits import RateLimiter
 from posthouse.server.services.retention import DataRemovalService, RetentionService
@@ -201,14 +205,23 @@ class Runtime:
         self.metrics_app = MetricsApp(self.metrics, self.queue_gauges, token=settings.metrics_token,
                                       networks=settings.metrics_networks, ready=lambda: all(self.ready.values())) \
             if settings.metrics_enabled else None
+        stats = StatsService(store)
+        self.operators = OperatorService(store, self.clock, self.accounts,
+                                         token_login=TokenLogin(settings.dashboard_token_login),
+                                         session_seconds=settings.dashboard_session_seconds)
+        self.activity = ActivityService(store, self.history, stats, self.clock)
+        dashboard = create_dashboard(DashboardState(
+            accounts=self.accounts, activity=self.activity, operators=self.operators,
+            sandbox_all=settings.delivery == "sandbox", secure_cookies=settings.dashboard_secure_cookies,
+        )) if settings.dashboard else None
         self.app = create_app(ApiState(accounts=self.accounts, sending=self.sending, history=self.history,
                                        bounces=self.bounces, suppressions=self.suppressions, webhooks=self.webhooks,
                                        templates=self.templates, bulk=self.bulk,
-                                       idempotency=self.sending.idempotency, stats=StatsService(store),
+                                       idempotency=self.sending.idempotency, stats=stats,
                                        domains=self.domains,
                                        ready=lambda: all(self.ready.values()), limits=self.limits,
                                        removals=self.removals, inbound=self.inbound,
-                                       metrics=self.metrics, metrics_endpoint=self.metrics_app))
+                                       metrics=self.metrics, metrics_endpoint=self.metrics_app), dashboard)
         self.tracking_key = TrackingKey(store)  # one read of the installation key for the worker and listener
         self.worker: DeliveryWorker | None = None
         self._worker_task: asyncio.Task[None] | None = None

@@ -84,8 +84,10 @@ def _translate(exc: Exception) -> Response:
 class ApiApp:
     """The ASGI application: route, authenticate, call, translate errors."""
 
-    def __init__(self, state: ApiState) -> None:
+    def __init__(self, state: ApiState, dashboard: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+                 ) -> None:
         self.state = state
+        self.dashboard = dashboard  # the web dashboard's ASGI app, served at `/` and `/ui/…` (issue 15)
         own = (Route("GET", "/healthz", self._health, PUBLIC), Route("GET", "/openapi.json", self._openapi, PUBLIC))
         self.router = Router(route for table in (*ROUTE_TABLES, own) for route in table)
         self._openapi_body: bytes | None = None
@@ -116,6 +118,10 @@ class ApiApp:
         await self.observer(scope, receive, send, self._dispatch)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.dashboard is not None and (scope["path"] in ("/", "/ui") or scope["path"].startswith("/ui/")):
+            scope[ROUTE_KEY] = "/ui"  # one series for the dashboard's pages (api/observing.py)
+            await self.dashboard(scope, receive, send)
+            return
         route, path_params, path_known = self.router.match(scope["method"], scope["path"])
         if route is None:
             # ErrorCode 0 means success in Postmark's convention, so these carry NO_ENDPOINT instead (see there).
@@ -149,5 +155,6 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-def create_app(state: ApiState) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    return ApiApp(state)
+def create_app(state: ApiState, dashboard: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+               ) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    return ApiApp(state, dashboard)

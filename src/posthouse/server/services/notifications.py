@@ -25,7 +25,7 @@ def delivery_event(*, server_id: int, stream: str, message_id: str, recipient: s
     body = payloads.delivery_payload(payloads.DeliveryFacts(
         message_id=message_id, server_id=server_id, message_stream=stream, recipient=recipient, delivered_at_us=at,
         details=details, tag=tag, metadata=metadata))
-    return WebhookEvent(server_id, stream, "Delivery", new_event_key(), body.decode(), at)
+    return WebhookEvent(server_id, stream, "Delivery", new_event_key(), body.decode(), at, message_id=message_id)
 
 
 def bounce_event(bounce: BounceRecord, metadata: Mapping[str, Any]) -> WebhookEvent:
@@ -49,7 +49,8 @@ def bounce_event(bounce: BounceRecord, metadata: Mapping[str, Any]) -> WebhookEv
 
     record_type = "SpamComplaint" if bounce_type is BounceType.SPAM_COMPLAINT else "Bounce"
     return WebhookEvent(bounce.server_id, bounce.stream, record_type, new_event_key(), build(None), bounce.bounced_at,
-                        payload_with_content=build(bounce.dump or ""), bounce_id=bounce.id)
+                        payload_with_content=build(bounce.dump or ""), bounce_id=bounce.id,
+                        message_id=bounce.message_id)
 
 
 def subscription_event(*, server_id: int, stream: str, recipient: str, at: int, origin: SuppressionOrigin,
@@ -59,7 +60,8 @@ def subscription_event(*, server_id: int, stream: str, recipient: str, at: int, 
         message_id=message_id, server_id=server_id, message_stream=stream, recipient=recipient, changed_at_us=at,
         origin=origin, suppress_sending=suppress_sending, suppression_reason=reason, tag=tag,
         metadata=metadata or {}))
-    return WebhookEvent(server_id, stream, "SubscriptionChange", new_event_key(), body.decode(), at)
+    return WebhookEvent(server_id, stream, "SubscriptionChange", new_event_key(), body.decode(), at,
+                        message_id=message_id)
 
 
 def suppression_reason_for(bounce_type: BounceType) -> SuppressionReason:

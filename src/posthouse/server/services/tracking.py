@@ -297,7 +297,8 @@ def _consequences(records: Sequence[HitRecord], firsts: Sequence[Firsts],
         if r.kind == OPEN:
             if (d.server_id, d.stream, "Open") in wanted:
                 body = payloads.open_payload(_open_facts(r, f.open)).decode()
-                event = WebhookEvent(d.server_id, d.stream, "Open", new_event_key(), body, r.occurred_at)
+                event = WebhookEvent(d.server_id, d.stream, "Open", new_event_key(), body, r.occurred_at,
+                                     message_id=d.message_id)
                 (first_opens if f.open else repeat_opens).append(event)
             if r.automated:
                 continue
@@ -331,7 +332,8 @@ def _consequences(records: Sequence[HitRecord], firsts: Sequence[Firsts],
                 counts.append((key(family_metric(Family.CLICK_BROWSER, r.client_family)), 1))
             if (d.server_id, d.stream, "Click") in wanted:
                 body = payloads.click_payload(_click_facts(r)).decode()
-                clicks.append(WebhookEvent(d.server_id, d.stream, "Click", new_event_key(), body, r.occurred_at))
+                clicks.append(WebhookEvent(d.server_id, d.stream, "Click", new_event_key(), body, r.occurred_at,
+                                           message_id=d.message_id))
     stmts = [*timeline_events(events), *bump_stats(counts), *webhook_fanout([*first_opens, *clicks]),
              *webhook_fanout(repeat_opens, condition=_FIRST_ONLY)]
     return stmts, bool(first_opens or repeat_opens or clicks)

@@ -42,6 +42,7 @@ _PLANNER_STATS = (
     ("messages", "messages_by_tag", "1000000 1000000 500000 1000 1"),
     ("messages", "messages_by_sender", "1000000 1000000 500000 10000 1"),
     ("messages", "messages_by_status", "1000000 1000000 500000 300000 1 1"),
+    ("messages", "messages_sandboxed", "10000 10000 5000 1"),  # partial: the sandboxed few (the inbox)
     ("deliveries", None, "1000000"),
     ("deliveries", "deliveries_due", "10000 1"),
     ("deliveries", "deliveries_by_message", "1000000 1"),

@@ -52,6 +52,7 @@ class WebhookEvent:
     payload_with_content: str | None = None
     bounce_id: Any = None  # int, a Ref, or None
     inbound_id: Any = None  # the inbound message an Inbound post carries: int, a Ref, or None
+    message_id: str | None = None  # the message it is about, listed on the dashboard's message page
 
 
 @dataclass(slots=True)
@@ -147,20 +148,21 @@ def webhook_fanout(events: Sequence[WebhookEvent], *, condition: tuple[str, list
         for start in range(0, len(group), _FANOUT_ROWS):
             chunk = group[start:start + _FANOUT_ROWS]
             row = ("(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), "
-                   "CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS BIGINT))")
+                   "CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS BIGINT), "
+                   "CAST(? AS TEXT))")
             args: list[Any] = []
             for e in chunk:
                 args += [e.event_key, e.record_type, e.payload, e.payload_with_content or e.payload, e.bounce_id,
-                         e.occurred_at, e.server_id, e.stream, e.inbound_id]
+                         e.occurred_at, e.server_id, e.stream, e.inbound_id, e.message_id]
             extra = ""
             if condition is not None:
                 extra = f" AND {condition[0]}"
                 args += condition[1]
             stmts.append(Stmt(
                 "INSERT INTO webhook_posts (webhook_id, server_id, event_id, record_type, payload, bounce_id, state, "
-                "attempts, next_attempt_at, created_at, updated_at, inbound_id) "
+                "attempts, next_attempt_at, created_at, updated_at, inbound_id, message_id) "
                 f"SELECT w.id, w.server_id, v.column1 || '_' || CAST(w.id AS TEXT), v.column2, {payload}, v.column5, "
-                "'pending', 0, v.column6, v.column6, v.column6, v.column9 "
+                "'pending', 0, v.column6, v.column6, v.column6, v.column9, v.column10 "
                 f"FROM (VALUES {', '.join([row] * len(chunk))}) AS v "
                 f"JOIN webhooks w ON w.server_id = v.column7 AND w.stream = v.column8 AND w.{trigger} = 1{extra}",
                 args))

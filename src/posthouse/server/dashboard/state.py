@@ -1,0 +1,18 @@
+"""What the dashboard's pages are given: the services they call and the settings they follow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from posthouse.server.services.accounts import AccountService
+from posthouse.server.services.activity import ActivityService
+from posthouse.server.services.operators import OperatorService
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardState:
+    accounts: AccountService
+    activity: ActivityService
+    operators: OperatorService
+    sandbox_all: bool = False  # the installation delivers in sandbox mode: every server has an inbox
+    secure_cookies: bool = False  # cookies Secure even on plain HTTP (TLS ends at a proxy)
