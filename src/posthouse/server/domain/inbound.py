@@ -218,17 +218,32 @@ _SEPARATOR = re.compile(r"^[ \t]*-{2,}[ \t]*(?:Original Message|Ursprüngliche N
 _HEADER_BLOCK = re.compile(r"^[ \t]*(?:_{5,}[ \t]*\n)?[ \t]*\*?From:\*?[ \t].{1,300}\n(?:.*\n){0,2}?"
                            r"[ \t]*\*?(?:Sent|Date):\*?[ \t]", re.IGNORECASE | re.MULTILINE)
 _MAX_REPLY_SCAN = 200_000  # characters of a text body searched for the quote
+_LINE_ENDING_COLON = re.compile(r":[ \t]*$", re.MULTILINE)  # an attribution line's end (a literal first: fast)
+
+
+def _quote_patterns(text: str) -> list[re.Pattern[str]]:
+    """The patterns that can match `text`: searching for a pattern tries it at every character, so one whose
+    literal parts are certainly absent is not searched at all. The separator needs "--"; the attribution a line
+    ending in ":"; the header block "From:" (in ASCII text, where IGNORECASE is plain ASCII case; any other text
+    is searched)."""
+    patterns = [_SEPARATOR] if "--" in text else []
+    if ":" not in text:
+        return patterns
+    if _LINE_ENDING_COLON.search(text):
+        patterns.insert(0, _ATTRIBUTION)
+    if not text.isascii() or "from:" in text.lower():
+        patterns.append(_HEADER_BLOCK)
+    return patterns
 
 
 def strip_reply(text: str) -> str:
     """The new text of a reply: what stands above the quoted message, without trailing blank lines; "" when no
     quote is found (a message that is not a reply), as Postmark's StrippedTextReply."""
     scanned = text[:_MAX_REPLY_SCAN]
-    starts = [m.start() for pattern in (_ATTRIBUTION, _SEPARATOR, _HEADER_BLOCK)
-              if (m := pattern.search(scanned)) is not None]
-    quoted = re.search(r"^>", scanned, re.MULTILINE)
-    if quoted is not None and re.fullmatch(r"(?:[ \t]*\n|>[^\n]*\n?)*", scanned[quoted.start():]):
-        starts.append(quoted.start())  # only a quote that runs to the end: "> " inside a text is not one
+    starts = [m.start() for pattern in _quote_patterns(scanned) if (m := pattern.search(scanned)) is not None]
+    quoted = 0 if scanned.startswith(">") else scanned.find("\n>") + 1 or None  # the first line starting ">"
+    if quoted is not None and re.fullmatch(r"(?:[ \t]*\n|>[^\n]*\n?)*", scanned[quoted:]):
+        starts.append(quoted)  # only a quote that runs to the end: "> " inside a text is not one
     if not starts:
         return ""
     return scanned[:min(starts)].rstrip()

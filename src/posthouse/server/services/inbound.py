@@ -7,7 +7,9 @@ asks SPF and (if configured) spamd, reads the message (`domain.inbound`), refuse
 scores at or above every recipient server's `InboundSpamThreshold`, marks it Blocked for a server whose
 inbound rules name the sender, and stores it with its posts in one transaction before the 250
 (store/inbound.py). The post's payload is built when it is sent (`payload_for`), from the stored bytes, so
-a message is stored once however many recipients it has and however long its post waits.
+a message is stored once however many recipients it has and however long its post waits. The message read at
+acceptance is kept a little while (`_ParsedCache`), so its first post need not read the same bytes again: the
+post still reads the stored row, and uses what was read only when the stored bytes are the same bytes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import format_datetime
@@ -58,6 +61,43 @@ _DOMAINS_SECONDS = 2.0  # how stale the InboundDomains RCPT is checked against m
 _STATUSES = {"queued": "queued", "scheduled": "scheduled", "processed": "processed", "sent": "processed",
              "blocked": "blocked", "failed": "failed"}
 _NO_SUCH_ADDRESS = SmtpReply(550, "5.1.1 No such inbound address here")
+_PARSED_BYTES = 32 * 1024 * 1024  # stored bytes of the messages whose reading is kept for their first post
+_PARSED_SECONDS = 60.0  # ... and for how long: a post that waits longer reads the message again
+
+
+class _ParsedCache:
+    """What acceptance read of each message (`parse_inbound`), by message ID, until its first post takes it:
+    the post reads the stored bytes and the reading again otherwise. Bounded in bytes and age; oldest first out.
+    Only ever a shortcut: `take` returns the reading only for the very bytes it was made from."""
+
+    def __init__(self, max_bytes: int = _PARSED_BYTES, max_seconds: float = _PARSED_SECONDS) -> None:
+        self.max_bytes = max_bytes
+        self.max_seconds = max_seconds
+        self._entries: OrderedDict[str, tuple[float, bytes, InboundContent]] = OrderedDict()
+        self._bytes = 0
+
+    def put(self, message_id: str, stored: bytes, content: InboundContent) -> None:
+        if len(stored) > self.max_bytes:
+            return
+        self._entries[message_id] = (time.monotonic(), stored, content)
+        self._bytes += len(stored)
+        self._trim(time.monotonic())
+
+    def take(self, message_id: str, stored: bytes) -> InboundContent | None:
+        entry = self._entries.pop(message_id, None)
+        if entry is None:
+            return None
+        self._bytes -= len(entry[1])
+        fresh = time.monotonic() - entry[0] <= self.max_seconds
+        return entry[2] if fresh and entry[1] == stored else None
+
+    def _trim(self, now: float) -> None:
+        while self._entries:
+            message_id, (at, stored, _) = next(iter(self._entries.items()))
+            if self._bytes <= self.max_bytes and now - at <= self.max_seconds:
+                return
+            del self._entries[message_id]
+            self._bytes -= len(stored)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +140,7 @@ class InboundService:
         self._rules = TtlCache(10_000, _RULES_SECONDS)
         self._domains: dict[str, int] = {}  # InboundDomain → server id, as last read (`refresh`)
         self._domains_read = float("-inf")
+        self._parsed = _ParsedCache()
 
     # -- inbound addresses ------------------------------------------------------------------------
 
@@ -195,7 +236,11 @@ class InboundService:
             return SmtpReply(550, f"5.7.1 Message refused as spam: score {spam.score:g} is at or above the "
                                   f"threshold {min(over_threshold)}" if spam else "5.7.1 Message refused as spam")
         statuses = await self.store.insert_inbound(stored, rows)
-        if any(status == InboundStatus.QUEUED.value for status in statuses):
+        queued = [row.message_id for row, status in zip(rows, statuses, strict=True)
+                  if status == InboundStatus.QUEUED.value]
+        for message_id in queued:
+            self._parsed.put(message_id, stored, content)
+        if queued:
             self.on_stored()
         more = f" and {len(rows) - 1} more" if len(rows) > 1 else ""
         return SmtpReply(250, f"2.0.0 Ok: queued as {message_ids[0]}{more}")
@@ -227,9 +272,10 @@ class InboundService:
         server = await self.accounts.server_cached(record.server_id)
         raw = bool(server and server.settings.get("raw_email_enabled"))
         content = record.content
+        parsed = self._parsed.take(record.message_id, content)
         if len(content) > _PARSE_ON_THREAD:
-            return await asyncio.to_thread(_build_payload, record, content, raw)
-        return _build_payload(record, content, raw)
+            return await asyncio.to_thread(_build_payload, record, content, raw, parsed)
+        return _build_payload(record, content, raw, parsed)
 
     # -- the Messages API (docs/postmark-api.md §4.6) ---------------------------------------------
 
@@ -362,11 +408,11 @@ def _row(message_id: str, server_id: int, recipient: str, mail_from: str, conten
         summary=summary, spam_score=spam.score if spam is not None else None, blocked_reason=blocked_reason)
 
 
-def _build_payload(record: InboundRecord, content: bytes, raw: bool) -> bytes:
+def _build_payload(record: InboundRecord, content: bytes, raw: bool, parsed: InboundContent | None = None) -> bytes:
     return inbound_payload(InboundFacts(
-        content=parse_inbound(content), message_id=record.message_id, message_stream=record.stream,
-        original_recipient=record.original_recipient, envelope_sender=record.envelope_sender,
-        raw_email=content if raw else None))
+        content=parsed if parsed is not None else parse_inbound(content), message_id=record.message_id,
+        message_stream=record.stream, original_recipient=record.original_recipient,
+        envelope_sender=record.envelope_sender, raw_email=content if raw else None))
 
 
 def _address(pair: Sequence[str]) -> wire.InboundAddress:
