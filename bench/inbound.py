@@ -126,6 +126,13 @@ def api(base_url: str, token: str, method: str, path: str, body: dict[str, Any] 
         return json.loads(answer.read())
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used (/proc/<pid>/stat, utime + stime)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def posthouse_round(messages: int, sessions: int, size: int, database_url: str | None,
                     profile: Path | None = None) -> float:
     hook = Hook()
@@ -143,12 +150,15 @@ def posthouse_round(messages: int, sessions: int, size: int, database_url: str |
                                     str(server.process.pid), "--rate", "250", "--format", "raw", "--nonblocking",
                                     "-o", str(profile)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1)
+        cpu_before = _cpu_seconds(server.process.pid)
         started = time.monotonic()
         smtp_source(inbound_port, messages, sessions, size, address)
         accepted = time.monotonic() - started
         wait_until(lambda: hook.count >= messages, 600)
         elapsed = time.monotonic() - started
-        print(f"  Posthouse: all accepted after {accepted:.2f} s, all posted after {elapsed:.2f} s", file=sys.stderr)
+        cpu_ms = (_cpu_seconds(server.process.pid) - cpu_before) * 1000 / messages
+        print(f"  Posthouse: all accepted after {accepted:.2f} s, all posted after {elapsed:.2f} s; server CPU "
+              f"{cpu_ms:.2f} ms per message", file=sys.stderr)
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(30)

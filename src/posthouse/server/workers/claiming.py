@@ -18,17 +18,22 @@ T = TypeVar("T")
 
 async def claim_loop(*, stopping: asyncio.Event, wakeup: Wakeup, poll_seconds: float, concurrency: int,
                      batch_size: int, claim: Callable[[int], Awaitable[list[T]]],
-                     work: Callable[[list[T]], Iterable[Coroutine[Any, Any, None]]], what: str) -> None:
+                     work: Callable[[list[T]], Iterable[Coroutine[Any, Any, None]]], what: str,
+                     refill: int = 1) -> None:
     """Run until `stopping` is set, then wait for the work in flight.
 
     `claim(limit)` leases up to `limit` items (`limit` = free slots, at most `batch_size`); `work(items)`
     gives one coroutine per unit of work (a slot each). A failed claim is logged and retried after the
     poll interval: the store may be briefly unavailable, and nothing claimed is lost meanwhile.
+
+    `refill`: with work in flight, claim only once that many slots are free, so that a busy loop claims several
+    items per claim (a write transaction each) instead of one per item finished. With fewer in flight than
+    `concurrency - refill` it claims at once, so an idle worker does not wait.
     """
     inflight: set[asyncio.Task[None]] = set()
     while not stopping.is_set():
         free = concurrency - len(inflight)
-        if free <= 0:
+        if free <= 0 or (inflight and free < refill):
             await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
             continue
         try:

@@ -78,7 +78,8 @@ class WebhookDispatcher:
 
         await claim_loop(stopping=self._stopping, wakeup=self.wakeup, poll_seconds=self.poll_seconds,
                          concurrency=self.concurrency, batch_size=self.batch_size, claim=claim,
-                         work=lambda posts: (self._post(post) for post in posts), what="webhook posts")
+                         work=lambda posts: (self._post(post) for post in posts), what="webhook posts",
+                         refill=max(1, min(self.batch_size, self.concurrency // 4)))
 
     async def _body(self, post: ClaimedPost) -> bytes | None:
         if post.inbound_id is None:
