@@ -3,6 +3,9 @@ delivery, webhook posts to a receiver on loopback, tracking recorder) and a cloc
 
 from __future__ import annotations
 
+import asyncio
+import smtplib
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +48,8 @@ class Operated:
         self.server_token = server_token
         self.account_token = account_token
         self.receiver = receiver
+        self.inbound_port: int | None = None
+        self._inbound_server: Any = None
 
     @property
     def store(self) -> Store:
@@ -135,6 +140,36 @@ class Operated:
         rows = await self.store.query("SELECT server_id, day, stream, tag, metric, value FROM stats_daily")
         return {tuple(r[:5]): int(r[5]) for r in rows}
 
+    async def inbound_address(self, token: str | None = None) -> str:
+        answer = await self.api.get("/server", headers=self.headers(token))
+        return str(answer.json()["InboundAddress"])
+
+    async def receive(self, mail_from: str, recipients: list[str], *, sender: str = "", to: str = "",
+                      cc: str = "", subject: str = "Hello") -> None:
+        """A message handed to the inbound (MX) listener by smtplib on loopback, as an MTA would: 250 expected.
+        The listener is started on first use (`inbound_port`)."""
+        if self.inbound_port is None:
+            from posthouse.server.smtp.server import Listener
+
+            self._inbound_server = self.runtime.inbound_smtp_server()
+            ((_, self.inbound_port),) = await self._inbound_server.start([Listener("127.0.0.1", 0)])
+        headers = f"From: {sender or mail_from}\r\nTo: {to or ', '.join(recipients)}\r\n"
+        headers += f"Cc: {cc}\r\n" if cc else ""
+        data = (f"{headers}Subject: {subject}\r\nMessage-ID: <{uuid.uuid4()}@sender.example>\r\n"
+                "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHi.\r\n").encode()
+        port = self.inbound_port
+
+        def send() -> None:
+            with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+                refused = client.sendmail(mail_from, recipients, data)
+                assert not refused, refused
+
+        await asyncio.to_thread(send)
+
+    async def stop_inbound(self) -> None:
+        if self._inbound_server is not None:
+            await self._inbound_server.stop(grace=1.0)
+
     async def details(self, message_id: str, token: str | None = None) -> httpx.Response:
         return await self.api.get(f"/messages/outbound/{message_id}/details", headers=self.headers(token))
 
@@ -152,6 +187,10 @@ async def operated(store: Store, data_dir: Path, **settings: Any) -> AsyncIterat
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=runtime.app),
                                          base_url="http://api.test") as api, \
                     httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://track.test") as tracker:
-                yield Operated(runtime, api, tracker, clock, tokens[0], tokens[1], receiver)
+                made = Operated(runtime, api, tracker, clock, tokens[0], tokens[1], receiver)
+                try:
+                    yield made
+                finally:
+                    await made.stop_inbound()
         finally:
             await runtime.stop()

@@ -631,3 +631,40 @@ async def test_servers_need_the_account_token(api) -> None:  # type: ignore[no-u
         assert_api_error(await api.client.put("/servers/1", json={"Name": "x"}, headers=headers), 10, status=401)
         assert_api_error(await api.client.delete("/servers/1", headers=headers), 10, status=401)
     assert await server_list(api) == (1, ["default"])
+
+
+async def test_an_inbound_domain_belongs_to_one_server(api) -> None:  # type: ignore[no-untyped-def]
+    """ErrorCode 602 (docs/postmark-api.md §1.3): another server's InboundDomain is refused, on POST /servers,
+    PUT /servers/{id} and PUT /server, in any case and with a final dot; the refused request changes nothing."""
+    first = await api.client.post("/servers", json={"Name": "first", "InboundDomain": "Mail.Example.com"},
+                                  headers=api.account_headers)
+    assert first.status_code == 200, first.text
+    first_id = first.json()["ID"]
+    before = (await api.client.get("/servers", params={"count": 50, "offset": 0}, headers=api.account_headers)).json()
+    refused = await api.client.post("/servers", json={"Name": "second", "InboundDomain": "mail.example.com."},
+                                    headers=api.account_headers)
+    assert_api_error(refused, 602, text="mail.example.com.")
+    after = (await api.client.get("/servers", params={"count": 50, "offset": 0}, headers=api.account_headers)).json()
+    assert after["TotalCount"] == before["TotalCount"]
+
+    second = await api.client.post("/servers", json={"Name": "second"}, headers=api.account_headers)
+    assert second.status_code == 200, second.text
+    second_id, second_token = second.json()["ID"], second.json()["ApiTokens"][0]
+    assert_api_error(await api.client.put(f"/servers/{second_id}", json={"InboundDomain": "MAIL.example.com"},
+                                          headers=api.account_headers), 602)
+    assert_api_error(await api.client.put("/server", json={"InboundDomain": "mail.example.com", "Color": "Red"},
+                                          headers=server_headers(second_token)), 602)
+    unchanged = await api.client.get("/server", headers=server_headers(second_token))
+    assert (unchanged.json()["InboundDomain"], unchanged.json()["Color"]) == ("", "Purple")
+    assert await api.runtime.accounts.inbound_domain_owner("mail.example.com") == first_id
+
+    # The owner may send its own domain again; once it lets the domain go, another server may take it.
+    again = await api.client.put(f"/servers/{first_id}", json={"InboundDomain": "mail.example.com", "Name": "first"},
+                                 headers=api.account_headers)
+    assert again.status_code == 200 and again.json()["InboundDomain"] == "mail.example.com"
+    cleared = await api.client.put(f"/servers/{first_id}", json={"InboundDomain": ""}, headers=api.account_headers)
+    assert cleared.status_code == 200 and cleared.json()["InboundDomain"] == ""
+    taken = await api.client.put("/server", json={"InboundDomain": "mail.example.com"},
+                                 headers=server_headers(second_token))
+    assert taken.status_code == 200, taken.text
+    assert await api.runtime.accounts.inbound_domain_owner("Mail.Example.com") == second_id

@@ -138,3 +138,51 @@ async def test_two_nodes_work_on_one_request_one_at_a_time(h: Operated) -> None:
     h.clock.advance(seconds=61)  # node A died holding it: its lease runs out and node B finishes the work
     assert await removals.run_pending("node-b") == 1
     assert (await removals.get(removal_id)).status == "Done"
+
+
+@pytest.fixture
+async def hi(store: Store, tmp_path: Path) -> AsyncIterator[Operated]:
+    """With the inbound listener (no SPF lookups: no DNS here)."""
+    async for made in operated(store, tmp_path / "data", inbound_spf="false", smtp_hostname="mx.posthouse.test"):
+        yield made
+
+
+async def test_inbound_mail_from_or_to_the_address_goes_with_its_posts_and_the_rule_naming_it(hi: Operated) -> None:
+    h = hi
+    _, other_token = await h.create_server("other", InboundHookUrl=h.receiver.url)
+    edited = await h.api.put("/server", headers=h.headers(), json={"InboundHookUrl": h.receiver.url})
+    assert edited.status_code == 200, edited.text
+    for rule in ("Ann@Example.com", "spam.example"):
+        made = await h.api.post("/triggers/inboundrules", headers=h.headers(other_token), json={"Rule": rule})
+        assert made.status_code == 200, made.text
+    mine, other = await h.inbound_address(), await h.inbound_address(other_token)
+    await h.receive("bob@sender.example", [mine], cc=f"Ann <{ANN}>", subject="copied to Ann")
+    await h.receive("bob@sender.example", [mine], to=f"Ann <{ANN}>, {mine}", subject="to Ann")
+    await h.receive("bounces@lists.example", [mine, other], sender=f"Ann <{ANN}>", subject="from Ann")
+    await h.receive(ANN, [mine], sender="Dan <dan@example.org>", subject="sent by Ann's mailbox")
+    await h.receive("carol@sender.example", [mine, other], subject="Carol's")
+    await h.settle()
+    # Posted: 5 to mine, 1 to other (the other server's rule blocks Ann's From); 5 stored copies.
+    assert len(h.receiver.requests) == 6 and await h.count("inbound_contents") == 5
+    statuses = {r[0]: r[1] for r in await h.store.query("SELECT subject || '/' || server_id, status "
+                                                         "FROM inbound_messages")}
+    assert sorted(statuses.values()).count("blocked") == 1, statuses
+    ann_rows = await h.count("inbound_messages", "WHERE subject <> ?", ("Carol's",))
+    assert ann_rows == 5
+    ann_posts = await h.count("webhook_posts", "WHERE inbound_id IN (SELECT id FROM inbound_messages WHERE "
+                              "subject <> ?)", ("Carol's",))
+    assert ann_posts == 4
+
+    created = await request(h)
+    finished = await done(h, created["ID"])
+    assert finished["Removed"] == ann_rows + 1  # each message row once (its posts with it), and the rule
+    rows = await h.store.query("SELECT subject FROM inbound_messages ORDER BY server_id")
+    assert [r[0] for r in rows] == ["Carol's", "Carol's"]
+    assert await h.count("inbound_contents") == 1  # Carol's one copy; every copy naming Ann is gone
+    assert await h.count("webhook_posts", "WHERE inbound_id IS NOT NULL") == 2
+    assert await h.count("webhook_attempts", "WHERE post_id NOT IN (SELECT id FROM webhook_posts)") == 0
+    rules = await h.api.get("/triggers/inboundrules", headers=h.headers(other_token))
+    assert [r["Rule"] for r in rules.json()["InboundRules"]] == ["spam.example"]  # a domain names nobody
+    listed = await h.api.get("/messages/inbound", params={"count": "50", "offset": "0", "recipient": ANN},
+                             headers=h.headers())
+    assert listed.json()["TotalCount"] == 0

@@ -158,8 +158,13 @@ def same_fields(a: Any, b: Any) -> None:
     assert a.subject == b.subject
     assert (a.text or "").strip() == (b.text or "").strip()
     assert (a.html or "").strip() == (b.html or "").strip()
-    assert [(x.get_filename(), x.get_content_type(), x.get_content_bytes()) for x in a.attachments] == \
-        [(x.get_filename(), x.get_content_type(), x.get_content_bytes()) for x in b.attachments]
+    assert [(x.get_filename(), x.get_content_type()) for x in a.attachments] == \
+        [(x.get_filename(), x.get_content_type()) for x in b.attachments]
+    # A forwarded message (message/rfc822, as Postmark posts it): postmarker's as_mime re-attaches it base64
+    # encoded, which RFC 2046 §5.2.1 does not allow for message/rfc822, so its bytes read back as base64 text.
+    # The bytes of such a part are checked in tests/unit/test_inbound_parsing.py.
+    assert [x.get_content_bytes() for x in a.attachments if x.get_content_type() != "message/rfc822"] == \
+        [x.get_content_bytes() for x in b.attachments if x.get_content_type() != "message/rfc822"]
 
 
 # --- The listener ------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 from operate_helpers import Operated, operated
 from posthouse.server.services.retention import RetentionService
 from posthouse.server.store.base import Store
-from support import assert_api_error
+from support import assert_api_error, async_wait_for
 
 
 @pytest.fixture
@@ -111,3 +111,68 @@ async def test_a_deleted_servers_mail_expires_by_the_default(h: Operated) -> Non
     h.clock.advance(days=2)
     assert (await h.runtime.retention.sweep()).messages == 1
     assert (await h.rows_naming([message]))["messages"] == 0
+
+
+@pytest.fixture
+async def hi(store: Store, tmp_path: Path) -> AsyncIterator[Operated]:
+    """With the inbound listener: no SPF lookups (no DNS here), and a failed inbound post retried in 30 days."""
+    async for made in operated(store, tmp_path / "data", inbound_spf="false", smtp_hostname="mx.posthouse.test",
+                               inbound_retry_schedule="30d"):
+        yield made
+
+
+async def inbound_rows(h: Operated, server_id: int) -> int:
+    return await h.count("inbound_messages", "WHERE server_id = ?", (server_id,))
+
+
+async def test_received_mail_expires_with_its_posts_and_its_bytes_once_no_recipient_keeps_them(hi: Operated) -> None:
+    h = hi
+    default_id = int((await h.api.get("/server", headers=h.headers())).json()["ID"])
+    short_id, short_token = await h.create_server("short", RetentionDays=7, InboundHookUrl=h.receiver.url)
+    default_address, short_address = await h.inbound_address(), await h.inbound_address(short_token)
+    # Day 0: one message to both servers (one stored copy, two rows), one to the short server alone.
+    await h.receive("ann@sender.example", [default_address, short_address], subject="to both")
+    await h.receive("ann@sender.example", [short_address], subject="to short")
+    await h.settle()
+    assert len(h.receiver.requests) == 2 and await h.count("inbound_contents") == 2
+    short_posts = await h.count("webhook_posts", "WHERE inbound_id IS NOT NULL")
+    assert short_posts == 2 and await h.count("webhook_attempts") == 2
+    # Day 3: a message whose post fails; it is retried in 30 days, so it waits for its post.
+    h.clock.advance(days=3)
+    h.receiver.script.append(500)
+    await h.receive("bob@sender.example", [short_address], subject="waiting")
+    await async_wait_for(lambda: _true(len(h.receiver.requests) == 3))
+    await h.settle()
+
+    h.clock.advance(days=7)  # day 10: the short server's day-0 mail is past its 7 days, and day 3's too
+    retention = RetentionService(h.store, h.runtime.accounts, h.clock, batch_size=1)
+    done = await retention.sweep()
+    assert done.inbound == 2
+    assert await inbound_rows(h, short_id) == 1  # the one still waiting for its post
+    assert await inbound_rows(h, default_id) == 1
+    assert await h.count("inbound_contents") == 2  # the shared copy (the default server's row) and the waiting one
+    assert await h.count("webhook_posts", "WHERE inbound_id IS NOT NULL") == 1
+    assert await h.count("webhook_attempts", "WHERE post_id NOT IN (SELECT id FROM webhook_posts)") == 0
+    listed = await h.api.get("/messages/inbound?count=50&offset=0", headers=h.headers(short_token))
+    assert [m["Subject"] for m in listed.json()["InboundMessages"]] == ["waiting"]
+    assert (await retention.sweep()).inbound == 0
+
+    h.clock.advance(days=36)  # day 46: the default server's day-0 row goes, and the copy nobody keeps now
+    assert (await retention.sweep()).inbound == 1
+    assert await inbound_rows(h, default_id) == 0 and await h.count("inbound_contents") == 1
+
+
+async def test_a_deleted_servers_received_mail_expires_by_the_default(hi: Operated) -> None:
+    h = hi
+    server_id, token = await h.create_server("gone", RetentionDays=365)
+    await h.receive("ann@sender.example", [await h.inbound_address(token)])
+    assert (await h.api.delete(f"/servers/{server_id}", headers=h.account_headers)).status_code == 200
+    h.clock.advance(days=44)
+    assert (await h.runtime.retention.sweep()).inbound == 0
+    h.clock.advance(days=2)
+    assert (await h.runtime.retention.sweep()).inbound == 1
+    assert await h.count("inbound_messages") == 0 and await h.count("inbound_contents") == 0
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -300,6 +300,11 @@ class _Reader:
         if self.parts > MAX_PARTS or depth > MAX_DEPTH:
             self.attachments.append(_attachment(part, content_type, opaque=True))
             return
+        if content_type in ("message/rfc822", "message/global") and not top:
+            # A forwarded message, whole. Before the multipart branch: the parser gives such a part its inner
+            # message as a one-item list, so `is_multipart()` is true of it and its text would join the body.
+            self.attachments.append(_attachment(part, content_type))
+            return
         if part.is_multipart():
             payload = part.get_payload()
             if isinstance(payload, list):
@@ -307,9 +312,6 @@ class _Reader:
                     if isinstance(child, Message):
                         self.walk(child, depth + 1)
                 return
-        if content_type in ("message/rfc822", "message/global") and not top:
-            self.attachments.append(_attachment(part, content_type))  # a forwarded message, whole
-            return
         disposition = _disposition(part)
         named = bool(_param_filename(part))
         if content_type in ("text/plain", "text/html") and disposition != "attachment" and not named:

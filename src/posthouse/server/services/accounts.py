@@ -264,6 +264,17 @@ class AccountService:
             raise ApiError(611, "InboundSpamThreshold must be between 0 and 30.")
         return {**base, **fields}
 
+    async def _check_inbound_domain(self, settings: dict[str, Any], server_id: int | None) -> None:
+        """ErrorCode 602 when another server has this InboundDomain already (in any case, with or without
+        the final dot): mail to a domain can go to one server only (docs/postmark-api.md §1.3)."""
+        domain = str(settings.get("inbound_domain") or "").strip().lower().rstrip(".")
+        if not domain:
+            return
+        owner = (await self.store.inbound_domains()).get(domain)
+        if owner is not None and owner != server_id:
+            raise ApiError(602, f"The inbound domain '{settings['inbound_domain']}' is already in use by another "
+                                "server.")
+
     def _legacy_hooks(self, server_id: int | None, settings: dict[str, Any], sent: set[str]
                       ) -> dict[str, LegacyHook | None]:
         """The webhook each legacy hook URL stands for (None: no URL), by setting name. A URL a webhook could
@@ -327,6 +338,7 @@ class AccountService:
         if await self.store.get_server_by_name(name):
             raise ApiError(603, f"A server named '{name}' already exists.")
         settings = self._validated_settings(request, dict(_DEFAULT_SETTINGS), creating=True)
+        await self._check_inbound_domain(settings, None)
         hooks = self._legacy_hooks(None, settings, set(_LEGACY_HOOKS))
         token = new_token()
         server_id = await self.store.create_server(name, settings, hash_token(token), token[-4:],
@@ -364,6 +376,8 @@ class AccountService:
             if other and other.id != server_id:
                 raise ApiError(603, f"A server named '{name}' already exists.")
         settings = self._validated_settings(request, record.settings, creating=False)
+        if request.inbound_domain is not None:
+            await self._check_inbound_domain(settings, server_id)
         sent = {key for key in _LEGACY_HOOKS if getattr(request, key) is not None}
         hooks = self._legacy_hooks(server_id, settings, sent)
         await self.store.update_server(server_id, name, settings, self._hook_stmts(server_id, hooks))

@@ -43,7 +43,7 @@ from posthouse.server.errors import ApiError, NotFoundError, StoreError, StoreFu
 from posthouse.server.services.accounts import AccountService, Server, TtlCache
 from posthouse.server.services.clock import Clock, from_micros, iso
 from posthouse.server.services.history import check_paging
-from posthouse.server.services.inbound_bounces import BounceReceiver
+from posthouse.server.services.inbound_bounces import Bounce, BounceReceiver
 from posthouse.server.services.spamd import SpamChecker, SpamVerdict
 from posthouse.server.services.spf import SpfChecker, SpfVerdict
 from posthouse.server.smtp.handler import Peer, SmtpReply
@@ -194,8 +194,34 @@ class InboundService:
 
     # -- receiving --------------------------------------------------------------------------------
 
-    async def receive(self, arrival: Arrival) -> SmtpReply:
-        """Store the message for each inbound recipient (one transaction) and answer 250; or refuse it."""
+    async def receive(self, arrival: Arrival, bounces: Sequence[Bounce] = ()) -> SmtpReply:
+        """Store the message for each inbound recipient (one transaction) and answer 250; or refuse it.
+        `bounces` (read by `BounceReceiver.read` from the same SMTP transaction's return-path recipients) are
+        recorded in that transaction: both are stored or neither, so a sender retrying after a failure
+        cannot leave a bounce recorded twice. A refused message records them alone (the sender does not
+        retry a 5xx)."""
+        accepted = await self._accept(arrival)
+        if isinstance(accepted, SmtpReply):
+            if bounces and accepted.code >= 500:
+                await self.store.record_bounces(bounces)
+            return accepted
+        stored, rows, content = accepted
+        statuses = await self.store.insert_inbound(stored, rows, self.store.bounce_stmts(bounces)[0] if bounces
+                                                   else ())
+        if bounces:
+            self.store.bounces_recorded(bounces)
+        queued = [row.message_id for row, status in zip(rows, statuses, strict=True)
+                  if status == InboundStatus.QUEUED.value]
+        for message_id in queued:
+            self._parsed.put(message_id, stored, content)  # the first post reuses this reading
+        if queued:
+            self.on_stored()
+        more = f" and {len(rows) - 1} more" if len(rows) > 1 else ""
+        return SmtpReply(250, f"2.0.0 Ok: queued as {rows[0].message_id}{more}")
+
+    async def _accept(self, arrival: Arrival) -> SmtpReply | tuple[bytes, list[InboundRow], InboundContent]:
+        """The bytes to store (with the trace headers), a row per recipient and the message as read; or the
+        refusal."""
         targets: list[tuple[str, Server]] = []
         seen: set[str] = set()
         for recipient in arrival.recipients:
@@ -235,15 +261,7 @@ class InboundService:
             # Nobody would take it: refused, so the sender knows (RFC 5321 §6.1: a 5xx, not a silent drop).
             return SmtpReply(550, f"5.7.1 Message refused as spam: score {spam.score:g} is at or above the "
                                   f"threshold {min(over_threshold)}" if spam else "5.7.1 Message refused as spam")
-        statuses = await self.store.insert_inbound(stored, rows)
-        queued = [row.message_id for row, status in zip(rows, statuses, strict=True)
-                  if status == InboundStatus.QUEUED.value]
-        for message_id in queued:
-            self._parsed.put(message_id, stored, content)
-        if queued:
-            self.on_stored()
-        more = f" and {len(rows) - 1} more" if len(rows) > 1 else ""
-        return SmtpReply(250, f"2.0.0 Ok: queued as {message_ids[0]}{more}")
+        return stored, rows, content
 
     async def _spf(self, arrival: Arrival) -> SpfVerdict | None:
         if self.spf is None:
@@ -470,13 +488,19 @@ class InboundSmtpHandler:
                         and self.bounces.return_paths.is_return_address(r)]
         inbound_rcpts = [r for r in recipients if r not in bounce_rcpts]
         try:
-            reply: SmtpReply | None = None
+            bounces: list[Bounce] = []
             if bounce_rcpts and self.bounces is not None:
-                reply = await self.bounces.receive(bounce_rcpts, data, peer.host)
-                if reply.code != 250 or not inbound_rcpts:
-                    return reply
+                if not inbound_rcpts:
+                    return await self.bounces.receive(bounce_rcpts, data, peer.host)
+                read = await self.bounces.read(bounce_rcpts, data, peer.host)
+                if isinstance(read, SmtpReply):
+                    if read.code != 250:
+                        return read
+                else:
+                    bounces = read
+            # Both parts in one transaction (`receive`): a failure stores neither, and the retry stores each once.
             return await self.inbound.receive(Arrival(mail_from=mail_from, recipients=inbound_rcpts, data=data,
-                                                      client_ip=peer.host, helo=peer.helo, tls=peer.is_tls))
+                                                      client_ip=peer.host, helo=peer.helo, tls=peer.is_tls), bounces)
         except StoreFullError:
             log.error("store full: inbound message from %s refused with 452", peer.host)
             return SmtpReply(452, "4.3.1 Insufficient system storage, try again later")

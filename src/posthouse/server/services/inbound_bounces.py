@@ -23,7 +23,9 @@ from posthouse.server.store.base import BounceRecord, MessageRecord, Store, Supp
 log = logging.getLogger("posthouse.bounces")
 MAX_DUMP = 256 * 1024  # the raw bounce kept for `/bounces/{id}/dump`, at most
 _NO_SUCH_ADDRESS = SmtpReply(550, "5.1.1 No such return path here")
-_RECORDED = SmtpReply(250, "2.0.0 Ok: bounce recorded")
+RECORDED = SmtpReply(250, "2.0.0 Ok: bounce recorded")
+# A bounce as the store records it: the record, its message event, its webhooks and its suppression.
+Bounce = tuple[BounceRecord, tuple[str, str] | None, list[WebhookEvent], Suppression | None]
 _DISCARDED = SmtpReply(250, "2.0.0 Ok: received, not attributed to any message")
 
 
@@ -40,6 +42,16 @@ class BounceReceiver:
 
     async def receive(self, recipients: Sequence[str], data: bytes, peer_host: str) -> SmtpReply:
         """Record what a bounce says about the messages its return paths name; 550 when none is ours."""
+        found = await self.read(recipients, data, peer_host)
+        if isinstance(found, SmtpReply):
+            return found
+        await self.store.record_bounces(found)
+        return RECORDED
+
+    async def read(self, recipients: Sequence[str], data: bytes, peer_host: str) -> SmtpReply | list[Bounce]:
+        """What `receive` would record (the store's `bounce_stmts` writes it), or the reply when there is
+        nothing to record: 550 when no return path is ours, 250 when the message is not a bounce we can
+        read or names no delivery still stored."""
         return_path = await self.return_paths.get()
         custom = self.return_paths.custom_domains
         deliveries = sorted({d for r in recipients if (d := return_path.delivery_id_from(r, custom)) is not None})
@@ -53,7 +65,7 @@ class BounceReceiver:
                         peer_host, deliveries)
             return _DISCARDED
         now = self.clock.micros()
-        records: list[tuple[BounceRecord, tuple[str, str] | None, list[WebhookEvent], Suppression | None]] = []
+        records: list[Bounce] = []
         for delivery_id in deliveries:
             found = await self.store.find_delivery(delivery_id)
             message = await self.store.find_message(found[0]) if found is not None else None
@@ -61,13 +73,10 @@ class BounceReceiver:
                 log.warning("bounce from %s names delivery %d, which is not stored (deleted?)", peer_host, delivery_id)
                 continue
             records.append(self._record(message, report, _attribute(report, found[1]), data, now))
-        if not records:
-            return _DISCARDED
-        await self.store.record_bounces(records)
-        return _RECORDED
+        return records or _DISCARDED
 
     def _record(self, message: MessageRecord, report: BounceReport, found: BouncedRecipient, data: bytes, now: int
-                ) -> tuple[BounceRecord, tuple[str, str] | None, list[WebhookEvent], Suppression | None]:
+                ) -> Bounce:
         bounce_type = found.bounce_type
         details = _clean(found.diagnostic or report.description)
         if found.status:

@@ -2,15 +2,19 @@
 
 Retention: each server keeps its messages (content, queue rows, events, metadata, links, opens and clicks,
 bounces) for its `RetentionDays` (the `retention_days` setting when it sets none; 45 by default, as Postmark),
-and its webhook posts and finished bulk requests as long. A message is kept while a recipient is still to be
-delivered, and a scheduled one counts from its send time. Stats rollups are kept for ever, as Postmark keeps
-its aggregates. Suppressions are kept too: they are what stops mail to an address that bounced.
+and its webhook posts, finished bulk requests and received (inbound) mail as long. A message is kept while a
+recipient is still to be delivered, an inbound message while its post is still to be made, and a scheduled
+one counts from its send time. Stats rollups are kept for ever, as Postmark keeps its aggregates.
+Suppressions are kept too: they are what stops mail to an address that bounced.
 
 Data removal (Postmark's `POST /data-removals`, docs/postmark-api.md §8.4): everything stored about one
 address, on every server: the messages sent to it (To, Cc, Bcc) or from it, whole, with everything retention
 deletes with a message; bounces recorded for it; its suppressions; its opens and clicks; webhook posts and
-finished bulk requests that name it. It runs in the background (the housekeeping worker), leased so that one
-node works on a request at a time, and stays `Pending` until one pass finds nothing left.
+finished bulk requests that name it; inbound mail from it (From or envelope sender) or to it (envelope
+recipient, To or Cc) with its posts and stored bytes; inbound rules that are the address itself (a rule
+naming a person is personal data, as a suppression is; a domain rule names nobody and stays). It runs in
+the background (the housekeeping worker), leased so that one node works on a request at a time, and stays
+`Pending` until one pass finds nothing left.
 """
 
 from __future__ import annotations
@@ -50,10 +54,12 @@ class RetentionPass:
     bulk_requests: int = 0
     tokens: int = 0
     subject_rows: int = 0
+    inbound: int = 0
 
     @property
     def total(self) -> int:
-        return self.messages + self.bounces + self.webhook_posts + self.bulk_requests + self.tokens + self.subject_rows
+        return (self.messages + self.bounces + self.webhook_posts + self.bulk_requests + self.tokens
+                + self.subject_rows + self.inbound)
 
 
 class RetentionService:
@@ -87,6 +93,12 @@ class RetentionService:
                     done.messages += deleted
                     if len(ids) < batch or not deleted:
                         break
+            while not stopping():  # received mail, as outbound: what still waits for its post stays
+                inbound_ids = await self.store.expired_inbound_ids(server_id, cutoff, batch)
+                deleted = await self.store.delete_inbound(inbound_ids)
+                done.inbound += deleted
+                if len(inbound_ids) < batch or not deleted:
+                    break
             done.bounces += await self._drain(stopping, partial(self.store.delete_expired_bounces, server_id, cutoff,
                                                                 batch), batch)
             done.webhook_posts += await self._drain(
@@ -104,9 +116,9 @@ class RetentionService:
             if cursor is None:
                 break
         if done.total:
-            log.info("retention removed %d messages, %d bounces, %d webhook posts, %d bulk requests, %d rotated "
-                     "tokens, %d subject index rows", done.messages, done.bounces, done.webhook_posts,
-                     done.bulk_requests, done.tokens, done.subject_rows)
+            log.info("retention removed %d messages, %d inbound messages, %d bounces, %d webhook posts, %d bulk "
+                     "requests, %d rotated tokens, %d subject index rows", done.messages, done.inbound, done.bounces,
+                     done.webhook_posts, done.bulk_requests, done.tokens, done.subject_rows)
         return done
 
     @staticmethod
@@ -214,6 +226,18 @@ class DataRemovalService:
             if deleted < len(ids):
                 state.complete = False  # some recipient is being delivered right now: a later pass takes it
                 break
+        inbound_after: int | None = 0
+        while inbound_after is not None:  # inbound mail from or to it, with its posts
+            if not await still_held():
+                return False
+            inbound_after, found = await self.store.inbound_of_address(address, inbound_after, self.scan_batch)
+            for start in range(0, len(found), self.batch_size):
+                chunk = found[start:start + self.batch_size]
+                deleted = await self.store.delete_inbound(chunk, removal_id=record.id)
+                report("inbound messages", deleted)
+                if deleted < len(chunk):
+                    state.complete = False  # its post is being made right now: a later pass takes it
+        report("inbound rules", await self.store.delete_inbound_rules_naming(address, record.id))
         while await still_held():  # what names the address outside its messages
             count = await self.store.delete_address_rows(address, servers, record.id, self.batch_size)
             report("bounces, suppressions, opens and clicks", count)

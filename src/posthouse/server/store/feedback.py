@@ -194,6 +194,16 @@ class FeedbackQueries(Queries):
         """Bounces that arrive on their own (DSNs, complaints, auto-replies): each with its message event
         (a `Bounced` summary, or (event type, summary), or None for none), its webhooks (`bounce_id`
         filled in) and its suppression; their ids."""
+        stmts, positions = self.bounce_stmts(bounces)
+        results = await self.transact(stmts)
+        self.bounces_recorded(bounces)
+        return [int(results[p][0][0]) for p in positions]
+
+    def bounce_stmts(self, bounces: Sequence[tuple[BounceRecord, str | tuple[str, str] | None,
+                                                   list[WebhookEvent], Suppression | None]]
+                     ) -> tuple[list[Stmt], list[int]]:
+        """The statements `record_bounces` runs, to start a transaction (their `Ref`s count from its first
+        statement), and the position of each bounce's insert; `bounces_recorded` after the commit."""
         stmts: list[Stmt] = []
         positions = []
         for bounce, message_event, events, suppression in bounces:
@@ -218,10 +228,12 @@ class FeedbackQueries(Queries):
         # Complaints and bounces count in the stats with the records (docs/architecture.md §6).
         stmts.extend(bump_stats(bounce_increment(b.server_id, b.stream, b.tag, b.type, b.bounced_at)
                                 for b, _, _, _ in bounces))
-        results = await self.transact(stmts)
+        return stmts, positions
+
+    def bounces_recorded(self, bounces: Sequence[tuple[BounceRecord, Any, Any, Suppression | None]]) -> None:
+        """After the commit of `bounce_stmts`: this process's suppression cache learns of new ones."""
         if any(b[3] is not None for b in bounces):
             self.suppressions_changed()
-        return [int(results[p][0][0]) for p in positions]
 
     async def activate_bounce(self, server_id: int, bounce_id: int, events: Sequence[WebhookEvent]) -> None:
         """Reactivate the address of a bounce: the bounce is no longer inactive, its suppression goes,

@@ -99,35 +99,50 @@ def _record(row: Sequence[Any], content: Any = None) -> InboundRecord:
         spam_score=row[15], content=bytes(content) if content is not None else None)
 
 
+def inbound_stmts(content: bytes, rows: Sequence[InboundRow], base: int = 0) -> list[Stmt]:
+    """The statements that store a received message (`insert_inbound`), as statements `base` onwards of a
+    transaction (their `Ref`s count from there); `inbound_statuses` reads the outcome."""
+    stmts = [
+        Stmt("INSERT INTO inbound_contents (content) VALUES (?) RETURNING id", (content,), fetch=True)]
+    events = []
+    for row in rows:
+        status_sql = "?" if row.blocked_reason is not None else _HOOK_STATUS
+        status_args: tuple[Any, ...] = (InboundStatus.BLOCKED.value,) if row.blocked_reason is not None \
+            else (row.server_id, row.stream)
+        stmts.append(Stmt(
+            f"INSERT INTO inbound_messages ({', '.join(_COLUMNS)}, content_id) VALUES (?, ?, ?, ?, {status_sql}, "
+            f"{placeholders(11)}) RETURNING id, status",
+            (row.message_id, row.server_id, row.stream, row.received_at, *status_args, row.blocked_reason,
+             row.envelope_sender, row.original_recipient, row.mailbox_hash, row.from_email, row.subject, row.tag,
+             "|" + "|".join(row.recipients) + "|", json.dumps(row.summary, ensure_ascii=False), row.spam_score,
+             Ref(base)), fetch=True))
+        if row.blocked_reason is None:
+            # Posts to the server's hook if it has one (the join finds none otherwise): the status above
+            # reads the same rows in the same transaction.
+            events.append(WebhookEvent(server_id=row.server_id, stream=row.stream, record_type="Inbound",
+                                       event_key=row.message_id, payload="", occurred_at=row.received_at,
+                                       inbound_id=Ref(base + len(stmts) - 1)))
+    stmts += webhook_fanout(events)
+    return stmts
+
+
+def inbound_statuses(results: list[list[Sequence[Any]]], rows: Sequence[InboundRow], base: int = 0) -> list[str]:
+    """Each row's status (Queued, Processed or Blocked), from the results of a transaction that ran
+    `inbound_stmts(…, base)`."""
+    return [str(results[base + i][0][1]) for i in range(1, 1 + len(rows))]
+
+
 class InboundQueries(Queries):
     # -- acceptance --------------------------------------------------------------------------------
 
-    async def insert_inbound(self, content: bytes, rows: Sequence[InboundRow]) -> list[str]:
+    async def insert_inbound(self, content: bytes, rows: Sequence[InboundRow], before: Sequence[Stmt] = ()
+                             ) -> list[str]:
         """Store a received message once and a row per recipient, with the posts of those not Blocked; one
-        transaction. Returns each row's status (Queued, Processed or Blocked)."""
-        stmts: list[Stmt | Then] = [
-            Stmt("INSERT INTO inbound_contents (content) VALUES (?) RETURNING id", (content,), fetch=True)]
-        events = []
-        for row in rows:
-            status_sql = "?" if row.blocked_reason is not None else _HOOK_STATUS
-            status_args: tuple[Any, ...] = (InboundStatus.BLOCKED.value,) if row.blocked_reason is not None \
-                else (row.server_id, row.stream)
-            stmts.append(Stmt(
-                f"INSERT INTO inbound_messages ({', '.join(_COLUMNS)}, content_id) VALUES (?, ?, ?, ?, {status_sql}, "
-                f"{placeholders(11)}) RETURNING id, status",
-                (row.message_id, row.server_id, row.stream, row.received_at, *status_args, row.blocked_reason,
-                 row.envelope_sender, row.original_recipient, row.mailbox_hash, row.from_email, row.subject, row.tag,
-                 "|" + "|".join(row.recipients) + "|", json.dumps(row.summary, ensure_ascii=False), row.spam_score,
-                 Ref(0)), fetch=True))
-            if row.blocked_reason is None:
-                # Posts to the server's hook if it has one (the join finds none otherwise): the status above
-                # reads the same rows in the same transaction.
-                events.append(WebhookEvent(server_id=row.server_id, stream=row.stream, record_type="Inbound",
-                                           event_key=row.message_id, payload="", occurred_at=row.received_at,
-                                           inbound_id=Ref(len(stmts) - 1)))
-        stmts += webhook_fanout(events)
-        results = await self.transact(stmts)
-        return [str(results[i][0][1]) for i in range(1, 1 + len(rows))]
+        transaction, after the statements `before` (the bounces the same SMTP transaction carried, so that
+        both are stored or neither: a sender's retry cannot record a bounce twice). Returns each row's status
+        (Queued, Processed or Blocked)."""
+        results = await self.transact([*before, *inbound_stmts(content, rows, len(before))])
+        return inbound_statuses(results, rows, len(before))
 
     # -- reading -----------------------------------------------------------------------------------
 

@@ -65,9 +65,10 @@ class RetentionQueries(Queries):
 
     async def retention_server_ids(self) -> list[int]:
         """Every server with rows retention looks at: the servers that exist, and any deleted server whose
-        messages, bounces, webhook posts or bulk requests remain (they expire by the default retention)."""
+        messages, bounces, webhook posts, bulk requests or inbound messages remain (they expire by the default
+        retention)."""
         ids = {int(r[0]) for r in await self.query("SELECT id FROM servers")}
-        for table in ("messages", "bounces", "webhook_posts", "bulk_requests"):
+        for table in ("messages", "bounces", "webhook_posts", "bulk_requests", "inbound_messages"):
             ids.update(int(v) for v in await self.distinct_values(table, "server_id"))
         return sorted(ids)
 
@@ -80,6 +81,16 @@ class RetentionQueries(Queries):
             f"WHERE d.message_id = messages.message_id AND d.state IN {_PENDING_DELIVERIES}) LIMIT ?",
             (server_id, stream, cutoff, cutoff, limit))
         return [str(r[0]) for r in rows]
+
+    async def expired_inbound_ids(self, server_id: int, cutoff: int, limit: int) -> list[int]:
+        """Up to `limit` inbound messages of a server received before `cutoff` (µs) whose post to the
+        InboundHookUrl is not still to be made (a Queued message waits for its post, as outbound mail for
+        its delivery)."""
+        rows = await self.query(
+            "SELECT id FROM inbound_messages WHERE server_id = ? AND received_at < ? AND NOT EXISTS (SELECT 1 FROM "
+            f"webhook_posts p WHERE p.inbound_id = inbound_messages.id AND p.state IN {_PENDING_POSTS}) LIMIT ?",
+            (server_id, cutoff, limit))
+        return [int(r[0]) for r in rows]
 
     # -- deleting -------------------------------------------------------------------------------------
 
@@ -113,6 +124,35 @@ class RetentionQueries(Queries):
         stmts = self._delete_messages_stmts(ids)
         results = await self.transact([*stmts, Then(lambda done: self._progress(removal_id, len(done[-1])))])
         return len(results[len(stmts) - 1])
+
+    async def delete_inbound(self, ids: Sequence[int], *, removal_id: int | None = None) -> int:
+        """Delete these inbound messages (one transaction) with their posts and the posts' attempt logs, and
+        their stored bytes once no other recipient's row shares them; how many messages went. Retention
+        (no `removal_id`) leaves a post still to be made, and its message, for a later pass; a data removal
+        drops such a post too. Either leaves a post a worker is making right now, and its message."""
+        if not ids:
+            return 0
+        marks = placeholders(len(ids))
+        ids = list(ids)
+        kept = "('sending')" if removal_id is not None else _PENDING_POSTS
+        posts = f"SELECT id FROM webhook_posts WHERE inbound_id IN ({marks}) AND state NOT IN {kept}"
+
+        def contents(done: list[list[Sequence[Any]]]) -> list[Stmt]:
+            content_ids = sorted({int(r[1]) for r in done[-1]})
+            if not content_ids:
+                return []
+            return [Stmt(f"DELETE FROM inbound_contents WHERE id IN ({placeholders(len(content_ids))}) AND NOT EXISTS "
+                         "(SELECT 1 FROM inbound_messages m WHERE m.content_id = inbound_contents.id)", content_ids),
+                    *self._progress(removal_id, len(done[-1]))]
+
+        results = await self.transact([
+            Stmt(f"DELETE FROM webhook_attempts WHERE post_id IN ({posts})", ids),
+            Stmt(f"DELETE FROM webhook_posts WHERE id IN ({posts})", ids),
+            Stmt(f"DELETE FROM inbound_messages WHERE id IN ({marks}) AND NOT EXISTS (SELECT 1 FROM webhook_posts p "
+                 "WHERE p.inbound_id = inbound_messages.id) RETURNING id, content_id", ids, fetch=True),
+            Then(contents),
+        ])
+        return len(results[2])
 
     async def delete_expired_bounces(self, server_id: int, cutoff: int, limit: int) -> int:
         """Bounces of a server recorded before `cutoff` (those of retained messages are younger than them)."""
@@ -233,6 +273,26 @@ class RetentionQueries(Queries):
                 if len(found) >= limit:
                     break
         return list(dict.fromkeys(found))
+
+    async def inbound_of_address(self, address: str, after: int, limit: int) -> tuple[int | None, list[int]]:
+        """Inbound messages from the address (From, or the envelope sender) or to it (the envelope recipient,
+        To or Cc), among up to `limit` rows after id `after`, every server: (the id to go on from, None at
+        the end; the matching ids). A walk in id order: no index holds every address a message names."""
+        rows = await self.query(
+            "SELECT id, from_email, envelope_sender, original_recipient, recipients FROM inbound_messages "
+            "WHERE id > ? ORDER BY id LIMIT ?", (after, limit))
+        needle = "|" + address + "|"
+        found = [int(r[0]) for r in rows
+                 if address in (str(r[1]).lower(), str(r[2]).lower(), str(r[3]).lower()) or needle in str(r[4])]
+        return (int(rows[-1][0]) if len(rows) == limit else None), found
+
+    async def delete_inbound_rules_naming(self, address: str, removal_id: int) -> int:
+        """Inbound rules (every server's) that are this address, not its domain; how many went."""
+        results = await self.transact([
+            Stmt("DELETE FROM inbound_rules WHERE lower(rule) = ? RETURNING id", (address,), fetch=True),
+            Then(lambda done: self._progress(removal_id, len(done[-1]))),
+        ])
+        return len(results[0])
 
     async def cancel_pending(self, ids: Sequence[str]) -> int:
         """Cancel these messages' recipients not yet handed to a worker (a leased one finishes first)."""
