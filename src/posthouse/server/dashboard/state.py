@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from posthouse.server.services.accounts import AccountService
 from posthouse.server.services.activity import ActivityService
 from posthouse.server.services.operators import OperatorService
+from posthouse.server.services.stats import StatsService
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,3 +17,4 @@ class DashboardState:
     operators: OperatorService
     sandbox_all: bool = False  # the installation delivers in sandbox mode: every server has an inbox
     secure_cookies: bool = False  # cookies Secure even on plain HTTP (TLS ends at a proxy)
+    stats: StatsService | None = None  # the statistics page (D2); None: not served
