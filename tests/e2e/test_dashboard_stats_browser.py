@@ -92,7 +92,7 @@ def test_the_stats_page_shows_sends_bounces_opens_and_clicks(tmp_path: Path, dat
         assert page.locator("#total-clicks").inner_text().startswith("1 ")
         # The charts: an image each with a name and a description a screen reader reads, and today's bar.
         sends = page.get_by_role("img", name="Sends per day")
-        assert "4 sent in all" in page.locator("#chart-sends-desc").text_content()  # type: ignore[operator]
+        assert "4 sent in all" in page.locator("#chart-sends-desc").text_content()
         assert sends.locator(f'rect[data-label="{today}: 4 sent"]').count() == 1
         assert page.locator(f'#chart-opens rect[data-label="{today}: 3 opens"]').count() == 1
         assert page.locator(f'#chart-clicks rect[data-label="{today}: 1 clicks"]').count() == 1
