@@ -59,7 +59,10 @@ class NavItem:
 # templates, sending domains), each a NavItem whose view its routes module serves.
 NAV_MAIL = (NavItem("Activity", "activity"), NavItem("Sandbox inbox", "inbox", needs_sandbox=True))
 NAV_INSIGHTS: tuple[NavItem, ...] = (NavItem("Statistics", "stats"),)
-NAV_MANAGE: tuple[NavItem, ...] = (NavItem("Suppressions", "suppressions"),)  # D2: management pages
+NAV_MANAGE: tuple[NavItem, ...] = (  # D2: management pages
+    NavItem("Suppressions", "suppressions"),
+    NavItem("Bounces", "bounces"),
+)
 MAX_SERVERS_LISTED = 200  # in the server picker
 
 

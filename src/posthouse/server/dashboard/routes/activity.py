@@ -22,7 +22,7 @@ from posthouse.server.errors import ApiError
 from posthouse.server.services.activity import STATUS_CHOICES, ActivityFilter, checked_offset
 
 LIVE_SECONDS = 5
-_VIEWS = ("activity", "inbox", "stats", "suppressions")  # what the pickers may lead to; D2 adds its views
+_VIEWS = ("activity", "inbox", "stats", "suppressions", "bounces")  # what the pickers may lead to; D2 adds its views
 
 
 async def home(request: Request) -> Response:
