@@ -104,6 +104,10 @@ def test_the_stats_page_shows_sends_bounces_opens_and_clicks(tmp_path: Path, dat
         row = page.locator("table.days tbody tr").first.inner_text().split("\t")
         assert [cell.strip() for cell in row] == [today, "4", "75.0%", "1", "0", "3", "3", "1", "1"]
         page.screenshot(path=str(shots / "stats.png"), full_page=True)
+        # The README's (docs/images/dashboard-stats.png): the totals and the charts, without the long table.
+        page.set_viewport_size({"width": 1280, "height": 1280})
+        page.screenshot(path=str(shots / "stats-top.png"))
+        page.set_viewport_size({"width": 1280, "height": 860})
 
         # The filters: another tag has nothing; every stream counts the same mail here.
         page.get_by_label("Tag", exact=True).fill("newsletter")

@@ -78,6 +78,8 @@ def test_the_rate_line_breaks_on_days_without_mail() -> None:
     assert chart.description == ("Delivery rate per day, 2026-05-01 to 2026-05-06: from 50% (2026-05-02) to 100% "
                                  "(2026-05-01), over the 4 days with mail sent.")
     assert rate_chart("d", "Rate", days(3), [None, None, None], "delivered").description.endswith("no mail was sent.")
+    assert rate_chart("d", "Rate", days(3), [None, 80.0, None], "delivered").description.endswith(
+        "from 80% (2026-05-02) to 80% (2026-05-02), over the 1 day with mail sent.")
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 8, 30, 31, 90, 366])

@@ -98,7 +98,7 @@ def _describe(title: str, dates: Sequence[str], values: Sequence[float | None], 
     if percent:
         worst_day, worst = min(known, key=lambda pair: pair[1])
         return (f"{title}, {span}: from {_number(worst)}% ({worst_day}) to {_number(best)}% ({best_day}), "
-                f"over the {len(known)} days with mail sent.")
+                f"over the {len(known)} day{'s' if len(known) != 1 else ''} with mail sent.")
     total = sum(v for _, v in known)
     return f"{title}, {span}: {_number(total)} {unit} in all; the most on {best_day} ({_number(best)})."
 
