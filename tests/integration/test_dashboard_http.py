@@ -25,7 +25,8 @@ from support import async_wait_for
 
 EMAIL, PASSWORD = "ops@example.com", "correct horse battery staple"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-_SAMPLE_PARAMS = {"server_id": "1", "stream": "outbound", "message_id": "0190a6f4-5c2b-7000-8000-000000000001"}
+_SAMPLE_PARAMS = {"server_id": "1", "stream": "outbound", "message_id": "0190a6f4-5c2b-7000-8000-000000000001",
+                  "bounce_id": "1"}
 
 
 class MovableClock(Clock):

@@ -213,6 +213,7 @@ class Runtime:
         dashboard = create_dashboard(DashboardState(
             accounts=self.accounts, activity=self.activity, operators=self.operators,
             sandbox_all=settings.delivery == "sandbox", secure_cookies=settings.dashboard_secure_cookies,
+            stats=stats, suppressions=self.suppressions, bounces=self.bounces, inbound=self.inbound,
         )) if settings.dashboard else None
         self.app = create_app(ApiState(accounts=self.accounts, sending=self.sending, history=self.history,
                                        bounces=self.bounces, suppressions=self.suppressions, webhooks=self.webhooks,

@@ -27,6 +27,10 @@ from starlette.types import Message, Receive, Scope, Send
 
 from posthouse.server.dashboard.rendering import render
 from posthouse.server.dashboard.routes import activity, auth, inbox, messages
+from posthouse.server.dashboard.routes import bounces as bounce_pages
+from posthouse.server.dashboard.routes import inbound as inbound_pages
+from posthouse.server.dashboard.routes import stats as stats_pages
+from posthouse.server.dashboard.routes import suppressions as suppression_pages
 from posthouse.server.dashboard.sessions import (
     CSRF_FIELD,
     CSRF_HEADER,
@@ -97,6 +101,8 @@ class DashboardApp:
         self.state = state
         self.routes: list[BaseRoute] = [
             *auth.ROUTES, *activity.ROUTES, *messages.ROUTES, *inbox.ROUTES,
+            *stats_pages.ROUTES, *suppression_pages.ROUTES, *bounce_pages.ROUTES,
+            *inbound_pages.ROUTES,
             Mount("/ui/static", app=StaticFiles(directory=_static_directory()), name="static"),
         ]
         self.router = Router(routes=self.routes)

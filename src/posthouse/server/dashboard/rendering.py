@@ -57,9 +57,13 @@ class NavItem:
 # The navigation, in order. Issue 15's second step (D2) adds its pages here: "stats" (statistics) after
 # the mail views, then the management pages (servers and tokens, streams, suppressions, bounces, webhooks,
 # templates, sending domains), each a NavItem whose view its routes module serves.
-NAV_MAIL = (NavItem("Activity", "activity"), NavItem("Sandbox inbox", "inbox", needs_sandbox=True))
-NAV_INSIGHTS: tuple[NavItem, ...] = ()  # D2: NavItem("Statistics", "stats")
-NAV_MANAGE: tuple[NavItem, ...] = ()  # D2: management pages
+NAV_MAIL = (NavItem("Activity", "activity"), NavItem("Sandbox inbox", "inbox", needs_sandbox=True),
+            NavItem("Inbound", "inbound"))
+NAV_INSIGHTS: tuple[NavItem, ...] = (NavItem("Statistics", "stats"),)
+NAV_MANAGE: tuple[NavItem, ...] = (  # D2: management pages
+    NavItem("Suppressions", "suppressions"),
+    NavItem("Bounces", "bounces"),
+)
 MAX_SERVERS_LISTED = 200  # in the server picker
 
 

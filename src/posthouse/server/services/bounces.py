@@ -74,6 +74,15 @@ class BounceService:
         total, records = await self.store.list_bounces(server_id, filters, offset, count)
         return wire.BounceList(total_count=total, bounces=[bounce_wire(r) for r in records])
 
+    async def page(self, server_id: int, *, stream: str, type_name: str | None = None, email: str | None = None,
+                   inactive: bool | None = None, offset: int = 0, count: int = 50) -> wire.BounceList:
+        """The dashboard's list (issue 15): a stream's bounces, newest first, as `GET /bounces` finds them with
+        `messagestream`, `type` (`parse_bounce_type`'s names; ApiError 1000 for others), `emailfilter` (part of
+        the address) and `inactive`."""
+        filters = BounceFilter(type=parse_bounce_type(type_name), inactive=inactive, email=email or None,
+                               stream=stream)
+        return await self.search(server_id, filters, count, offset)
+
     async def _record(self, server_id: int, bounce_id: str) -> BounceRecord:
         number = parse_id(bounce_id)
         record = await self.store.get_bounce(server_id, number) if number is not None else None

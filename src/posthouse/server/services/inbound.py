@@ -47,11 +47,12 @@ from posthouse.server.services.inbound_bounces import Bounce, BounceReceiver
 from posthouse.server.services.spamd import SpamChecker, SpamVerdict
 from posthouse.server.services.spf import SpfChecker, SpfVerdict
 from posthouse.server.smtp.handler import Peer, SmtpReply
+from posthouse.server.store.activity import MessagePostRecord
 from posthouse.server.store.base import Store
 from posthouse.server.store.inbound import InboundFilter, InboundRecord, InboundRow
 from posthouse.server.webhooks.payloads import InboundFacts, inbound_bcc, inbound_payload
 
-__all__ = ["Arrival", "InboundService", "InboundSmtpHandler", "parse_inbound_status"]
+__all__ = ["Arrival", "InboundService", "InboundSmtpHandler", "InboundView", "parse_inbound_status"]
 
 log = logging.getLogger("posthouse.inbound")
 INBOUND_STREAM = "inbound"  # every server's one inbound stream (services/accounts.py DEFAULT_STREAMS)
@@ -119,6 +120,26 @@ def parse_inbound_status(value: str | None) -> str | None:
     if status is None:
         raise ApiError(700, f"Invalid status: '{value}'. Use queued, scheduled, processed, blocked or failed.")
     return status
+
+
+@dataclass(frozen=True, slots=True)
+class InboundView:
+    """What the dashboard's inbound message page shows (`InboundService.view`)."""
+
+    details: wire.InboundMessageDetails
+    status: str  # InboundStatus
+    envelope_sender: str
+    spam_score: float | None
+    received_at: int  # µs
+    posts: list[MessagePostRecord]
+
+    @property
+    def can_bypass(self) -> bool:
+        return self.status == InboundStatus.BLOCKED.value
+
+    @property
+    def can_retry(self) -> bool:
+        return self.status == InboundStatus.FAILED.value
 
 
 class InboundService:
@@ -304,9 +325,16 @@ class InboundService:
         return wire.InboundMessageList(total_count=total, inbound_messages=[_summary(r) for r in records])
 
     async def details(self, server_id: int, message_id: str) -> wire.InboundMessageDetails:
+        return await self._details(await self._stored(server_id, message_id))
+
+    async def _stored(self, server_id: int, message_id: str) -> InboundRecord:
         record = await self.store.get_inbound(server_id, message_id.strip().lower(), with_content=True)
         if record is None or record.content is None:
             raise NotFoundError(701, "This message was not found.")
+        return record
+
+    async def _details(self, record: InboundRecord) -> wire.InboundMessageDetails:
+        assert record.content is not None
         content = await asyncio.to_thread(parse_inbound, record.content) if len(record.content) > _PARSE_ON_THREAD \
             else parse_inbound(record.content)
         summary = _summary(record)
@@ -317,6 +345,27 @@ class InboundService:
             text_body=content.text_body, html_body=content.html_body,
             stripped_text_reply=content.stripped_text_reply, headers=headers,
             blocked_reason=record.reason or "" if record.status in ("blocked", "failed") else "")
+
+    # -- the dashboard's inbound pages (issue 15) ----------------------------------------------------
+
+    async def page(self, server_id: int, *, status: str | None = None, sender: str | None = None,
+                   recipient: str | None = None, subject: str | None = None, mailbox_hash: str | None = None,
+                   offset: int = 0, count: int = 50) -> wire.InboundMessageList:
+        """A page of the server's inbound messages, newest first, as `GET /messages/inbound` finds them
+        (`parse_inbound_status`'s statuses; ApiError 700 for others)."""
+        wanted = parse_inbound_status(status)
+        return await self.search(server_id, InboundFilter(
+            recipient=recipient or None, from_email=sender or None, subject=subject or None,
+            mailbox_hash=mailbox_hash or None, statuses=(wanted,) if wanted else ()), count, offset)
+
+    async def view(self, server_id: int, message_id: str) -> InboundView:
+        """One inbound message whole: the parsed fields the details endpoint answers, what the SMTP session and
+        the checks knew, and each post to the InboundHookUrl with its attempts."""
+        record = await self._stored(server_id, message_id)
+        return InboundView(
+            details=await self._details(record), status=record.status, envelope_sender=record.envelope_sender,
+            spam_score=record.spam_score, received_at=record.received_at,
+            posts=await self.store.list_inbound_posts(server_id, record.id))
 
     async def bypass(self, server_id: int, message_id: str) -> wire.ErrorResponse:
         """A Blocked message posted after all (its rules, or the spam threshold, bypassed)."""

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from posthouse import wire
 from posthouse.server.domain.addresses import AddressError, normalize_email
 from posthouse.server.errors import ApiError
@@ -167,3 +169,37 @@ class SuppressionService:
         if lifted:
             await self.store.remove_suppressions(server_id, stream, list(lifted), list(lifted.values()))
         return wire.SuppressionResults(suppressions=results)
+
+
+    async def page(self, server_id: int, stream: str, *, email: str | None = None, reason: str | None = None
+                   ) -> SuppressionPage:
+        """The newest `PAGE_SIZE` suppressions of a stream, of one address (as the dump's `emailaddress` finds it)
+        and one reason (`parse_reason`'s spelling) when given. ErrorCode 1226 for a stream that does not exist."""
+        await self.accounts.get_stream(server_id, stream)
+        records = await self.store.list_suppressions(server_id, stream, email=email or None, reason=reason,
+                                                     limit=PAGE_SIZE + 1)
+        return SuppressionPage([wire.SuppressionEntry(email_address=r.email, suppression_reason=r.reason,
+                                                      origin=r.origin, created_at=iso(r.created_at) or "")
+                                for r in records[:PAGE_SIZE]], len(records) > PAGE_SIZE)
+
+
+# -- the dashboard's suppressions page (issue 15) --------------------------------------------------
+
+PAGE_SIZE = 100  # suppressions a dashboard page lists, newest first
+REASONS = tuple(r.value for r in SuppressionReason)  # HardBounce, SpamComplaint, ManualSuppression
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressionPage:
+    entries: list[wire.SuppressionEntry]
+    has_more: bool  # more than `PAGE_SIZE` match: narrow the search to see them
+
+    @staticmethod
+    def can_reactivate(entry: wire.SuppressionEntry) -> bool:
+        """Whether deleting it would lift it (a spam complaint's stays: docs/postmark-api.md §8.2)."""
+        return entry.suppression_reason != SuppressionReason.SPAM_COMPLAINT.value
+
+
+def suppression_request(*emails: str) -> wire.SuppressionRequest:
+    """What `create` and `delete` take, for addresses typed into a form."""
+    return wire.SuppressionRequest(suppressions=[wire.SuppressionAddress(email_address=e) for e in emails])

@@ -1,5 +1,5 @@
 """What the dashboard's message page reads besides the message and its events: the queue rows of each
-recipient and the webhook posts about the message, with their attempts (issue 15)."""
+recipient and the webhook posts about the message, with their attempts; an inbound message's posts (issue 15)."""
 
 from __future__ import annotations
 
@@ -45,10 +45,17 @@ class ActivityQueries(Queries):
 
     async def list_message_posts(self, server_id: int, message_id: str, limit: int = 200) -> list[MessagePostRecord]:
         """The message's webhook posts, oldest first, each with its attempts (at most `limit` posts)."""
+        return await self._posts("p.message_id = ?", message_id, server_id, limit)
+
+    async def list_inbound_posts(self, server_id: int, inbound_id: int, limit: int = 200) -> list[MessagePostRecord]:
+        """An inbound message's posts (to the InboundHookUrl), oldest first, each with its attempts."""
+        return await self._posts("p.inbound_id = ?", inbound_id, server_id, limit)
+
+    async def _posts(self, clause: str, key: object, server_id: int, limit: int) -> list[MessagePostRecord]:
         rows = await self.query(
             "SELECT p.id, p.webhook_id, w.url, p.record_type, p.state, p.attempts, p.created_at, p.updated_at "
             "FROM webhook_posts p LEFT JOIN webhooks w ON w.id = p.webhook_id "
-            "WHERE p.message_id = ? AND p.server_id = ? ORDER BY p.id LIMIT ?", (message_id, server_id, limit))
+            f"WHERE {clause} AND p.server_id = ? ORDER BY p.id LIMIT ?", (key, server_id, limit))
         posts = [MessagePostRecord(int(r[0]), int(r[1]), r[2], str(r[3]), str(r[4]), int(r[5]), int(r[6]), int(r[7]))
                  for r in rows]
         if posts:

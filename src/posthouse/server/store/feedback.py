@@ -266,7 +266,7 @@ class FeedbackQueries(Queries):
 
     async def list_suppressions(self, server_id: int, stream: str, *, reason: str | None = None,
                                 origin: str | None = None, email: str | None = None, from_time: int | None = None,
-                                to_time: int | None = None) -> list[SuppressionRecord]:
+                                to_time: int | None = None, limit: int | None = None) -> list[SuppressionRecord]:
         clauses = ["server_id = ?", "stream = ?"]
         args: list[Any] = [server_id, stream]
         for column, value in (("reason", reason), ("origin", origin), ("email", email.lower() if email else None)):
@@ -279,8 +279,11 @@ class FeedbackQueries(Queries):
         if to_time is not None:
             clauses.append("created_at <= ?")
             args.append(to_time)
+        if limit is not None:  # the dashboard's page (the API's dump lists them all)
+            args.append(limit)
         rows = await self.query(f"SELECT email, reason, origin, created_at FROM suppressions WHERE "
-                                f"{' AND '.join(clauses)} ORDER BY created_at DESC, email", args)
+                                f"{' AND '.join(clauses)} ORDER BY created_at DESC, email"
+                                + (" LIMIT ?" if limit is not None else ""), args)
         return [SuppressionRecord(r[0], r[1], r[2], r[3]) for r in rows]
 
     async def add_suppressions(self, suppressions: Sequence[Suppression]) -> None:

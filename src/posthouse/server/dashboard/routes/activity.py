@@ -22,7 +22,8 @@ from posthouse.server.errors import ApiError
 from posthouse.server.services.activity import STATUS_CHOICES, ActivityFilter, checked_offset
 
 LIVE_SECONDS = 5
-_VIEWS = ("activity", "inbox")  # what the pickers may lead to; D2 adds its views
+# What the pickers may lead to; D2 adds its views.
+_VIEWS = ("activity", "inbox", "stats", "suppressions", "bounces", "inbound")
 
 
 async def home(request: Request) -> Response:
