@@ -212,6 +212,7 @@ class Runtime:
         self.activity = ActivityService(store, self.history, stats, self.clock)
         dashboard = create_dashboard(DashboardState(
             accounts=self.accounts, activity=self.activity, operators=self.operators,
+            templates=self.templates, webhooks=self.webhooks, domains=self.domains,
             sandbox_all=settings.delivery == "sandbox", secure_cookies=settings.dashboard_secure_cookies,
         )) if settings.dashboard else None
         self.app = create_app(ApiState(accounts=self.accounts, sending=self.sending, history=self.history,

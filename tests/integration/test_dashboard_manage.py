@@ -1,0 +1,191 @@
+"""The dashboard's management pages over HTTP (httpx over ASGI, the real runtime, both databases): templates
+and layouts with their live preview, servers and tokens, message streams, webhooks with their delivery log,
+and sending domains with their DNS records (issue 15, D2). What a form changes is read back through the API
+(or the service the API uses), so a page that only looks right fails here."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+
+import httpx
+import pytest
+
+from conftest import ApiHarness
+from support import WEBHOOKS_TO_LOOPBACK
+
+EMAIL, PASSWORD = "ops@example.com", "correct horse battery staple"
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+HTMX = {"HX-Request": "true"}
+
+
+@pytest.fixture
+def api_settings() -> dict[str, str]:
+    return dict(WEBHOOKS_TO_LOOPBACK)
+
+
+async def signed_in(api: ApiHarness) -> str:
+    """Sign the harness's client in as an operator; the session's CSRF token."""
+    await api.runtime.operators.create_user(EMAIL, PASSWORD)
+    client = api.client
+    page = await client.get("/ui/login")
+    form = _CSRF.search(page.text)
+    assert form
+    answer = await client.post("/ui/login", data={"csrf_token": form.group(1), "email": EMAIL,
+                                                  "password": PASSWORD, "next": "/ui/"})
+    assert answer.status_code == 303, answer.text
+    page = await client.get("/ui/", follow_redirects=True)
+    token = _CSRF.search(page.text)
+    assert token
+    return token.group(1)
+
+
+def text_of(page: httpx.Response) -> str:
+    """The page's text with its tags dropped and entities decoded (what a reader sees, roughly)."""
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page.text)))
+
+
+def fast(page: httpx.Response) -> None:
+    """Every page < 100 ms server time (the guard's Server-Timing header)."""
+    match = re.fullmatch(r"app;dur=(\d+\.\d\d)", page.headers["server-timing"])
+    assert match and float(match.group(1)) < 100, page.headers["server-timing"]
+
+
+# -- templates and layouts -------------------------------------------------------------------------------
+
+
+def template_form(csrf: str, **fields: str) -> dict[str, str]:
+    return {"csrf_token": csrf, "name": "", "alias": "", "subject": "", "html_body": "", "text_body": "",
+            "layout_template": "", "test_model": "{}", **fields}
+
+
+async def test_templates_create_edit_preview_and_delete(api: ApiHarness) -> None:
+    csrf = await signed_in(api)
+    client = api.client
+    listing = await client.get("/ui/servers/1/templates")
+    assert listing.status_code == 200 and "No templates yet" in listing.text
+    fast(listing)
+
+    # Creating through the form: the values reach the service as written (CRLF from the textarea kept as LF).
+    created = await client.post("/ui/servers/1/templates/new", data=template_form(
+        csrf, name="Welcome", alias="welcome", template_type="Standard", subject="Hi {{name}}",
+        html_body="<h1>Hello {{name}}</h1>\r\n<p>{{#items}}<b>{{.}}</b>{{/items}}</p>", text_body="Hello {{name}}"))
+    assert created.status_code == 303, created.text
+    location = created.headers["location"]
+    template_id = int(re.fullmatch(r"/ui/servers/1/templates/(\d+)\?done=created", location).group(1))  # type: ignore[union-attr]
+    stored = (await client.get(f"/templates/{template_id}", headers=api.server_headers)).json()
+    assert stored["Name"] == "Welcome" and stored["Alias"] == "welcome" and stored["Subject"] == "Hi {{name}}"
+    assert stored["HtmlBody"] == "<h1>Hello {{name}}</h1>\n<p>{{#items}}<b>{{.}}</b>{{/items}}</p>"
+
+    # The editor: the fields, a test model suggested from the variables used, the preview rendered from it.
+    page = await client.get(location)
+    assert page.status_code == 200
+    fast(page)
+    assert "Created." in page.text
+    assert 'value="Welcome"' in page.text and "Hi name_Value" in text_of(page)  # the suggested model fills {{name}}
+    model = json.loads(html.unescape(re.search(r'name="test_model"[^>]*>([^<]*)</textarea>', page.text).group(1)))  # type: ignore[union-attr]
+    assert model["name"] == "name_Value"
+    assert f'src="/ui/servers/1/templates/{template_id}/html"' in page.text
+    frame = await client.get(f"/ui/servers/1/templates/{template_id}/html")
+    assert frame.status_code == 200 and "<h1>Hello name_Value</h1>" in frame.text
+    assert frame.headers["content-security-policy"].startswith("sandbox;")
+    assert "script-src" not in frame.headers["content-security-policy"]  # default-src 'none' covers scripts
+
+    # The live preview (htmx): the part of the page rendered from the posted draft and model.
+    draft = template_form(csrf, template_id=str(template_id), template_type="Standard", name="Welcome",
+                          alias="welcome", subject="Hi {{name}}", html_body="<h1>Hello {{name}}</h1>",
+                          text_body="Dear {{name}}, {{#each items}}[{{.}}]{{/each}}",
+                          test_model='{"name": "Ada <3", "items": ["a", "b"]}')
+    preview = await client.post("/ui/servers/1/templates/preview", data=draft, headers=HTMX)
+    assert preview.status_code == 200
+    assert preview.text.lstrip().startswith('<div id="template-preview"')  # the fragment, not the page
+    assert "Valid: rendered from the test model." in preview.text
+    assert "Hi Ada &lt;3" in preview.text and "Dear Ada &lt;3, [a][b]" in preview.text
+    framed = await client.post("/ui/servers/1/templates/preview/html", data=draft)
+    assert "<h1>Hello Ada &lt;3</h1>" in framed.text  # HTML-escaped by the template engine, as in a send
+    assert framed.headers["content-security-policy"].startswith("sandbox;")
+
+    # A broken tag: the error with its line and column, inline; the frame says so instead of rendering.
+    broken = {**draft, "html_body": "<p>ok</p>\n<p>{{#each items}}{{.}}</p>"}
+    preview = await client.post("/ui/servers/1/templates/preview", data=broken, headers=HTMX)
+    assert preview.status_code == 200
+    assert "The template has errors" in preview.text
+    assert re.search(r"line 2, column \d+</a>: ", preview.text), preview.text
+    assert "has errors" in (await client.post("/ui/servers/1/templates/preview/html", data=broken)).text
+    # A model that is not JSON, or not an object.
+    bad_json = await client.post("/ui/servers/1/templates/preview", data={**draft, "test_model": '{"name": '},
+                                 headers=HTMX)
+    assert "The test model is not valid JSON" in bad_json.text and "line 1" in bad_json.text
+    listed = await client.post("/ui/servers/1/templates/preview", data={**draft, "test_model": "[1]"}, headers=HTMX)
+    assert "must be a JSON object" in listed.text
+    # Without JavaScript the same button gives the whole editor back with the preview in it.
+    whole = await client.post("/ui/servers/1/templates/preview", data=draft)
+    assert whole.status_code == 200 and "<html" in whole.text and "Dear Ada &lt;3, [a][b]" in whole.text
+
+    # Saving: a broken tag is refused with the service's words, inline, and the draft kept in the form.
+    refused = await client.post(f"/ui/servers/1/templates/{template_id}", data=broken)
+    assert refused.status_code == 400
+    assert "could not be parsed" in text_of(refused) and 'role="alert"' in refused.text
+    assert "{{#each items}}" in html.unescape(refused.text)
+    assert (await client.get(f"/templates/{template_id}", headers=api.server_headers)).json()["HtmlBody"] \
+        == stored["HtmlBody"]
+    saved = await client.post(f"/ui/servers/1/templates/{template_id}", data={**draft, "subject": "Welcome {{name}}"})
+    assert saved.status_code == 303 and saved.headers["location"].endswith("?done=saved")
+    edited = (await client.get(f"/templates/{template_id}", headers=api.server_headers)).json()
+    assert edited["Subject"] == "Welcome {{name}}" and edited["TextBody"] == draft["text_body"]
+
+    # A layout, made through the form, then used by the template; it cannot be deleted while in use.
+    layout = await client.post("/ui/servers/1/templates/new", data=template_form(
+        csrf, name="Frame", alias="frame", template_type="Layout",
+        html_body="<div class=frame>{{{ @content }}}</div>", text_body="--\n{{{ @content }}}\n--"))
+    assert layout.status_code == 303, layout.text
+    layout_id = int(layout.headers["location"].split("/")[-1].split("?")[0])
+    assert (await client.post(f"/ui/servers/1/templates/{template_id}",
+                              data={**draft, "layout_template": "frame"})).status_code == 303
+    assert (await client.get(f"/templates/{template_id}", headers=api.server_headers)).json()["LayoutTemplate"] \
+        == "frame"
+    inside = await client.post("/ui/servers/1/templates/preview/html", data={**draft, "layout_template": "frame"})
+    assert "<div class=frame><h1>Hello Ada &lt;3</h1></div>" in inside.text
+    in_use = await client.post(f"/ui/servers/1/templates/{layout_id}/delete", data={"csrf_token": csrf})
+    assert in_use.status_code == 400 and "is used by 1 template" in text_of(in_use)
+    # A layout without its content placeholder is refused (ErrorCode 1131's words), inline.
+    no_slot = await client.post(f"/ui/servers/1/templates/{layout_id}", data=template_form(
+        csrf, name="Frame", alias="frame", html_body="<div>nothing</div>", text_body="x"))
+    assert no_slot.status_code == 400 and "content placeholder must be present exactly once" in text_of(no_slot)
+
+    listing = await client.get("/ui/servers/1/templates")
+    assert "Welcome" in listing.text and "Frame" in listing.text and "Layout" in listing.text
+
+    # Deleting: gone from the list and from sending.
+    deleted = await client.post(f"/ui/servers/1/templates/{template_id}/delete", data={"csrf_token": csrf})
+    assert deleted.status_code == 303 and deleted.headers["location"] == "/ui/servers/1/templates?done=deleted"
+    assert (await client.get(f"/ui/servers/1/templates/{template_id}")).status_code == 404
+    assert "Welcome" not in (await client.get("/ui/servers/1/templates")).text
+    send = await client.post("/email/withTemplate", headers=api.server_headers, json={
+        "From": "a@example.com", "To": "b@example.com", "TemplateAlias": "welcome", "TemplateModel": {}})
+    assert send.json()["ErrorCode"] == 1101
+    # Now the layout is free to go.
+    assert (await client.post(f"/ui/servers/1/templates/{layout_id}/delete",
+                              data={"csrf_token": csrf})).status_code == 303
+
+
+async def test_template_editor_takes_large_bodies_only_when_signed_in(api: ApiHarness) -> None:
+    body = "<p>{{name}}</p>\n" + "<p>" + "x" * 300_000 + "</p>"  # larger than the other forms' 64 KB
+    anonymous = await api.client.post("/ui/servers/1/templates/new", data={"name": "Big", "html_body": body})
+    assert anonymous.status_code == 413  # refused unread: no session
+    csrf = await signed_in(api)
+    created = await api.client.post("/ui/servers/1/templates/new", data=template_form(
+        csrf, name="Big", template_type="Standard", subject="s", html_body=body))
+    assert created.status_code == 303, created.text[:500]
+    listed = (await api.client.get("/templates?count=10&offset=0", headers=api.server_headers)).json()
+    big = next(t for t in listed["Templates"] if t["Name"] == "Big")
+    stored = (await api.client.get(f"/templates/{big['TemplateId']}", headers=api.server_headers)).json()
+    assert stored["HtmlBody"] == body
+
+
+async def test_template_pages_of_unknown_things_are_404(api: ApiHarness) -> None:
+    await signed_in(api)
+    assert (await api.client.get("/ui/servers/1/templates/999")).status_code == 404
+    assert (await api.client.get("/ui/servers/1/templates/x1")).status_code == 404
+    assert (await api.client.get("/ui/servers/77/templates")).status_code == 404
