@@ -189,3 +189,87 @@ async def test_template_pages_of_unknown_things_are_404(api: ApiHarness) -> None
     assert (await api.client.get("/ui/servers/1/templates/999")).status_code == 404
     assert (await api.client.get("/ui/servers/1/templates/x1")).status_code == 404
     assert (await api.client.get("/ui/servers/77/templates")).status_code == 404
+
+
+# -- servers and tokens -----------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r'id="new-token"[^>]*value="([0-9a-f-]{36})"')
+
+
+def server_form(csrf: str, **fields: str) -> dict[str, str]:
+    return {"csrf_token": csrf, "name": "", "color": "Purple", "track_links": "None", "retention_days": "",
+            "smtp_api_activated": "on", **fields}
+
+
+async def test_servers_create_edit_and_tokens_shown_once(api: ApiHarness) -> None:
+    csrf = await signed_in(api)
+    client = api.client
+    listing = await client.get("/ui/servers")
+    assert listing.status_code == 200 and "default" in listing.text
+    fast(listing)
+
+    # A new server: its token is on the answer to the POST, and works against the API.
+    created = await client.post("/ui/servers", data=server_form(
+        csrf, name="Shop", color="Green", delivery_type="Sandbox", track_opens="on", track_links="HtmlOnly"))
+    assert created.status_code == 200, created.text
+    token = _TOKEN.search(created.text)
+    assert token, created.text
+    assert "shown this once" in created.text
+    mine = await client.get("/server", headers={"X-Postmark-Server-Token": token.group(1)})
+    assert mine.status_code == 200
+    server = mine.json()
+    assert (server["Name"], server["Color"], server["DeliveryType"], server["TrackOpens"], server["TrackLinks"]) == \
+        ("Shop", "Green", "Sandbox", True, "HtmlOnly")
+    server_id = server["ID"]
+    # … and never again: not on the list, not on the settings page (only its last four characters).
+    for path in ("/ui/servers", f"/ui/servers/{server_id}/settings"):
+        page = await client.get(path)
+        assert token.group(1) not in page.text and 'id="new-token"' not in page.text
+    settings = await client.get(f"/ui/servers/{server_id}/settings")
+    fast(settings)
+    assert f"********{token.group(1)[-4:]}" in settings.text
+
+    # A refused server is explained on the form, which keeps what was typed.
+    taken = await client.post("/ui/servers", data=server_form(csrf, name="Shop", delivery_type="Live"))
+    assert taken.status_code == 400 and "A server named 'Shop' already exists." in text_of(taken)
+    assert 'value="Shop"' in taken.text
+
+    # Editing the settings (delivery type is set at creation and stays).
+    saved = await client.post(f"/ui/servers/{server_id}/settings", data=server_form(
+        csrf, name="Shop EU", color="Red", track_links="HtmlAndText", retention_days="30"))
+    assert saved.status_code == 303 and saved.headers["location"] == f"/ui/servers/{server_id}/settings?done=saved"
+    edited = (await client.get(f"/servers/{server_id}", headers=api.account_headers)).json()
+    assert (edited["Name"], edited["Color"], edited["TrackOpens"], edited["TrackLinks"], edited["DeliveryType"],
+            edited["RetentionDays"]) == ("Shop EU", "Red", False, "HtmlAndText", "Sandbox", 30)
+    for bad, words in (("3", "RetentionDays must be between"), ("a week", "whole number of days")):
+        refused = await client.post(f"/ui/servers/{server_id}/settings",
+                                    data=server_form(csrf, name="Shop EU", retention_days=bad))
+        assert refused.status_code == 400 and words in text_of(refused), bad
+    assert (await client.get(f"/servers/{server_id}", headers=api.account_headers)).json()["RetentionDays"] == 30
+
+    # Adding a token: shown once; the first one keeps working.
+    added = await client.post(f"/ui/servers/{server_id}/tokens", data={"csrf_token": csrf})
+    second = _TOKEN.search(added.text)
+    assert added.status_code == 200 and second and second.group(1) != token.group(1)
+    for t in (token.group(1), second.group(1)):
+        assert (await client.get("/server", headers={"X-Postmark-Server-Token": t})).status_code == 200
+
+    # Rotating: one new token; both old ones refused at once.
+    rotated = await client.post(f"/ui/servers/{server_id}/tokens/rotate", data={"csrf_token": csrf, "grace": "0"})
+    assert rotated.status_code == 200
+    assert "2 tokens replaced, refused now" in text_of(rotated)
+    fresh = _TOKEN.search(rotated.text)
+    assert fresh
+    for old in (token.group(1), second.group(1)):
+        refused = await client.get("/server", headers={"X-Postmark-Server-Token": old, "Accept": "application/json"})
+        assert refused.status_code == 401 and refused.json()["ErrorCode"] == 10
+    assert (await client.get("/server", headers={"X-Postmark-Server-Token": fresh.group(1)})).status_code == 200
+    # With a grace period the replaced token keeps working until it ends.
+    graced = await client.post(f"/ui/servers/{server_id}/tokens/rotate", data={"csrf_token": csrf, "grace": "3600"})
+    newest = _TOKEN.search(graced.text)
+    assert newest and "refused in 1 hour" in text_of(graced)
+    for t in (fresh.group(1), newest.group(1)):
+        assert (await client.get("/server", headers={"X-Postmark-Server-Token": t})).status_code == 200
+    # The default server's token was never touched.
+    assert (await client.get("/server", headers=api.server_headers)).status_code == 200
+    assert (await client.get("/ui/servers/999/settings")).status_code == 404

@@ -28,6 +28,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from posthouse.server.dashboard.rendering import render
 from posthouse.server.dashboard.routes import activity, auth, inbox, messages
+from posthouse.server.dashboard.routes import servers as server_pages
 from posthouse.server.dashboard.routes import templates as template_pages
 from posthouse.server.dashboard.sessions import (
     CSRF_FIELD,
@@ -108,7 +109,7 @@ class DashboardApp:
         self.state = state
         self.routes: list[BaseRoute] = [
             *auth.ROUTES, *activity.ROUTES, *messages.ROUTES, *inbox.ROUTES,
-            *template_pages.ROUTES,
+            *template_pages.ROUTES, *server_pages.ROUTES,
             Mount("/ui/static", app=StaticFiles(directory=_static_directory()), name="static"),
         ]
         self.router = Router(routes=self.routes)
