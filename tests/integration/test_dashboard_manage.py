@@ -273,3 +273,54 @@ async def test_servers_create_edit_and_tokens_shown_once(api: ApiHarness) -> Non
     # The default server's token was never touched.
     assert (await client.get("/server", headers=api.server_headers)).status_code == 200
     assert (await client.get("/ui/servers/999/settings")).status_code == 404
+
+
+# -- message streams --------------------------------------------------------------------------------------
+
+
+async def test_streams_create_archive_and_unarchive(api: ApiHarness) -> None:
+    csrf = await signed_in(api)
+    client = api.client
+    page = await client.get("/ui/servers/1/streams")
+    assert page.status_code == 200
+    fast(page)
+    assert all(f"<code>{s}</code>" in page.text for s in ("outbound", "inbound", "broadcast"))
+
+    created = await client.post("/ui/servers/1/streams", data={
+        "csrf_token": csrf, "id": "news-eu", "name": "EU newsletter", "stream_type": "Broadcasts",
+        "description": "Monthly"})
+    assert created.status_code == 303
+    assert created.headers["location"] == "/ui/servers/1/streams?stream=news-eu&done=created"
+    stream = (await client.get("/message-streams/news-eu", headers=api.server_headers)).json()
+    assert (stream["Name"], stream["MessageStreamType"], stream["Description"]) == ("EU newsletter", "Broadcasts",
+                                                                                    "Monthly")
+    # The picker of the page it leads to has the new stream selected.
+    assert '<option value="news-eu" selected>' in (await client.get(created.headers["location"])).text
+    # Refusals are the service's words, on the form, which keeps what was typed.
+    for fields, words in (({"id": "news-eu", "name": "Again"}, "already exists"),
+                          ({"id": "Bad ID", "name": "x"}, "must start with a letter"),
+                          ({"id": "x1", "name": "<b>y</b>", "description": "<b>no</b>"}, "cannot contain HTML")):
+        refused = await client.post("/ui/servers/1/streams", data={"csrf_token": csrf, "stream_type": "Broadcasts",
+                                                                  **fields})
+        assert refused.status_code == 400 and words in text_of(refused), fields
+        assert f'value="{html.escape(fields["id"])}"' in refused.text
+
+    # Archiving: it takes no mail, and leaves the picker; unarchiving brings it back.
+    archived = await client.post("/ui/servers/1/streams/news-eu/archive", data={"csrf_token": csrf})
+    assert archived.status_code == 303 and archived.headers["location"] == "/ui/servers/1/streams?done=archived"
+    assert (await client.get("/message-streams/news-eu", headers=api.server_headers)).json()["ArchivedAt"]
+    send = await client.post("/email", headers=api.server_headers, json={
+        "From": "a@example.com", "To": "b@example.com", "Subject": "s", "TextBody": "t", "MessageStream": "news-eu"})
+    assert send.json()["ErrorCode"] == 1235
+    page = await client.get("/ui/servers/1/streams?done=archived")
+    assert "Archived." in page.text and 'value="news-eu"' not in page.text.split("</header>")[0]
+    assert "Unarchive" in page.text
+    restored = await client.post("/ui/servers/1/streams/news-eu/unarchive", data={"csrf_token": csrf})
+    assert restored.status_code == 303
+    assert (await client.get("/message-streams/news-eu", headers=api.server_headers)).json()["ArchivedAt"] is None
+    again = await client.post("/ui/servers/1/streams/news-eu/unarchive", data={"csrf_token": csrf})
+    assert again.status_code == 400 and "is not archived" in text_of(again)
+    # The default streams cannot be archived; an unknown one is 404.
+    refused = await client.post("/ui/servers/1/streams/outbound/archive", data={"csrf_token": csrf})
+    assert refused.status_code == 400 and "cannot be archived" in text_of(refused)
+    assert (await client.post("/ui/servers/1/streams/nope/archive", data={"csrf_token": csrf})).status_code == 404
