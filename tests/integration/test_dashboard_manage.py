@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from typing import Any
 
 import httpx
 import pytest
@@ -324,3 +325,132 @@ async def test_streams_create_archive_and_unarchive(api: ApiHarness) -> None:
     refused = await client.post("/ui/servers/1/streams/outbound/archive", data={"csrf_token": csrf})
     assert refused.status_code == 400 and "cannot be archived" in text_of(refused)
     assert (await client.post("/ui/servers/1/streams/nope/archive", data={"csrf_token": csrf})).status_code == 404
+
+
+# -- webhooks ---------------------------------------------------------------------------------------------
+
+
+def hook_form(csrf: str, url: str, **fields: str) -> dict[str, str]:
+    return {"csrf_token": csrf, "url": url, "auth_username": "", "auth_password": "", "headers": "", **fields}
+
+
+async def test_webhooks_create_edit_test_post_log_retry_and_delete(
+        store: Any, tmp_path: Any, api_settings: dict[str, str]) -> None:
+    from conftest import ApiHarness as Harness
+    from posthouse.server.config import load_settings
+    from posthouse.server.runtime import Runtime
+    from support import async_wait_for
+    from webhook_receiver import WebhookReceiver
+
+    # The dispatcher runs (a quick retry schedule: one retry, then the post has failed).
+    settings = load_settings({"delivery": "sandbox", "data_dir": str(tmp_path / "data"), **api_settings,
+                              "webhook_retry_schedule": "100ms", "poll_interval": "100ms"}, environ={})
+    runtime = Runtime(settings, store)
+    tokens = await runtime.accounts.bootstrap()
+    assert tokens is not None
+    await runtime.start_worker()
+    try:
+        with WebhookReceiver() as receiver:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=runtime.app),
+                                         base_url="http://posthouse.test") as client:
+                api = Harness(runtime, client, tokens[0], tokens[1])
+                csrf = await signed_in(api)
+                page = await client.get("/ui/servers/1/streams/outbound/webhooks")
+                assert page.status_code == 200 and "No webhooks on this stream yet." in page.text
+                fast(page)
+
+                # Created through the form: URL, triggers, Basic credentials and headers as the API reads them.
+                created = await client.post("/ui/servers/1/streams/outbound/webhooks", data=hook_form(
+                    csrf, receiver.url, delivery="on", bounce="on", bounce_content="on", auth_username="hooks",
+                    auth_password="s3cret", headers="X-App: shop\n\nX-Env: test"))
+                assert created.status_code == 303, created.text
+                hook_id = int(created.headers["location"].split("/")[-1].split("?")[0])
+                hook = (await client.get(f"/webhooks/{hook_id}", headers=api.server_headers)).json()
+                assert hook["Url"] == receiver.url and hook["MessageStream"] == "outbound"
+                assert hook["HttpAuth"] == {"Username": "hooks", "Password": "s3cret"}
+                assert hook["HttpHeaders"] == [{"Name": "X-App", "Value": "shop"}, {"Name": "X-Env", "Value": "test"}]
+                t = hook["Triggers"]
+                assert t["Delivery"]["Enabled"] and t["Bounce"]["Enabled"] and t["Bounce"]["IncludeContent"]
+                assert not t["Open"]["Enabled"] and not t["Click"]["Enabled"]
+                page = await client.get(created.headers["location"])
+                fast(page)
+                assert "s3cret" not in page.text  # the stored password is never put back into the page
+                assert "Nothing posted yet." in page.text
+
+                # Refusals: the service's words, inline, the draft kept.
+                for fields, words in (({"url": "http://10.1.2.3/hook"}, "Invalid 'Url'"),
+                                      ({"headers": "no colon here"}, "line 1 is not 'Name: value'"),
+                                      ({"headers": "Authorization: x", "auth_username": "u", "auth_password": "p"},
+                                       "Invalid 'HttpHeaders'")):
+                    refused = await client.post("/ui/servers/1/streams/outbound/webhooks",
+                                                data={**hook_form(csrf, receiver.url), **fields})
+                    assert refused.status_code == 400 and words in text_of(refused), (fields, text_of(refused)[-800:])
+                inbound = await client.get("/ui/servers/1/streams/inbound/webhooks")
+                assert "InboundHookUrl" in inbound.text and "New webhook" not in inbound.text
+
+                # Editing: an empty password keeps the stored one; new triggers and headers replace the old.
+                saved = await client.post(f"/ui/servers/1/webhooks/{hook_id}", data=hook_form(
+                    csrf, receiver.url, auth_username="hooks2", open="on", open_first_only="on",
+                    headers="X-App: shop2"))
+                assert saved.status_code == 303 and saved.headers["location"].endswith("?done=saved")
+                hook = (await client.get(f"/webhooks/{hook_id}", headers=api.server_headers)).json()
+                assert hook["HttpAuth"] == {"Username": "hooks2", "Password": "s3cret"}
+                assert hook["HttpHeaders"] == [{"Name": "X-App", "Value": "shop2"}]
+                t = hook["Triggers"]
+                assert t["Open"] == {"Enabled": True, "PostFirstOpenOnly": True} and not t["Delivery"]["Enabled"]
+                # No username: no credentials.
+                await client.post(f"/ui/servers/1/webhooks/{hook_id}", data=hook_form(csrf, receiver.url, open="on",
+                                                                                      headers="X-App: shop2"))
+                assert (await client.get(f"/webhooks/{hook_id}", headers=api.server_headers)).json()["HttpAuth"] is None
+
+                # A test post: queued, posted by the dispatcher with the webhook's headers, in the log.
+                queued = await client.post(f"/ui/servers/1/webhooks/{hook_id}/test",
+                                           data={"csrf_token": csrf, "record_type": "Bounce"})
+                assert queued.status_code == 303 and queued.headers["location"].endswith("?done=queued")
+                async def bounced() -> bool:
+                    return bool(receiver.of_type("Bounce"))
+
+                await async_wait_for(bounced, timeout=15)
+                got = receiver.of_type("Bounce")
+                assert got[0].json["MessageID"] == "00000000-0000-0000-0000-000000000000"
+                assert got[0].json["Tag"] == "test" and got[0].json["RecordType"] == "Bounce"
+                assert got[0].headers["x-app"] == "shop2" and "webhook-signature" in got[0].headers
+
+                async def logged(state: str, count: int = 1) -> bool:
+                    page = await client.get(f"/ui/servers/1/webhooks/{hook_id}")
+                    return page.text.count(f'class="status status-{state}"') == count
+
+                await async_wait_for(lambda: logged("delivered"), timeout=15)
+                page = await client.get(f"/ui/servers/1/webhooks/{hook_id}")
+                assert "HTTP 200" in page.text
+
+                # A post that fails twice (the first try and the one retry) is failed; "Retry" posts it again.
+                receiver.script.extend([500, 500])
+                await client.post(f"/ui/servers/1/webhooks/{hook_id}/test", data={"csrf_token": csrf,
+                                                                               "record_type": "Delivery"})
+                await async_wait_for(lambda: logged("failed"), timeout=15)
+                page = await client.get(f"/ui/servers/1/webhooks/{hook_id}")
+                assert "HTTP 500" in page.text and "answer 500" in page.text
+                failed = (await client.get(f"/webhooks/{hook_id}/deliveries", headers=api.server_headers)).json()
+                failed_post = next(d for d in failed["Deliveries"] if d["State"] == "failed")
+                assert failed_post["Attempts"] == 2
+                assert f'/deliveries/{failed_post["ID"]}/retry"' in page.text and ">Retry<" in page.text
+                retried = await client.post(f"/ui/servers/1/webhooks/{hook_id}/deliveries/{failed_post['ID']}/retry",
+                                            data={"csrf_token": csrf})
+                assert retried.status_code == 303 and retried.headers["location"].endswith("?done=retried")
+                await async_wait_for(lambda: logged("delivered", 2), timeout=15)
+                assert len(receiver.of_type("Delivery")) == 3
+                assert (await client.post(f"/ui/servers/1/webhooks/{hook_id}/deliveries/999999/retry",
+                                          data={"csrf_token": csrf})).status_code == 404
+                bad_type = await client.post(f"/ui/servers/1/webhooks/{hook_id}/test",
+                                             data={"csrf_token": csrf, "record_type": "Inbound"})
+                assert bad_type.status_code == 400 and "A test post is one of" in text_of(bad_type)
+
+                # Deleting: gone from the API and the stream's list.
+                deleted = await client.post(f"/ui/servers/1/webhooks/{hook_id}/delete", data={"csrf_token": csrf})
+                assert deleted.status_code == 303
+                assert deleted.headers["location"] == "/ui/servers/1/streams/outbound/webhooks?done=deleted"
+                assert (await client.get(f"/webhooks/{hook_id}", headers=api.server_headers)).status_code == 422
+                assert (await client.get(f"/ui/servers/1/webhooks/{hook_id}")).status_code == 404
+    finally:
+        await runtime.stop()

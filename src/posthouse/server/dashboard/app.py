@@ -31,6 +31,7 @@ from posthouse.server.dashboard.routes import activity, auth, inbox, messages
 from posthouse.server.dashboard.routes import servers as server_pages
 from posthouse.server.dashboard.routes import streams as stream_pages
 from posthouse.server.dashboard.routes import templates as template_pages
+from posthouse.server.dashboard.routes import webhooks as webhook_pages
 from posthouse.server.dashboard.sessions import (
     CSRF_FIELD,
     CSRF_HEADER,
@@ -110,7 +111,7 @@ class DashboardApp:
         self.state = state
         self.routes: list[BaseRoute] = [
             *auth.ROUTES, *activity.ROUTES, *messages.ROUTES, *inbox.ROUTES,
-            *template_pages.ROUTES, *server_pages.ROUTES, *stream_pages.ROUTES,
+            *template_pages.ROUTES, *server_pages.ROUTES, *stream_pages.ROUTES, *webhook_pages.ROUTES,
             Mount("/ui/static", app=StaticFiles(directory=_static_directory()), name="static"),
         ]
         self.router = Router(routes=self.routes)
