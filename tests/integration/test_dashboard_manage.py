@@ -454,3 +454,101 @@ async def test_webhooks_create_edit_test_post_log_retry_and_delete(
                 assert (await client.get(f"/ui/servers/1/webhooks/{hook_id}")).status_code == 404
     finally:
         await runtime.stop()
+
+
+# -- sending domains --------------------------------------------------------------------------------------
+
+
+async def test_domains_records_verify_rotate_and_delete(store: Any, tmp_path: Any) -> None:
+    from integration.dns_zone import ZoneServer
+    from posthouse.server.config import load_settings
+    from posthouse.server.runtime import Runtime
+
+    bounce_domain = "bounces.posthouse-mail.net"
+    with ZoneServer() as zone:
+        settings = load_settings({"delivery": "sandbox", "data_dir": str(tmp_path / "data"),
+                                  "dns_nameservers": zone.nameserver, "dns_timeout": "3s",
+                                  "return_path": f"pm_bounces@{bounce_domain}"}, environ={})
+        runtime = Runtime(settings, store)
+        tokens = await runtime.accounts.bootstrap()
+        assert tokens is not None
+        try:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=runtime.app),
+                                         base_url="http://posthouse.test") as client:
+                api = ApiHarness(runtime, client, tokens[0], tokens[1])
+                csrf = await signed_in(api)
+                page = await client.get("/ui/domains?server=1&stream=outbound")
+                assert page.status_code == 200 and "No sending domains yet" in page.text
+                fast(page)
+                refused = await client.post("/ui/domains", data={"csrf_token": csrf, "name": "shop.example",
+                                                                 "return_path": "bounces.other.example"})
+                assert refused.status_code == 400 and "must be a subdomain of shop.example" in text_of(refused)
+                assert 'value="bounces.other.example"' in refused.text
+                created = await client.post("/ui/domains?server=1&stream=outbound", data={
+                    "csrf_token": csrf, "name": "Shop.Example", "return_path": "pm-bounces.shop.example"})
+                assert created.status_code == 303, created.text
+                location = created.headers["location"]
+                domain_id = int(location.split("/")[-1].split("?")[0])
+                assert location.endswith("?server=1&stream=outbound&done=created")
+                details = (await client.get(f"/domains/{domain_id}", headers=api.account_headers)).json()
+                assert details["Name"] == "shop.example" and details["ReturnPathDomain"] == "pm-bounces.shop.example"
+
+                # The records to publish, as the API gives them.
+                page = await client.get(location)
+                fast(page)
+                shown = html.unescape(page.text)
+                pending = [r for r in details["DKIMRecords"] if r["State"] == "Pending"]
+                assert pending
+                for record in pending:
+                    assert record["Host"] in shown and record["TextValue"] in shown
+                assert "CNAME" in shown and bounce_domain in shown and details["SPFTextValue"] in shown
+                assert "Created." in page.text
+
+                # Verify before publishing: nothing changes, the page says what to publish.
+                early = await client.post(f"/ui/domains/{domain_id}/verify-dkim", data={"csrf_token": csrf})
+                assert early.status_code == 200
+                assert f"DNS does not hold the pending TXT record at {pending[0]['Host']}" in text_of(early)
+                assert not (await client.get(f"/domains/{domain_id}", headers=api.account_headers)).json()[
+                    "DKIMVerified"]
+                rp = await client.post(f"/ui/domains/{domain_id}/verify-return-path", data={"csrf_token": csrf})
+                assert "Return-Path not verified" in text_of(rp)
+
+                # Published: both verify.
+                for record in pending:
+                    zone.txt(record["Host"], record["TextValue"])
+                zone.cname("pm-bounces.shop.example", bounce_domain)
+                verified = await client.post(f"/ui/domains/{domain_id}/verify-dkim", data={"csrf_token": csrf})
+                assert "DKIM verified" in text_of(verified)
+                rp = await client.post(f"/ui/domains/{domain_id}/verify-return-path", data={"csrf_token": csrf})
+                assert "Return-Path verified: pm-bounces.shop.example points to" in text_of(rp)
+                details = (await client.get(f"/domains/{domain_id}", headers=api.account_headers)).json()
+                assert details["DKIMVerified"] and details["ReturnPathDomainVerified"]
+                listing = await client.get("/ui/domains")
+                assert listing.text.count('class="state-ok">Verified') == 2
+
+                # Rotation: a new pending key beside the active one; a second rotation waits for it.
+                rotated = await client.post(f"/ui/domains/{domain_id}/rotate-dkim", data={"csrf_token": csrf})
+                assert rotated.status_code == 200 and "A new DKIM key is pending" in text_of(rotated)
+                states = [r["State"] for r in (await client.get(f"/domains/{domain_id}",
+                                                                headers=api.account_headers)).json()["DKIMRecords"]]
+                assert "Active" in states and "Pending" in states
+                again = await client.post(f"/ui/domains/{domain_id}/rotate-dkim", data={"csrf_token": csrf})
+                assert again.status_code == 400 and "DKIM already scheduled for renewal" in text_of(again)
+
+                # The Return-Path domain changed (and checked again), then a bad one refused inline.
+                saved = await client.post(f"/ui/domains/{domain_id}/return-path",
+                                          data={"csrf_token": csrf, "return_path": "rp.shop.example"})
+                assert saved.status_code == 303
+                details = (await client.get(f"/domains/{domain_id}", headers=api.account_headers)).json()
+                assert details["ReturnPathDomain"] == "rp.shop.example" and not details["ReturnPathDomainVerified"]
+                bad = await client.post(f"/ui/domains/{domain_id}/return-path",
+                                        data={"csrf_token": csrf, "return_path": "elsewhere.example"})
+                assert bad.status_code == 400 and "must be a subdomain" in text_of(bad)
+
+                deleted = await client.post(f"/ui/domains/{domain_id}/delete?server=1", data={"csrf_token": csrf})
+                assert deleted.status_code == 303 and deleted.headers["location"] == "/ui/domains?server=1&done=deleted"
+                assert (await client.get(f"/domains/{domain_id}", headers=api.account_headers)).status_code == 404
+                assert (await client.get(f"/ui/domains/{domain_id}")).status_code == 404
+                assert (await client.get("/ui/domains/abc")).status_code == 404
+        finally:
+            await runtime.stop()

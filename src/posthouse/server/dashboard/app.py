@@ -28,6 +28,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from posthouse.server.dashboard.rendering import render
 from posthouse.server.dashboard.routes import activity, auth, inbox, messages
+from posthouse.server.dashboard.routes import domains as domain_pages
 from posthouse.server.dashboard.routes import servers as server_pages
 from posthouse.server.dashboard.routes import streams as stream_pages
 from posthouse.server.dashboard.routes import templates as template_pages
@@ -112,6 +113,7 @@ class DashboardApp:
         self.routes: list[BaseRoute] = [
             *auth.ROUTES, *activity.ROUTES, *messages.ROUTES, *inbox.ROUTES,
             *template_pages.ROUTES, *server_pages.ROUTES, *stream_pages.ROUTES, *webhook_pages.ROUTES,
+            *domain_pages.ROUTES,
             Mount("/ui/static", app=StaticFiles(directory=_static_directory()), name="static"),
         ]
         self.router = Router(routes=self.routes)
