@@ -109,3 +109,79 @@ def test_template_editor_preview_save_and_errors(tmp_path: Path, database_url: s
         page.screenshot(path=str(shots / "template-editor-375.png"), full_page=True)
     # Nothing of ours broke the pages' policy; the one expected error is the refused save's 400.
     assert not [e for e in errors if "status of 400" not in e], errors
+
+
+def test_management_pages_by_keyboard_and_at_phone_width(tmp_path: Path, database_url: str, page: Any) -> None:
+    """The navigation reaches every management page; a server made in the browser shows its token once (and
+    the API takes it); a webhook made there gets a test post into its log; each page reflows at 375 px."""
+    from playwright.sync_api import expect
+
+    from webhook_receiver import WebhookReceiver
+
+    shots = shots_for(database_url)
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(f"{m.location.get('url', '')}: {m.text}") if m.type == "error" else None)
+    with WebhookReceiver() as receiver, \
+            ServerProcess(tmp_path / "data", database_url, env={**LOOPBACK_WEBHOOKS_ENV}) as server:
+        create_user(server)
+        sign_in(page, server, "/ui/servers/1/streams/outbound/activity")
+        nav = page.get_by_role("navigation", name="Main")
+        for label, url in (("Templates", "**/ui/servers/1/templates?stream=outbound"),
+                           ("Webhooks", "**/ui/servers/1/streams/outbound/webhooks"),
+                           ("Streams", "**/ui/servers/1/streams?stream=outbound"),
+                           ("Domains", "**/ui/domains?server=1&stream=outbound"),
+                           ("Servers", "**/ui/servers?server=1&stream=outbound")):
+            nav.get_by_role("link", name=label).click()
+            page.wait_for_url(url)
+            expect(nav.get_by_role("link", name=label)).to_have_attribute("aria-current", "page")
+
+        # A server, made with the keyboard: its token once, then never again.
+        page.get_by_label("Name", exact=True).fill("Shop")
+        page.get_by_label("Delivery").select_option("Sandbox")
+        page.get_by_label("Track opens by default").check()
+        page.get_by_label("Name", exact=True).press("Enter")
+        token = page.get_by_label("Server API token").input_value()
+        page.screenshot(path=str(shots / "servers-token.png"), full_page=True)
+        with server.client() as api:
+            answer = api.get("/server", headers={"X-Postmark-Server-Token": token})
+            assert answer.status_code == 200 and answer.json()["Name"] == "Shop"
+        page.goto(server.base_url + "/ui/servers")  # a later visit: the list, without the token
+        assert token not in page.content()
+
+        # A webhook on the default stream, then a test post that shows in its log.
+        page.goto(server.base_url + "/ui/servers/1/streams/outbound/webhooks")
+        page.get_by_label("URL").fill(receiver.url)
+        page.get_by_role("button", name="Create webhook").click()
+        page.wait_for_url("**/ui/servers/1/webhooks/*?done=created")
+        page.get_by_label("Event").select_option("Delivery")
+        page.get_by_role("button", name="Send test post").click()
+        page.wait_for_url("**?done=queued")
+        receiver.wait(lambda: receiver.of_type("Delivery"))
+
+        def delivered() -> bool:
+            page.reload()
+            return page.locator("table.deliveries .status-delivered").count() == 1
+
+        receiver.wait(delivered)
+        page.screenshot(path=str(shots / "webhook.png"), full_page=True)
+
+        # Streams and a domain (its records to publish), at phone width.
+        page.goto(server.base_url + "/ui/domains")
+        page.get_by_label("Domain", exact=True).fill("shop.example")
+        page.get_by_role("button", name="Add domain").click()
+        page.wait_for_url("**/ui/domains/*?done=created")
+        assert "._domainkey.shop.example" in page.locator(".record").first.inner_text()
+        page.screenshot(path=str(shots / "domain.png"), full_page=True)
+        domain_url = page.url
+        page.set_viewport_size({"width": 375, "height": 812})
+        for path in ("/ui/servers", "/ui/servers/1/settings", "/ui/servers/1/streams", "/ui/servers/1/templates",
+                     "/ui/servers/1/templates/new", "/ui/servers/1/streams/outbound/webhooks", page_path(domain_url),
+                     "/ui/domains"):
+            page.goto(server.base_url + path)
+            assert page.evaluate("document.documentElement.scrollWidth") <= 375, (path, page.evaluate(WIDE))
+        page.screenshot(path=str(shots / "domain-375.png"), full_page=True)
+    assert not errors, errors
+
+
+def page_path(url: str) -> str:
+    return "/" + url.split("/", 3)[3]
