@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, settings
 
 from posthouse.server.store import open_store_for
 from posthouse.server.store.base import Store
-from support import create_postgres_database, drop_postgres_database, require_postgres
+from support import ApiHarness, create_postgres_database, drop_postgres_database, require_postgres
 
 # Property tests run beside servers, databases and other test processes on a 2-core machine: a wall-clock
 # deadline per example only measures that load (a property test failed under it), so there is none; the
@@ -42,28 +42,6 @@ async def store(database_url: str) -> AsyncIterator[Store]:
         yield s
     finally:
         await s.close()
-
-
-class ApiHarness:
-    """The real runtime in-process: httpx over ASGI, a real store, tokens from the real bootstrap."""
-
-    def __init__(self, runtime, client, server_token: str, account_token: str) -> None:  # type: ignore[no-untyped-def]
-        self.runtime = runtime
-        self.client = client
-        self.server_token = server_token
-        self.account_token = account_token
-
-    @property
-    def server_headers(self) -> dict[str, str]:
-        return {"X-Postmark-Server-Token": self.server_token, "Accept": "application/json"}
-
-    @property
-    def account_headers(self) -> dict[str, str]:
-        return {"X-Postmark-Account-Token": self.account_token, "Accept": "application/json"}
-
-    async def count(self, table: str) -> int:
-        row = await self.runtime.store.query_one(f"SELECT count(*) FROM {table}")
-        return int(row[0])
 
 
 @pytest.fixture

@@ -270,3 +270,25 @@ def assert_api_error(response: Any, code: int, status: int = 422, text: str = ""
     assert set(body) == {"ErrorCode", "Message"} and body["ErrorCode"] == code, body
     assert isinstance(body["Message"], str) and text in body["Message"], body
     assert response.headers["X-PM-ApiErrorCode"] == str(code), response.headers
+
+
+class ApiHarness:
+    """The real runtime in-process: httpx over ASGI, a real store, tokens from the real bootstrap."""
+
+    def __init__(self, runtime: Any, client: httpx.AsyncClient, server_token: str, account_token: str) -> None:
+        self.runtime = runtime
+        self.client = client
+        self.server_token = server_token
+        self.account_token = account_token
+
+    @property
+    def server_headers(self) -> dict[str, str]:
+        return {"X-Postmark-Server-Token": self.server_token, "Accept": "application/json"}
+
+    @property
+    def account_headers(self) -> dict[str, str]:
+        return {"X-Postmark-Account-Token": self.account_token, "Accept": "application/json"}
+
+    async def count(self, table: str) -> int:
+        row = await self.runtime.store.query_one(f"SELECT count(*) FROM {table}")
+        return int(row[0])

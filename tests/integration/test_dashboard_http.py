@@ -100,6 +100,10 @@ async def signed_in(client: httpx.AsyncClient) -> str:
     return match.group(1)
 
 
+# The management pages' parameters (issue 15, D2).
+_SAMPLE_PARAMS.update(template_id="1", webhook_id="1", delivery_id="1", domain_id="1")
+
+
 def dashboard_routes(node: Node) -> list[tuple[str, str]]:
     """(method, a concrete path) for every route the dashboard app serves, read from the app itself."""
     dashboard = node.runtime.app.dashboard  # type: ignore[attr-defined]

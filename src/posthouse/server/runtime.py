@@ -212,6 +212,7 @@ class Runtime:
         self.activity = ActivityService(store, self.history, stats, self.clock)
         dashboard = create_dashboard(DashboardState(
             accounts=self.accounts, activity=self.activity, operators=self.operators,
+            templates=self.templates, webhooks=self.webhooks, domains=self.domains,
             sandbox_all=settings.delivery == "sandbox", secure_cookies=settings.dashboard_secure_cookies,
             stats=stats, suppressions=self.suppressions, bounces=self.bounces, inbound=self.inbound,
         )) if settings.dashboard else None

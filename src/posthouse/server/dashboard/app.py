@@ -13,6 +13,7 @@ header (`app;dur=` milliseconds from the request's arrival to its response; benc
 from __future__ import annotations
 
 import logging
+import re
 import time
 from importlib import resources
 from pathlib import Path
@@ -28,9 +29,14 @@ from starlette.types import Message, Receive, Scope, Send
 from posthouse.server.dashboard.rendering import render
 from posthouse.server.dashboard.routes import activity, auth, inbox, messages
 from posthouse.server.dashboard.routes import bounces as bounce_pages
+from posthouse.server.dashboard.routes import domains as domain_pages
 from posthouse.server.dashboard.routes import inbound as inbound_pages
+from posthouse.server.dashboard.routes import servers as server_pages
 from posthouse.server.dashboard.routes import stats as stats_pages
+from posthouse.server.dashboard.routes import streams as stream_pages
 from posthouse.server.dashboard.routes import suppressions as suppression_pages
+from posthouse.server.dashboard.routes import templates as template_pages
+from posthouse.server.dashboard.routes import webhooks as webhook_pages
 from posthouse.server.dashboard.sessions import (
     CSRF_FIELD,
     CSRF_HEADER,
@@ -50,6 +56,15 @@ PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src
                "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
 _SAFE_METHODS = ("GET", "HEAD")
 _PUBLIC = ("/ui/login", "/ui/login/token", "/ui/static/")
+
+
+# The template editor posts bodies as large as the API takes (5 MB each, services/templates.py), form-encoded.
+EDITOR_FORM_BYTES = 24 * 1024 * 1024
+_EDITOR_PATH = re.compile(r"/ui/servers/[0-9]+/templates/[^/]+(/html)?")
+
+
+def _form_limit(path: str) -> int:
+    return EDITOR_FORM_BYTES if _EDITOR_PATH.fullmatch(path) else MAX_FORM_BYTES
 
 
 def _is_public(path: str) -> bool:
@@ -103,6 +118,8 @@ class DashboardApp:
             *auth.ROUTES, *activity.ROUTES, *messages.ROUTES, *inbox.ROUTES,
             *stats_pages.ROUTES, *suppression_pages.ROUTES, *bounce_pages.ROUTES,
             *inbound_pages.ROUTES,
+            *template_pages.ROUTES, *server_pages.ROUTES, *stream_pages.ROUTES, *webhook_pages.ROUTES,
+            *domain_pages.ROUTES,
             Mount("/ui/static", app=StaticFiles(directory=_static_directory()), name="static"),
         ]
         self.router = Router(routes=self.routes)
@@ -133,7 +150,11 @@ class DashboardApp:
         form: dict[str, str] = {}
         if method not in _SAFE_METHODS:
             try:
-                body = await _read_body(receive, MAX_FORM_BYTES)
+                limit = _form_limit(request.url.path)
+                if limit > MAX_FORM_BYTES and await self.state.operators.resume(
+                        request.cookies.get(SESSION_COOKIE)) is None:
+                    limit = MAX_FORM_BYTES  # a large body is read only for a signed-in operator
+                body = await _read_body(receive, limit)
                 form = parse_form(request.headers.get("content-type"), body)
             except _BodyTooLarge:
                 return _message_page(request, 413, "That request is too large for the dashboard."), receive

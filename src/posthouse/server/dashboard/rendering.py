@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import jinja2
 from starlette.requests import Request
@@ -52,6 +53,17 @@ class NavItem:
     label: str
     view: str  # the page's name in a server's URL: /ui/servers/{id}/streams/{stream}/{view}
     needs_sandbox: bool = False
+    # Where the page lives: "stream" (the URL above), "server" (/ui/servers/{id}/{view}, one page for the
+    # server's streams) or "account" (/ui/{view}, the installation's); the latter two keep the pickers' choice
+    # in the query.
+    scope: str = "stream"
+
+    def href(self, server_id: int, stream: str | None) -> str:
+        if self.scope == "server":
+            return f"/ui/servers/{server_id}/{self.view}?{urlencode({'stream': stream or ''})}"
+        if self.scope == "account":
+            return f"/ui/{self.view}?{urlencode({'server': server_id, 'stream': stream or ''})}"
+        return f"/ui/servers/{server_id}/streams/{stream}/{self.view}"
 
 
 # The navigation, in order. Issue 15's second step (D2) adds its pages here: "stats" (statistics) after
@@ -60,9 +72,11 @@ class NavItem:
 NAV_MAIL = (NavItem("Activity", "activity"), NavItem("Sandbox inbox", "inbox", needs_sandbox=True),
             NavItem("Inbound", "inbound"))
 NAV_INSIGHTS: tuple[NavItem, ...] = (NavItem("Statistics", "stats"),)
-NAV_MANAGE: tuple[NavItem, ...] = (  # D2: management pages
-    NavItem("Suppressions", "suppressions"),
-    NavItem("Bounces", "bounces"),
+NAV_MANAGE: tuple[NavItem, ...] = (
+    NavItem("Suppressions", "suppressions"), NavItem("Bounces", "bounces"),
+    NavItem("Templates", "templates", scope="server"), NavItem("Webhooks", "webhooks"),
+    NavItem("Streams", "streams", scope="server"), NavItem("Servers", "servers", scope="account"),
+    NavItem("Domains", "domains", scope="account"),
 )
 MAX_SERVERS_LISTED = 200  # in the server picker
 
@@ -83,6 +97,11 @@ async def layout(request: Request, *, server: Any = None, stream: str | None = N
     return {"session": session, "csrf": session.csrf_token, "servers": servers, "server": server, "streams": streams,
             "stream": stream, "view": view, "nav": [(title, items) for title, items in sections if items],
             "has_inbox": sandbox}
+
+
+def nav_item(view: str) -> NavItem | None:
+    """The navigation's entry for a view name (the pickers keep the page when the server changes)."""
+    return next((item for item in (*NAV_MAIL, *NAV_INSIGHTS, *NAV_MANAGE) if item.view == view), None)
 
 
 def render(request: Request, template: str, context: dict[str, Any], status: int = 200,

@@ -7,16 +7,30 @@ saved; the poster checks the URL again, with its resolved addresses, before ever
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 from posthouse import wire
+from posthouse.server.domain.statuses import BounceType
 from posthouse.server.errors import ApiError, NotFoundError
 from posthouse.server.services.accounts import AccountService
 from posthouse.server.services.bounces import parse_id
 from posthouse.server.services.clock import Clock, iso
 from posthouse.server.services.hints import WebhookHints
+from posthouse.server.services.sending import NIL_MESSAGE_ID
 from posthouse.server.store.base import Store
 from posthouse.server.store.webhooks import PostRecord, WebhookRecord
+from posthouse.server.webhooks.payloads import (
+    BounceFacts,
+    ClickFacts,
+    ClickLocation,
+    DeliveryFacts,
+    OpenFacts,
+    bounce_payload,
+    click_payload,
+    delivery_payload,
+    open_payload,
+)
 from posthouse.server.webhooks.signing import new_secret
 from posthouse.server.webhooks.targets import (
     Network,
@@ -136,6 +150,33 @@ def _headers_of(requested: Sequence[wire.Header]) -> list[tuple[str, str]]:
             raise ApiError(1358, "Each of 'HttpHeaders' needs a 'Name'.")
         headers.append((header.name, "" if header.value is None else str(header.value)))
     return headers
+
+
+# The sample events a test post can carry (the dashboard's "send test post"): Postmark's payloads for a message
+# that was never sent (MessageID all zeros, Tag "test"), so a receiver can tell them from real events.
+TEST_RECORD_TYPES = ("Delivery", "Bounce", "Open", "Click")
+_TEST_RECIPIENT = "john.doe@example.com"
+
+
+def sample_payload(record_type: str, server_id: int, stream: str, now: int) -> bytes:
+    """A test post's payload, built by the same builders as real events."""
+    if record_type == "Delivery":
+        return delivery_payload(DeliveryFacts(
+            message_id=NIL_MESSAGE_ID, server_id=server_id, message_stream=stream, recipient=_TEST_RECIPIENT,
+            delivered_at_us=now, details="Test delivery webhook details", tag="test"))
+    if record_type == "Bounce":
+        return bounce_payload(BounceFacts(
+            id=0, type=BounceType.HARD_BOUNCE, message_id=NIL_MESSAGE_ID, server_id=server_id,
+            message_stream=stream, email=_TEST_RECIPIENT, from_="sender@example.com", bounced_at_us=now,
+            details="Test bounce details", description="The server was unable to deliver your message (ex: "
+            "unknown user, mailbox not found).", subject="Test subject", dump_available=False, inactive=False,
+            can_activate=True, tag="test"))
+    if record_type == "Open":
+        return open_payload(OpenFacts(message_id=NIL_MESSAGE_ID, message_stream=stream, recipient=_TEST_RECIPIENT,
+                                      received_at_us=now, first_open=True, tag="test"))
+    return click_payload(ClickFacts(message_id=NIL_MESSAGE_ID, message_stream=stream, recipient=_TEST_RECIPIENT,
+                                    received_at_us=now, original_link="https://example.com/",
+                                    click_location=ClickLocation.HTML, tag="test"))
 
 
 class WebhookService:
@@ -268,6 +309,17 @@ class WebhookService:
         record = await self._record(server_id, webhook_id)
         total, posts = await self.store.list_webhook_posts(record.id, offset, count)
         return wire.WebhookDeliveryList(total_count=total, deliveries=[_delivery_wire(p) for p in posts])
+
+    async def send_test(self, server_id: int, webhook_id: str, record_type: str) -> int:
+        """Queue a sample post of `record_type` (one of TEST_RECORD_TYPES) to this webhook alone, due now: the
+        dispatcher posts it like any other (signed, retried, logged). The post's id in the delivery log."""
+        record = await self._record(server_id, webhook_id)
+        if record_type not in TEST_RECORD_TYPES:
+            raise ApiError(1361, f"A test post is one of {', '.join(TEST_RECORD_TYPES)}, not '{record_type}'.")
+        now = self.clock.micros()
+        payload = sample_payload(record_type, server_id, record.stream, now)
+        return await self.store.queue_webhook_post(record.id, server_id, f"test-{uuid.uuid4()}_{record.id}",
+                                                   record_type, payload.decode(), now)
 
     async def redeliver(self, server_id: int, webhook_id: str, delivery_id: str) -> wire.ErrorResponse:
         """Queue one post again now, with a fresh retry schedule, whatever its state."""

@@ -358,6 +358,16 @@ class WebhookQueries(Queries):
                 by_id[a[0]].history.append(PostAttempt(a[1], a[2], a[3], a[4], a[5], a[6]))
         return int(total[0]) if total else 0, posts
 
+    async def queue_webhook_post(self, webhook_id: int, server_id: int, event_id: str, record_type: str,
+                                 payload: str, now: int) -> int:
+        """One post to one webhook, due now (the dashboard's test post): the dispatcher posts it like any other,
+        and it is in the webhook's delivery log. Its id."""
+        rows = (await self.transact([Stmt(
+            "INSERT INTO webhook_posts (webhook_id, server_id, event_id, record_type, payload, state, attempts, "
+            "next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?) RETURNING id",
+            (webhook_id, server_id, event_id, record_type, payload, now, now, now), fetch=True)]))[0]
+        return int(rows[0][0])
+
     async def redeliver_webhook_post(self, webhook_id: int, post_id: int, now: int) -> bool:
         """Queue one post again now, with a fresh retry schedule; False if it does not exist."""
         rows = (await self.transact([Stmt(

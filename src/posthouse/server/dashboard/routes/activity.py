@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from posthouse.server.dashboard.rendering import is_htmx, layout, render
+from posthouse.server.dashboard.rendering import is_htmx, layout, nav_item, render
 from posthouse.server.dashboard.routes.scope import server_of, server_url, stream_of
 from posthouse.server.dashboard.sessions import state_of
 from posthouse.server.errors import ApiError
@@ -46,6 +46,9 @@ async def switch(request: Request) -> Response:
     stream = query.get("stream", "")
     if stream not in streams:
         stream = "outbound" if "outbound" in streams else next(iter(streams), "outbound")
+    item = nav_item(str(query.get("view", "")))
+    if item is not None and item.view not in _VIEWS:  # a page of D2's navigation (rendering.NAV_MANAGE, …)
+        return RedirectResponse(item.href(server.id, stream), 303)
     return RedirectResponse(server_url(server.id, stream, str(view)), 303)
 
 
