@@ -133,6 +133,12 @@ def _sender(values: Sequence[str], mail_from: str) -> tuple[Address, str | None]
         raise invalid(f"Invalid From header: '{values[0]}' names no valid address.") from None
 
 
+@lru_cache(maxsize=8)
+def _date_text(when: datetime) -> str:
+    """RFC 5322 §3.3 date-time of a whole second (format_datetime shows no fraction): one formatting per second."""
+    return email.utils.format_datetime(when)
+
+
 def _bool(name: str, value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in ("true", "yes", "1"):
@@ -204,10 +210,11 @@ def compose_submitted(data: bytes, *, mail_from: str, recipients: Sequence[str],
     added = [f"Message-ID: {message_id_header}\r\n", f"X-PM-Message-Id: {message_id}\r\n"]
     if from_header is not None:
         added.insert(0, from_header)
+    date = _date_text(now.replace(microsecond=0))
     if "date" not in headers:
-        added.append(f"Date: {email.utils.format_datetime(now)}\r\n")
+        added.append(f"Date: {date}\r\n")
     # RFC 5321 §4.4: a server that accepts a message adds its trace ("Received") at the top.
-    trace = f"Received: {received} id {message_id};\r\n\t{email.utils.format_datetime(now)}\r\n" if received else ""
+    trace = f"Received: {received} id {message_id};\r\n\t{date}\r\n" if received else ""
     content = trace.encode("ascii", "replace") + b"".join(kept) + "".join(added).encode("utf-8") + rest
     return ComposedMessage(
         message_id=message_id,

@@ -10,8 +10,9 @@ at its commit; one made by another process moves it when that process's announce
 PostgreSQL the announcement is a NOTIFY sent in the changing transaction, so another node reloads within
 the time a notification takes to arrive (milliseconds), not a second later; on one SQLite file shared by
 split roles it is a file next to the database touched right after the commit and looked at when a hint is
-used, at most every 10 ms (`SqliteStore.refresh_changes`). `ttl` (1 s) stays as the backstop should an announcement be lost (a
-dropped LISTEN connection, a process killed between its commit and its announcement on SQLite).
+used, at most every 10 ms (`SqliteStore.refresh_changes`). `ttl` (1 s) stays as the backstop should an
+announcement be lost (a dropped LISTEN connection, a process killed between its commit and its
+announcement on SQLite).
 """
 
 from __future__ import annotations
