@@ -48,6 +48,8 @@ class Posthouse:
         env.update({"POSTHOUSE_HTTP": f"127.0.0.1:{self.port}", "POSTHOUSE_DATA_DIR": self.data_dir,
                     "POSTHOUSE_DELIVERY": "relay", "POSTHOUSE_RELAY_URL": f"smtp://127.0.0.1:{relay_port}",
                     "POSTHOUSE_SMTP": f"127.0.0.1:{self.smtp_port}", "POSTHOUSE_LOG_LEVEL": "warning",
+                    # Not the default 127.0.0.1:8081, which another program on a shared machine may hold.
+                    "POSTHOUSE_TRACKING_HTTP": f"127.0.0.1:{free_port()}",
                     **(extra_env or {})})
         self.postgres: tuple[str, str] | None = None
         if database_url and token is None:

@@ -25,9 +25,12 @@ from harness import Posthouse, Row, machine, print_table
 from postfix_peer import SmtpSink, measure_postfix_relay, postfix_version, run_smtp_source
 
 
-def posthouse_round(messages: int, sessions: int, size: int, database_url: str | None) -> dict[str, float]:
+def posthouse_round(messages: int, sessions: int, size: int, database_url: str | None,
+                    env: dict[str, str] | None = None) -> dict[str, float]:
+    """One round through `posthouse serve`; `env`: more settings for it (bench/compare.py)."""
     with SmtpSink() as sink:
-        server = Posthouse(sink.port, database_url, {"POSTHOUSE_SMTP_TRUSTED_NETWORKS": "127.0.0.1/32=default"})
+        server = Posthouse(sink.port, database_url,
+                           {"POSTHOUSE_SMTP_TRUSTED_NETWORKS": "127.0.0.1/32=default", **(env or {})})
         try:
             start = time.monotonic()
             accept_seconds = run_smtp_source(server.smtp_port, messages, sessions=sessions, size=size)

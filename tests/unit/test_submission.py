@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from email import policy
+from email.header import decode_header, make_header
 from email.parser import BytesParser
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from posthouse.server.domain.submission import compose_submitted
+from posthouse.server.domain.submission import _decoded, compose_submitted
 from posthouse.server.errors import ApiError
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -134,3 +137,34 @@ def test_the_received_trace_comes_first() -> None:
     assert first == expected.encode()
     parsed = BytesParser(policy=policy.default).parsebytes(composed.content)
     assert parsed["Received"].endswith("+0000")
+
+
+def test_header_values_are_unfolded_and_decoded_for_the_record() -> None:
+    composed = compose(message("From: =?utf-8?q?J=C3=B6rg?= <jorg@example.com>", "To: Ann <to@example.com>",
+                               "Subject: A folded\r\n\tsubject with =? in it",
+                               "Cc: =?utf-8?b?w4VzYQ==?=\r\n <c@example.com>"),
+                       recipients=("to@example.com", "c@example.com"))
+    assert (composed.sender.name, composed.sender.email) == ("Jörg", "jorg@example.com")
+    assert [(a.name, a.email) for a in composed.to] == [("Ann", "to@example.com")]
+    assert [(a.name, a.email) for a in composed.cc] == [("Åsa", "c@example.com")]
+    assert composed.subject == "A folded subject with =? in it"
+
+
+def test_each_message_gets_its_own_addresses() -> None:
+    # The parsed header values are kept for the next message with the same ones; nothing else carries over.
+    first = compose(message("From: App <app@example.com>", "To: one@example.com"), recipients=("one@example.com",))
+    second = compose(message("From: App <app@example.com>", "To: two@example.com"), recipients=("two@example.com",))
+    again = compose(message("From: App <app@example.com>", "To: one@example.com"), recipients=("one@example.com",))
+    assert [a.email for a in first.to] == [a.email for a in again.to] == ["one@example.com"]
+    assert [a.email for a in second.to] == ["two@example.com"]
+    assert first.sender == second.sender == again.sender
+    assert first.message_id != again.message_id
+    again.to.append(again.sender)  # a message's lists are its own
+    assert len(compose(message("From: App <app@example.com>", "To: one@example.com")).to) == 1
+
+
+@given(st.text().filter(lambda text: "=?" not in text))
+def test_text_without_an_encoded_word_is_recorded_as_it_is(text: str) -> None:
+    # What the stdlib's RFC 2047 decoder makes of it (compose_submitted skips the decoder for such text).
+    text = text.encode("utf-8", "replace").decode("utf-8")  # header values come from bytes: no lone surrogates
+    assert _decoded(text) == str(make_header(decode_header(text)))

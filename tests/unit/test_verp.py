@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -35,3 +39,12 @@ def test_altered_forged_and_foreign_addresses_name_nothing() -> None:
     other_key = ReturnPath("pm_bounces", "bounces.example.com", b"x" * 32)
     assert other_key.delivery_id_from(address) is None
     assert PATH.is_return_address(f"anything@{domain.upper()}.") and not PATH.is_return_address("a@b.example")
+
+
+@given(st.binary(min_size=32, max_size=32), st.integers(min_value=1, max_value=2**63 - 1))
+def test_the_token_is_the_id_and_the_first_65_bits_of_its_hmac_in_base32(key: bytes, delivery_id: int) -> None:
+    # The form every return path issued so far has: a bounce to an old one must still name its delivery.
+    hex_id = f"{delivery_id:x}"
+    mac = hmac.new(key, hex_id.encode("ascii"), hashlib.sha256).digest()
+    expected = f"pm_bounces+{hex_id}{base64.b32encode(mac).decode('ascii')[:13].lower()}@bounces.example.com"
+    assert ReturnPath("pm_bounces", "bounces.example.com", key).address_for(delivery_id) == expected

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from functools import lru_cache
 
 import idna
 
@@ -36,6 +37,7 @@ class DomainNameError(ValueError):
     """Not a domain name mail could come from."""
 
 
+@lru_cache(maxsize=4096)  # asked for every delivery's From domain (return paths, DKIM keys)
 def normalize_domain(text: str) -> str:
     """`text` as a lower-case A-label without the root dot; DomainNameError when it is not a host name of at
     least two labels (letters, digits, hyphens; not all-numeric at the top)."""

@@ -110,6 +110,8 @@ class ComposedMessage:
         return self.open_pixel or bool(self.links)
 
     def addresses_json(self, addresses: Sequence[Address]) -> str:
+        if not addresses:
+            return "[]"  # as json.dumps([]) has it; most messages have no Cc or Bcc
         return json.dumps([{"Email": a.email, "Name": a.name} for a in addresses], ensure_ascii=False)
 
 

@@ -22,6 +22,7 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 from email.header import decode_header, make_header
+from functools import lru_cache
 
 from posthouse.server.domain.addresses import Address, AddressError, has_line_break, normalize_email
 from posthouse.server.domain.ids import new_message_id
@@ -38,6 +39,7 @@ from posthouse.server.domain.statuses import TRACK_LINKS_VALUES
 from posthouse.server.domain.tracking import has_placeholders
 
 _FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+_FOLD = re.compile(r"\r\n[ \t]")
 
 
 def _split(data: bytes) -> tuple[list[bytes], bytes]:
@@ -64,11 +66,17 @@ def _name_value(field: bytes) -> tuple[str, str] | None:
     if match is None:
         return None
     value = field[match.end():].decode("utf-8", "replace")
-    return match.group(1).decode("ascii").lower(), re.sub(r"\r\n[ \t]", " ", value).strip()
+    if "\r\n " in value or "\r\n\t" in value:  # a folded field (RFC 5322 §2.2.3): unfolded
+        value = _FOLD.sub(" ", value)
+    return match.group(1).decode("ascii").lower(), value.strip()
 
 
 def _decoded(value: str) -> str:
     """RFC 2047 encoded-words decoded, for the record (not for the delivered bytes)."""
+    if "=?" not in value:
+        # No encoded word can start here (RFC 2047 §2): decode_header would hand the text back as it is.
+        # The values come from bytes decoded with errors="replace", so they hold no lone surrogate either.
+        return value
     try:
         decoded = str(make_header(decode_header(value)))
     except (ValueError, LookupError):
@@ -77,15 +85,25 @@ def _decoded(value: str) -> str:
     return decoded.encode("utf-8", "replace").decode("utf-8")
 
 
+@lru_cache(maxsize=4096)
+def _address_pairs(values: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """Address header values decoded, and the (display name, addr-spec) pairs they hold. A pure function
+    of the values, kept for the next message with the same ones: transactional mail comes from a few
+    From addresses, and the stdlib's parser (email._parseaddr) was the largest single cost of accepting
+    a message over SMTP."""
+    decoded = tuple(_decoded(v) for v in values)
+    return decoded, tuple(email.utils.getaddresses(list(decoded)))
+
+
 def _addresses(values: Sequence[str], label: str) -> list[Address]:
-    decoded = [_decoded(v) for v in values]
+    decoded, pairs = _address_pairs(tuple(values))
     for text in decoded:
         # An encoded word can hide a line break ("=?utf-8?q?App=0D=0ABcc:_x@example.com?="): the API refuses
         # one in any address, and the parser would read what follows it as another address.
         if has_line_break(text):
             raise invalid_address(label, re.sub(r"[\r\n\0]+", " ", text))
     result = []
-    for name, addr in email.utils.getaddresses(decoded):
+    for name, addr in pairs:
         if not addr:
             continue
         try:
@@ -107,12 +125,18 @@ def _sender(values: Sequence[str], mail_from: str) -> tuple[Address, str | None]
             raise invalid(f"The message has no From header, and the envelope sender '{mail_from}' is not a "
                           "valid address to take it from.") from None
         return Address(sender), f"From: {sender}\r\n"
-    found = email.utils.getaddresses([_decoded(values[0])])
+    _, found = _address_pairs((values[0],))
     first = found[0][1] if found else ""
     try:
         return Address(normalize_email(first), found[0][0] or None), None
     except AddressError:
         raise invalid(f"Invalid From header: '{values[0]}' names no valid address.") from None
+
+
+@lru_cache(maxsize=8)
+def _date_text(when: datetime) -> str:
+    """RFC 5322 §3.3 date-time of a whole second (format_datetime shows no fraction): one formatting per second."""
+    return email.utils.format_datetime(when)
 
 
 def _bool(name: str, value: str) -> bool:
@@ -186,10 +210,11 @@ def compose_submitted(data: bytes, *, mail_from: str, recipients: Sequence[str],
     added = [f"Message-ID: {message_id_header}\r\n", f"X-PM-Message-Id: {message_id}\r\n"]
     if from_header is not None:
         added.insert(0, from_header)
+    date = _date_text(now.replace(microsecond=0))
     if "date" not in headers:
-        added.append(f"Date: {email.utils.format_datetime(now)}\r\n")
+        added.append(f"Date: {date}\r\n")
     # RFC 5321 §4.4: a server that accepts a message adds its trace ("Received") at the top.
-    trace = f"Received: {received} id {message_id};\r\n\t{email.utils.format_datetime(now)}\r\n" if received else ""
+    trace = f"Received: {received} id {message_id};\r\n\t{date}\r\n" if received else ""
     content = trace.encode("ascii", "replace") + b"".join(kept) + "".join(added).encode("utf-8") + rest
     return ComposedMessage(
         message_id=message_id,

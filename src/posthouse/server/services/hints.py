@@ -9,9 +9,10 @@ A hint reloads when the store's count of changes moves (issue 12): a change made
 at its commit; one made by another process moves it when that process's announcement arrives. On
 PostgreSQL the announcement is a NOTIFY sent in the changing transaction, so another node reloads within
 the time a notification takes to arrive (milliseconds), not a second later; on one SQLite file shared by
-split roles it is a file next to the database touched right after the commit and looked at on every use
-(`SqliteStore.refresh_changes`). `ttl` (1 s) stays as the backstop should an announcement be lost (a
-dropped LISTEN connection, a process killed between its commit and its announcement on SQLite).
+split roles it is a file next to the database touched right after the commit and looked at when a hint is
+used, at most every 10 ms (`SqliteStore.refresh_changes`). `ttl` (1 s) stays as the backstop should an
+announcement be lost (a dropped LISTEN connection, a process killed between its commit and its
+announcement on SQLite).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import logging
 import secrets
 import time
 from email.utils import parseaddr
+from functools import lru_cache
 
 from posthouse.server.domain.dns_records import domain_of
 from posthouse.server.domain.verp import ReturnPath
@@ -27,6 +28,12 @@ from posthouse.server.store.base import Store
 
 log = logging.getLogger(__name__)
 CACHE_SECONDS = 5.0
+
+
+@lru_cache(maxsize=4096)
+def _sender_domain(sender: str) -> str | None:
+    """The normalized domain of a From (`Name <address>` or an address): parsed once per sender, not per delivery."""
+    return domain_of(parseaddr(sender)[1])
 
 
 class ReturnPaths:
@@ -58,7 +65,7 @@ class ReturnPaths:
 
     async def custom_domain_for(self, sender: str) -> str | None:
         """The verified Return-Path domain of the sender's domain, or None."""
-        name = domain_of(parseaddr(sender)[1])
+        name = _sender_domain(sender)
         if name is None:
             return None
         self.store.refresh_changes()

@@ -26,6 +26,7 @@ from posthouse.server.services.sending import SendingService
 from posthouse.server.smtp.handler import INBOUND_BOUNCE, Peer, SmtpReply
 
 log = logging.getLogger("posthouse.smtp")
+_CLIENT_ADDRESSES = 10_000  # client addresses whose trusted network is remembered; then started over
 
 
 class SubmissionService:
@@ -36,7 +37,9 @@ class SubmissionService:
         self.bounces = bounces
         self.accounts = accounts
         self.sending = sending
-        self.trusted_networks = list(trusted_networks)
+        self.trusted_networks = tuple(trusted_networks)
+        # Client address → (its trusted network, the server it names), or None: one parse per address.
+        self._networks: dict[str, tuple[IPNetwork, str] | None] = {}
 
     async def identify_network(self, peer: Peer) -> object | None:
         """Like Postfix's mynetworks: a listed client network submits as its server without AUTH.
@@ -48,16 +51,30 @@ class SubmissionService:
         if not self.trusted_networks:
             return None
         try:
-            address = ipaddress.ip_address(peer.host.split("%", 1)[0])
-        except ValueError:
+            trusted = self._networks[peer.host]
+        except KeyError:
+            trusted = self._network_of(peer.host)
+        if trusted is None:
             return None
-        for network, server_name in self.trusted_networks:
-            if address in network:
-                server = await self.accounts.server_named(server_name)
-                if server is None:
-                    log.warning("trusted network %s names server %r, which does not exist", network, server_name)
-                return server
-        return None
+        network, server_name = trusted
+        server = await self.accounts.server_named(server_name)
+        if server is None:
+            log.warning("trusted network %s names server %r, which does not exist", network, server_name)
+        return server
+
+    def _network_of(self, host: str) -> tuple[IPNetwork, str] | None:
+        """The first trusted network holding a client address, with the server it names; remembered."""
+        if len(self._networks) >= _CLIENT_ADDRESSES:
+            self._networks.clear()
+        found = None
+        try:
+            address = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            pass
+        else:
+            found = next(((network, name) for network, name in self.trusted_networks if address in network), None)
+        self._networks[host] = found
+        return found
 
     async def authenticate(self, peer: Peer, mechanism: str, username: str, password: str) -> object | None:
         """Postmark's convention (docs/postmark-api.md §9): the server token is both user name and password."""

@@ -59,6 +59,7 @@ _CLOSE_LINGER = 10.0
 # AUTH failures are remembered this long after the last one (per client address).
 _AUTH_FAILURE_MEMORY = 15 * 60.0
 _AUTH_FAILURE_ADDRESSES = 10_000  # past this many remembered addresses, stale ones are dropped
+_CLIENT_ADDRESSES = 10_000  # client addresses whose parsed form is kept (`SmtpServer._client`); then started over
 
 _W421_TOO_MANY_CONNECTIONS = encode_reply(r.S421_TOO_MANY_CONNECTIONS)
 _W421_TOO_MANY_FROM_CLIENT = encode_reply(r.S421_TOO_MANY_FROM_CLIENT)
@@ -191,6 +192,7 @@ class SmtpServer:
         self._servers: list[asyncio.Server] = []
         self._connections: set[_Connection] = set()
         self._per_client: dict[str, int] = {}  # open connections by _AuthThrottle.key of the client address
+        self._clients: dict[str, tuple[str, bool]] = {}  # host → (_AuthThrottle.key, plaintext AUTH allowed)
         self._tasks: set[asyncio.Task[None]] = set()  # handler calls and TLS handshakes in flight
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
@@ -286,6 +288,17 @@ class SmtpServer:
         if not implicit_tls:
             return {}
         return {"ssl": self._ssl_context, "ssl_handshake_timeout": self.config.command_timeout}
+
+    def _client(self, host: str) -> tuple[str, bool]:
+        """What a connection needs to know of its client address: its key for the per-client counts and AUTH
+        throttle, and whether it may AUTH without TLS. Parsed once per address: a client (a relay, an
+        application server) opens connection after connection from the same one."""
+        known = self._clients.get(host)
+        if known is None:
+            if len(self._clients) >= _CLIENT_ADDRESSES:
+                self._clients.clear()
+            known = self._clients[host] = (_AuthThrottle.key(host), self._allows_plaintext_auth(host))
+        return known
 
     def _allows_plaintext_auth(self, host: str) -> bool:
         if not self.config.auth_requires_tls:
@@ -384,7 +397,7 @@ class _Connection(asyncio.Protocol):
             return
         peername = transport.get_extra_info("peername")
         host, port = (str(peername[0]), int(peername[1])) if isinstance(peername, tuple) else ("", 0)
-        key = _AuthThrottle.key(host)
+        key, plaintext_auth = server._client(host)
         if server._per_client.get(key, 0) >= self._config.max_connections_per_client:
             server._count("refused_client")
             log.info("SMTP: refusing a connection from %s: %d open from it (max_connections_per_client)", host,
@@ -403,7 +416,7 @@ class _Connection(asyncio.Protocol):
             server._policy,
             tls=is_tls,
             starttls=server._ssl_context is not None,
-            auth_without_tls=server._allows_plaintext_auth(host),
+            auth_without_tls=plaintext_auth,
             tally=server.tally,
         )
         now = self._loop.time()

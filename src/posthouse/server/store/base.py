@@ -411,8 +411,9 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
             message_rows.append((
                 m.message_id, server_id, m.stream, str(m.sender), m.sender.email, m.envelope_from,
                 m.subject, m.tag, m.addresses_json(m.to), m.addresses_json(m.cc), m.addresses_json(m.bcc),
-                json.dumps(recipients, ensure_ascii=False), json.dumps(m.metadata, ensure_ascii=False),
-                json.dumps(m.attachment_names, ensure_ascii=False),
+                json.dumps(recipients, ensure_ascii=False),
+                json.dumps(m.metadata, ensure_ascii=False) if m.metadata else "{}",
+                json.dumps(m.attachment_names, ensure_ascii=False) if m.attachment_names else "[]",
                 int(bool(m.track_opens)), m.track_links or "None", status.value,
                 int(sandboxed), received, len(m.content), m.content, send_at,
             ))
