@@ -51,6 +51,13 @@ EXCLUDED = {
     "tests/e2e/test_cli_users.py.",
     "export POSTHOUSE_TEST_POSTGRES_URL=$(bash .ci/postgres.sh) && make test": "Runs the whole test suite against a "
     "throwaway PostgreSQL cluster.",
+    'pg_dump --format=custom --file=posthouse.dump "$POSTHOUSE_DATABASE_URL"': "PostgreSQL's own backup tools against "
+    "the reader's database, with every node stopped for the restore; `posthouse backup`/`restore` (SQLite) are "
+    "tested in tests/e2e/test_cli_operate.py, and on PostgreSQL they point here.",
+    "docker compose up -d --build": "Needs a container engine, which this machine has not; the Dockerfile and "
+    "compose file are linted and validated against the Compose schema in tests/unit/test_deploy_files.py.",
+    "cp deploy/posthouse.service /etc/systemd/system/": "Installs a system service under /opt and /etc; the unit "
+    "file is checked by systemd-analyze verify in tests/unit/test_deploy_files.py.",
     "posthouse serve --role api,smtp,worker,inbound --smtp-inbound 0.0.0.0:25": "Starts a second server on port 25; "
     "the inbound listener it starts is tested in tests/integration/test_inbound.py.",
 }
