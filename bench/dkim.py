@@ -9,8 +9,8 @@ machine falls on both alike; the figure is the median over rounds of the mean pe
 
 Then, for the choice of where the worker signs (services/dkim_signing.py): an event loop with 64 deliveries
 in flight as the worker has them, each some Python work standing for the worker's own cost and a signature,
-inline or handed to a thread, in messages/s and CPU per message; and how long one signature takes (and so
-holds the loop, inline) as the message grows to 10 MB.
+inline, handed to a thread or to the signing process, in messages/s and CPU per message; and how long one
+signature takes (and so holds the loop, inline) as the message grows to 10 MB.
 
     .venv/bin/python bench/dkim.py [--messages 200] [--rounds 7]
 """
@@ -45,6 +45,7 @@ from posthouse.server.domain import dkim  # noqa: E402
 from posthouse.server.domain.addresses import Address  # noqa: E402
 from posthouse.server.domain.dkim_keys import DkimAlgorithm, DkimKey, generate_private_key, txt_record  # noqa: E402
 from posthouse.server.domain.mime import MessageContent, build_message  # noqa: E402
+from posthouse.server.services.signing_process import SigningProcess  # noqa: E402
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 DOMAIN = "shop.example.com"
@@ -147,12 +148,18 @@ def other_work(micros: float = WORKER_MICROS) -> None:
 
 def worker_loop(message: bytes, key: DkimKey | None, mode: str, messages: int, rounds: int) -> tuple[float, float]:
     """Messages/s and CPU µs per message of an event loop with 64 deliveries in flight, each `other_work`
-    and then signed `mode` ("inline", or "thread": `asyncio.to_thread`); medians of rounds."""
+    and then signed `mode` ("inline"; "thread": `asyncio.to_thread`; "process": the worker's signing process,
+    services/signing_process.py, whose CPU is not this process's); medians of rounds."""
+    signing = SigningProcess() if mode == "process" else None
+
     async def one(semaphore: asyncio.Semaphore) -> None:
         async with semaphore:
             other_work()
             if key is not None and mode == "inline":
                 dkim.signature_fields(message, [key], timestamp=STAMP)
+            elif key is not None and signing is not None:
+                if await signing.signature_fields(message, [key], STAMP) is None:
+                    raise SystemExit("the signing process did not answer")
             elif key is not None:
                 await asyncio.to_thread(dkim.signature_fields, message, [key], timestamp=STAMP)
             await asyncio.sleep(0)  # the send: the loop runs others meanwhile
@@ -164,8 +171,18 @@ def worker_loop(message: bytes, key: DkimKey | None, mode: str, messages: int, r
         return messages / (time.perf_counter() - wall), (time.process_time() - cpu) / messages * 1e6
 
     async def main() -> tuple[float, float]:
-        await run()
-        results = [await run() for _ in range(rounds)]
+        if signing is not None:
+            signing.start()
+            for _ in range(500):  # bounded: 5 s for the child to start
+                if signing.running:
+                    break
+                await asyncio.sleep(0.01)
+        try:
+            await run()
+            results = [await run() for _ in range(rounds)]
+        finally:
+            if signing is not None:
+                await signing.close()
         return statistics.median(r[0] for r in results), statistics.median(r[1] for r in results)
 
     return asyncio.run(main())
@@ -215,12 +232,12 @@ def main() -> None:
 
     print(f"\nWhere the worker signs: an event loop with 64 deliveries in flight, each {WORKER_MICROS:.0f} µs of other "
           "Python work (the worker's own cost per delivery, BENCHMARKS.md claim-and-deliver) and a signature of the "
-          "small message, inline or through `asyncio.to_thread`:\n")
+          "small message, inline, through `asyncio.to_thread`, or in the signing process (CPU: this process's only):\n")
     print("| signing | messages/s | CPU µs per message |\n|---|---:|---:|")
     rate, cpu = worker_loop(small, None, "inline", args.messages * 10, rounds)
     print(f"| none | {rate:,.0f} | {cpu:,.0f} |")
     for algorithm, key in keys.items():
-        for mode in ("inline", "thread"):
+        for mode in ("inline", "thread", "process"):
             rate, cpu = worker_loop(small, key, mode, args.messages * 10, rounds)
             print(f"| {algorithm.value}, {mode} | {rate:,.0f} | {cpu:,.0f} |")
 

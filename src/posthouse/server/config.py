@@ -281,6 +281,9 @@ class Settings:
     sqlite_allow_unsafe_synchronous: bool = _setting(
         False, "allow sqlite_synchronous below FULL (NORMAL, OFF), which can lose acknowledged mail on power loss")
     worker_concurrency: int = _setting(64, "messages a worker process delivers at the same time")
+    dkim_signing_process: bool = _setting(
+        True, "make DKIM signatures in a child process beside the worker's event loop (a second core signs); "
+        "off: on the loop")
     claim_batch_size: int = _setting(256, "delivery rows a worker claims in one query")
     lease_time: str = _setting("5m", "how long a claimed delivery stays leased before another worker may take it")
     poll_interval: str = _setting("1s", "fallback poll for due work when no wake-up arrives")

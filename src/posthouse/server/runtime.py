@@ -52,6 +52,7 @@ from posthouse.server.services.retention import DataRemovalService, RetentionSer
 from posthouse.server.services.returnpaths import ReturnPaths
 from posthouse.server.services.sender_policy import SenderPolicy
 from posthouse.server.services.sending import SendingService
+from posthouse.server.services.signing_process import SigningProcess
 from posthouse.server.services.spamd import SpamChecker
 from posthouse.server.services.spf import SpfChecker
 from posthouse.server.services.stats import StatsService
@@ -169,7 +170,8 @@ class Runtime:
         # the verified keys of the Domains API. A domain without a key is sent unsigned.
         if signing_keys is None and settings.dkim_key_dir:
             signing_keys = StaticSigningKeys.from_directory(settings.dkim_key_dir)
-        self.signer = MessageSigner(signing_keys if signing_keys is not None else self.signing_keys, self.clock)
+        self.signer = MessageSigner(signing_keys if signing_keys is not None else self.signing_keys, self.clock,
+                                    process=SigningProcess() if settings.dkim_signing_process else None)
         self.ready: dict[str, bool] = {role: False for role in settings.role_set}
         self.bounces = BounceService(store, self.clock)
         self.suppressions = SuppressionService(store, self.accounts, self.clock)
@@ -378,6 +380,7 @@ class Runtime:
                 await asyncio.gather(self._presence_task, return_exceptions=True)
             await self.presence.close()
             self.presence = None
+        await self.signer.close()
         transports: list[Any] = [self.transport] if self.transport is not self.sandbox else []
         for transport in [*transports, self.sandbox]:
             await transport.close()
