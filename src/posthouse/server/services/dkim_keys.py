@@ -31,6 +31,7 @@ from posthouse.server.domain.dkim_keys import DkimAlgorithm, DkimKey, generate_p
 from posthouse.server.domain.dns_records import DomainNameError, normalize_domain, selector_for
 from posthouse.server.errors import ConfigurationError
 from posthouse.server.services.accounts import TtlCache
+from posthouse.server.services.single_flight import SingleFlight
 from posthouse.server.store.base import Store
 from posthouse.server.store.domains import NewKey
 
@@ -101,6 +102,7 @@ class StoredSigningKeys:
         self.store = store
         self._cache = TtlCache(size, ttl, now)
         self._epoch = -1
+        self._loads: SingleFlight[tuple[DkimKey, ...]] = SingleFlight()  # misses for one domain share one read
 
     async def for_domain(self, domain: str) -> Sequence[DkimKey]:
         try:
@@ -114,7 +116,10 @@ class StoredSigningKeys:
         found, keys = self._cache.get(name)
         if found:
             return keys  # type: ignore[no-any-return]
-        epoch = self._epoch
+        return await self._loads.run((self._epoch, name), lambda: self._load(name))
+
+    async def _load(self, name: str) -> tuple[DkimKey, ...]:
+        epoch = self.store.domain_epoch
         records = await self.store.active_keys(name)
         keys = tuple(DkimKey(name, k.selector, DkimAlgorithm(k.algorithm), k.private_key_pem) for k in records)
         if epoch == self.store.domain_epoch:  # a change committed meanwhile may not be in what was read

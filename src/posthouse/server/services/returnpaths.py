@@ -13,7 +13,6 @@ seconds, and dropped when the store's count of domain changes moves.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import time
@@ -24,6 +23,7 @@ from posthouse.server.domain.dns_records import domain_of
 from posthouse.server.domain.verp import ReturnPath
 from posthouse.server.errors import StoreError
 from posthouse.server.services.accounts import TtlCache
+from posthouse.server.services.single_flight import SingleFlight
 from posthouse.server.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,8 @@ class ReturnPaths:
         self._custom_epoch = -1
         self._custom_loaded_at = float("-inf")
         self._epoch = -1
-        self._reading: asyncio.Future[None] | None = None
+        self._custom_reads: SingleFlight[None] = SingleFlight()
+        self._domain_reads: SingleFlight[str | None] = SingleFlight()
 
     async def get(self) -> ReturnPath:
         if self._return_path is None:
@@ -75,9 +76,12 @@ class ReturnPaths:
         found, value = self._by_sender_domain.get(name)
         if found:
             return value  # type: ignore[no-any-return]
-        epoch = self._epoch
+        return await self._domain_reads.run((self._epoch, name), lambda: self._read_custom_domain(name))
+
+    async def _read_custom_domain(self, name: str) -> str | None:
+        epoch = self.store.domain_epoch
         value = await self.store.verified_return_path(name)
-        if epoch == self.store.domain_epoch:
+        if epoch == self.store.domain_epoch:  # a change committed meanwhile may not be in what was read
             self._by_sender_domain.put(name, value)
         return value
 
@@ -88,14 +92,8 @@ class ReturnPaths:
         self.store.refresh_changes()
         if self._custom_epoch == self.store.domain_epoch and time.monotonic() - self._custom_loaded_at < self.ttl:
             return
-        if self._reading is None:  # one read at a time: clients connecting meanwhile wait for it (single flight)
-            self._reading = asyncio.ensure_future(self._read_custom())
-        reading = self._reading
-        try:
-            await asyncio.shield(reading)
-        finally:
-            if reading.done() and self._reading is reading:
-                self._reading = None
+        # One read at a time: clients connecting meanwhile wait for it.
+        await self._custom_reads.run(self.store.domain_epoch, self._read_custom)
 
     async def _read_custom(self) -> None:
         epoch = self.store.domain_epoch

@@ -23,6 +23,7 @@ from posthouse.server.store.activity import ActivityQueries
 from posthouse.server.store.bulk import BulkQueries
 from posthouse.server.store.domains import DomainQueries
 from posthouse.server.store.feedback import BounceRecord, FeedbackQueries, Suppression, insert_bounce, suppress
+from posthouse.server.store.fresh import FreshMessages, MessageRow
 from posthouse.server.store.gauges import GaugeQueries
 from posthouse.server.store.hits import HitQueries
 from posthouse.server.store.idempotency import IdempotencyQueries
@@ -203,6 +204,14 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
     # Told after each group commit: (callers' writes in it, seconds it took). Set by the composition root for
     # the metrics; called on the SQLite writer thread, so it must be cheap and thread-safe.
     on_commit: Callable[[int, float], None] | None = None
+    # What this process's worker will claim next, kept from the acceptance (store/fresh.py); made at first use.
+    _fresh_messages: FreshMessages | None = None
+
+    @property
+    def fresh_messages(self) -> FreshMessages:
+        if self._fresh_messages is None:
+            self._fresh_messages = FreshMessages()
+        return self._fresh_messages
 
     @property
     def pending_writes(self) -> int:
@@ -394,6 +403,7 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
         `extra` statements join the transaction (an idempotency key's answer).
         """
         message_rows = []
+        kept: list[MessageRow] = []  # for this process's worker (store/fresh.py): queued now, not scheduled
         delivery_rows = []
         event_rows = []
         metadata_rows: list[tuple[str, int, str, str]] = []
@@ -417,6 +427,10 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
                 int(bool(m.track_opens)), m.track_links or "None", status.value,
                 int(sandboxed), received, len(m.content), m.content, send_at,
             ))
+            if send_at is None and status is MessageStatus.QUEUED:  # the columns `_claimed` selects
+                row = message_rows[-1]
+                kept.append((m.message_id, server_id, m.stream, m.envelope_from, received, m.content, m.tag,
+                             m.subject, row[3], int(sandboxed), row[12], None, row[14], row[15], m.sender.email))
             metadata_rows.extend((m.message_id, server_id, key, value) for key, value in m.metadata.items())
             link_rows.extend((m.message_id, link.link, link.url, link.location, link.written_if_different)
                              for link in m.links)
@@ -442,7 +456,7 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
                 event.bounce_id = ref
                 bounce_stmts.extend(webhook_fanout([event]))
         # Bounces first, so their `Ref`s count from the start of the transaction.
-        await self.transact([
+        stmts = [
             *bounce_stmts,
             Stmt("INSERT INTO messages (message_id, server_id, stream, sender, from_email, envelope_from, "
                  "subject, tag, to_json, cc_json, bcc_json, recipients, metadata, attachments, track_opens, "
@@ -461,7 +475,15 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
             *bump_stats(counted),
             *extra,
             *self.work_notice(),
-        ])
+        ]
+        # Kept before the commit, so that no claim can find the rows before the cache has them; dropped if
+        # the commit fails.
+        self.fresh_messages.put(kept)
+        try:
+            await self.transact(stmts)
+        except BaseException:
+            self.fresh_messages.discard(row[0] for row in kept)
+            raise
 
     def subject_index(self, rows: list[tuple[str, str]]) -> list[Stmt]:
         """Statements that index (subject, message_id) pairs for subject search; PostgreSQL's
@@ -517,13 +539,13 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
         """The claimed rows (id, message_id, recipient, attempts) with what delivery needs of their messages."""
         if not rows:
             return []
-        ids = sorted({r[1] for r in rows})
-        messages = {
-            m[0]: m for m in await self.query(
+        messages = self.fresh_messages.take(sorted({r[1] for r in rows}))
+        ids = sorted({r[1] for r in rows if r[1] not in messages})
+        if ids:
+            messages.update((m[0], m) for m in await self.query(
                 "SELECT message_id, server_id, stream, envelope_from, received_at, content, tag, subject, sender, "
                 "sandboxed, metadata, send_at, track_opens, track_links, from_email "
-                f"FROM messages WHERE message_id IN ({placeholders(len(ids))})", ids)
-        }
+                f"FROM messages WHERE message_id IN ({placeholders(len(ids))})", ids))
         claimed = []
         for delivery_id, message_id, recipient, attempts in rows:
             m = messages[message_id]
@@ -734,6 +756,7 @@ class Store(FeedbackQueries, WebhookQueries, TemplateQueries, IdempotencyQueries
 
     async def reschedule_message(self, server_id: int, message_id: str, send_at: int, now: int) -> int:
         """Move a message's unreleased rows to `send_at`; the number of rows moved (0: none left)."""
+        self.fresh_messages.discard([message_id])
         results = await self.transact([
             Stmt("UPDATE deliveries SET next_attempt_at = ?, updated_at = ? WHERE message_id = ? "
                  "AND state = 'queued' AND attempts = 0 AND message_id IN (SELECT message_id FROM messages "
