@@ -24,9 +24,7 @@ pytestmark = pytest.mark.skipif(subprocess.run(["which", "swaks"], capture_outpu
                                 reason="swaks not installed")
 
 INBOUND_DOMAIN = "inbound.posthouse.test"
-TESTDATA = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "bounces"
-if not TESTDATA.is_dir():
-    TESTDATA = Path("/work/shared/testdata/bounces")
+TESTDATA = Path(__file__).resolve().parents[1] / "data" / "bounces"  # real bounce messages, kept in the repo
 
 
 @pytest.fixture
