@@ -239,7 +239,7 @@ class SqliteStore(Store):
     def subject_filter(self, text: str) -> tuple[str, list[Any]]:
         # The trigram index takes LIKE without ESCAPE only (with one it scans), so it finds candidates
         # with the user's `%` and `_` as wildcards (a superset), and the exact test follows.
-        clause, args = super().subject_filter(text)
+        clause, args = self.subject_test(text)
         return (f"message_id IN (SELECT message_id FROM message_subjects WHERE subject LIKE ?) AND {clause}",
                 [f"%{text}%", *args])
 
