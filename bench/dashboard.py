@@ -49,6 +49,22 @@ ACTIVITY = [
      {"tag": "tag-17", "status": "queued", "subject": "order 1"}),
 ]
 
+# The statistics and management pages, each once: the statistics read the day's counters of every message
+# loaded (one day, 100 tags); the other lists hold what the load made (one server, its streams; no bounces,
+# suppressions, webhooks, templates, domains or inbound mail).
+OTHER_PAGES = [
+    ("statistics (one day)", "/ui/servers/1/streams/outbound/stats"),
+    ("bounces", "/ui/servers/1/streams/outbound/bounces"),
+    ("suppressions", "/ui/servers/1/streams/outbound/suppressions"),
+    ("webhooks", "/ui/servers/1/streams/outbound/webhooks"),
+    ("inbound mail", "/ui/servers/1/streams/inbound/inbound"),
+    ("servers", "/ui/servers"),
+    ("server settings", "/ui/servers/1/settings"),
+    ("streams", "/ui/servers/1/streams"),
+    ("templates", "/ui/servers/1/templates"),
+    ("sending domains", "/ui/domains"),
+]
+
 
 async def load(server: Posthouse, total: int, max_seconds: float, clients: int = 4, per_call: int = 500) -> int:
     """Messages accepted through /email/batch, stopping at `max_seconds`; how many were."""
@@ -152,6 +168,9 @@ def measure(messages: int, repeats: int, max_load_seconds: float) -> None:
                 rows.append((label, server_ms, wall_ms, peer))
             inbox_ms, inbox_wall, _ = timed(client, "/ui/servers/1/streams/outbound/inbox", {}, repeats)
             rows.append(("sandbox inbox (first page)", inbox_ms, inbox_wall, None))
+            for label, path in OTHER_PAGES:
+                server_ms, wall_ms, _ = timed(client, path, {}, repeats)
+                rows.append((label, server_ms, wall_ms, None))
     finally:
         server.stop()
     print(f"\nDashboard pages at {loaded:,} messages, SQLite (synchronous=FULL), median of {repeats} requests; "
