@@ -22,6 +22,7 @@ from ipaddress import ip_network
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from posthouse.server.webhooks import poster as poster_module
 from posthouse.server.webhooks.poster import (
     EXCERPT_BYTES,
     PostOutcome,
@@ -31,7 +32,7 @@ from posthouse.server.webhooks.poster import (
     classify_status,
 )
 from posthouse.server.webhooks.signing import new_secret
-from support import free_port
+from support import async_wait_for, free_port
 
 # The receivers here listen on loopback, which an operator must allow (webhook_allowed_networks).
 LOOPBACK = [ip_network("127.0.0.0/8"), ip_network("::1/128")]
@@ -105,12 +106,28 @@ def drip(status: int) -> Respond:
 OK = answer(200, b'{"ok":true}')
 
 
-class Receiver:
-    """An HTTP/1.1 receiver on 127.0.0.1, port 0; one request per connection."""
+def kept(status: int = 200, *, then_close: bool = False) -> Respond:
+    """An answer without `Connection: close`: the connection may carry the next request. With
+    `then_close`, the receiver closes it anyway right after answering, without saying so."""
 
-    def __init__(self, respond: Respond = OK, *, tls: ssl.SSLContext | None = None) -> None:
+    async def respond(request: Received, writer: asyncio.StreamWriter) -> None:
+        writer.write(f"HTTP/1.1 {status} Scripted\r\nContent-Length: 2\r\n\r\nok".encode())
+        await writer.drain()
+        if then_close:
+            raise ConnectionResetError  # the receiver's finally closes the socket
+
+    return respond
+
+
+class Receiver:
+    """An HTTP/1.1 receiver on 127.0.0.1, port 0; one request per connection unless `keep_alive`, then
+    requests are read from a connection until the poster closes it. `connections` counts them."""
+
+    def __init__(self, respond: Respond = OK, *, tls: ssl.SSLContext | None = None, keep_alive: bool = False) -> None:
         self.respond = respond
         self.tls = tls
+        self.keep_alive = keep_alive
+        self.connections = 0
         self.requests: list[Received] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
@@ -137,19 +154,23 @@ class Receiver:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)  # type: ignore[arg-type]
+        self.connections += 1
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            method, target, _ = lines[0].split(" ", 2)
-            header_list = []
-            for line in lines[1:]:
-                if line:
-                    name, _, value = line.partition(":")
-                    header_list.append((name, value.strip()))
-            request = Received(method, target, header_list, b"")
-            request.body = await reader.readexactly(int(request.headers.get("content-length", "0")))
-            self.requests.append(request)
-            await self.respond(request, writer)
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, target, _ = lines[0].split(" ", 2)
+                header_list = []
+                for line in lines[1:]:
+                    if line:
+                        name, _, value = line.partition(":")
+                        header_list.append((name, value.strip()))
+                request = Received(method, target, header_list, b"")
+                request.body = await reader.readexactly(int(request.headers.get("content-length", "0")))
+                self.requests.append(request)
+                await self.respond(request, writer)
+                if not self.keep_alive:
+                    break
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             pass  # the poster hung up (what several tests are about) or failed its TLS check
         finally:
@@ -476,6 +497,50 @@ async def test_allowed_networks_reach_a_private_receiver() -> None:
         result = await post(poster, "http://hooks.internal.example/hook")
     # Allowed, so a connection was attempted and failed: RETRY, not REFUSED.
     assert result.outcome is PostOutcome.RETRY
+
+
+# --- Kept-alive connections: reused for one host name only ---------------------------------------
+
+
+async def test_posts_to_one_host_share_a_kept_alive_connection() -> None:
+    async with Receiver(kept(), keep_alive=True) as receiver, Poster() as poster:
+        results = [await post(poster, receiver.url()) for _ in range(5)]
+    assert [r.outcome for r in results] == [PostOutcome.DELIVERED] * 5
+    assert (len(receiver.requests), receiver.connections) == (5, 1)
+
+
+async def test_two_host_names_on_one_address_never_share_a_connection() -> None:
+    resolver = fixed_resolver({"a.example.com": ["127.0.0.1"], "b.example.com": ["127.0.0.1"]})
+    async with Receiver(kept(), keep_alive=True) as receiver, Poster(resolver=resolver) as poster:
+        for host in ("a.example.com", "b.example.com", "a.example.com", "b.example.com"):
+            assert (await post(poster, receiver.url(host))).outcome is PostOutcome.DELIVERED
+    assert [r.headers["host"].split(":")[0] for r in receiver.requests] == ["a.example.com", "b.example.com"] * 2
+    assert receiver.connections == 2  # one per name, each reused once
+
+
+async def test_a_connection_the_receiver_closed_silently_is_not_a_failed_post() -> None:
+    """The receiver answers without `Connection: close` and hangs up: every post is still delivered, once."""
+    async with Receiver(kept(then_close=True), keep_alive=True) as receiver, Poster() as poster:
+        results = []
+        for _ in range(5):
+            results.append(await post(poster, receiver.url()))
+            await asyncio.sleep(0.01)
+    assert [r.outcome for r in results] == [PostOutcome.DELIVERED] * 5
+    assert len(receiver.requests) == 5
+
+
+async def test_the_pools_of_hosts_posted_to_long_ago_are_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(poster_module, "_MAX_HOSTS", 2)
+    resolver = fixed_resolver({f"h{i}.example.com": ["127.0.0.1"] for i in range(4)})
+    async with Receiver(kept(), keep_alive=True) as receiver, Poster(resolver=resolver, total_timeout=0.5) as poster:
+        for i in range(4):
+            assert (await post(poster, receiver.url(f"h{i}.example.com"))).outcome is PostOutcome.DELIVERED
+        assert len(poster._clients) == 2 and len(poster._retired) == 2
+        async def all_closed() -> bool:
+            return not poster._retired
+
+        await async_wait_for(all_closed, timeout=5)  # closed after the total timeout
+    assert receiver.connections == 4
 
 
 # --- TLS: the name is verified although the address is pinned ---------------------------------

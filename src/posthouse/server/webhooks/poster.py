@@ -34,6 +34,7 @@ import http.cookiejar
 import socket
 import ssl
 import time
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -69,6 +70,12 @@ EXCERPT_BYTES = 256
 # Postmark stops retrying when the receiver answers 403 (docs/postmark-api.md §7.2, stated for inbound
 # hooks); 410 Gone says the endpoint was removed on purpose, so retrying for 10 hours helps nobody.
 _STOP_STATUSES = frozenset({403, 410})
+# Kept-alive connections (WebhookPoster): per host name, how many idle ones and for how long; how many
+# host names keep a pool. Idle sockets are bounded by their product (256).
+_KEEPALIVE_PER_HOST = 4
+_KEEPALIVE_SECONDS = 1.5  # below common servers' idle timeouts (gunicorn 2 s, Node.js 5 s)
+_MAX_HOSTS = 64
+_DRAIN_SECONDS = 0.5
 
 
 class PostOutcome(StrEnum):
@@ -146,12 +153,27 @@ def _translate(exc: Exception, total_timeout: float) -> tuple[PostOutcome, str]:
             return PostOutcome.RETRY, f"{type(exc).__name__}: {exc}"
 
 
+async def _drain_short_body(response: httpx.Response) -> None:
+    """Read a 2xx answer's body when it says it is short, so that its connection can carry the next post
+    (an unread body ends the connection); never longer than `_DRAIN_SECONDS`, and never a reason to fail:
+    the post was delivered when the status came."""
+    length = response.headers.get("content-length", "")
+    if not (length.isdigit() and int(length) <= EXCERPT_BYTES):
+        return
+    with contextlib.suppress(httpx.HTTPError, TimeoutError):
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            await response.aread()
+
+
 class WebhookPoster:
     """Posts webhook events; one instance per process, shared by all dispatch tasks.
 
-    Connections are not kept alive: the pool is keyed by the address we connect to, and reusing
-    a TLS connection made for one host name for another name on the same address would send the
-    second host's events over a session authenticated for the first.
+    Connections are kept alive for a few seconds, in one pool per host name: httpx keys its pool by the
+    address we connect to (step 3), so one pool shared by every host would reuse a TLS session made
+    for one name to post another name's events to the same address. Within a name's own pool a
+    connection is reused only when the name resolves, and passes the checks, to the same address
+    again. The pools of the `_MAX_HOSTS` names posted to last are kept; an older one is closed once
+    no post can still be using it.
     """
 
     def __init__(
@@ -166,24 +188,60 @@ class WebhookPoster:
         max_connections: int = 100,
     ) -> None:
         self._total_timeout = total_timeout
+        self._connect_timeout = connect_timeout
         self._allowed_networks = tuple(allowed_networks)
         self._resolver = resolver
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(total_timeout, connect=connect_timeout),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=0),
+        self._verify = verify
+        self._user_agent = user_agent
+        self._max_connections = max_connections
+        self._clients: OrderedDict[tuple[str, str, int], httpx.AsyncClient] = OrderedDict()
+        self._retired: set[asyncio.Task[None]] = set()
+
+    def _client_for(self, scheme: str, host: str, port: int) -> httpx.AsyncClient:
+        """The pool of one host name (see the class), made at its first post."""
+        key = (scheme, host, port)
+        client = self._clients.get(key)
+        if client is not None:
+            self._clients.move_to_end(key)
+            return client
+        client = httpx.AsyncClient(
+            timeout=httpx.Timeout(self._total_timeout, connect=self._connect_timeout),
+            limits=httpx.Limits(max_connections=self._max_connections, max_keepalive_connections=_KEEPALIVE_PER_HOST,
+                                keepalive_expiry=_KEEPALIVE_SECONDS),
             follow_redirects=False,
             # No proxies, .netrc credentials or CA bundles from the environment: a proxy would
             # connect to the name itself and defeat the address checks.
             trust_env=False,
-            verify=verify,
+            verify=self._verify,
             cookies=http.cookiejar.CookieJar(policy=_RefuseAllCookies()),
             # Identity encoding: the read limit applies to what the receiver sent, not to what a
             # few kilobytes of gzip expand to. Custom headers cannot change this (targets).
-            headers={"User-Agent": user_agent, "Accept-Encoding": "identity", "Connection": "close"},
+            headers={"User-Agent": self._user_agent, "Accept-Encoding": "identity"},
         )
+        self._clients[key] = client
+        if len(self._clients) > _MAX_HOSTS:
+            _, oldest = self._clients.popitem(last=False)
+            self._retire(oldest)
+        return client
+
+    def _retire(self, client: httpx.AsyncClient) -> None:
+        """Close a pool no longer kept once every post that may be using it has ended (each is bounded by
+        the total timeout)."""
+        async def close_later() -> None:
+            await asyncio.sleep(self._total_timeout + 1)
+            await client.aclose()
+
+        task = asyncio.get_running_loop().create_task(close_later())
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        for task in list(self._retired):
+            task.cancel()
+        clients = [*self._clients.values()]
+        self._clients.clear()
+        for client in clients:
+            await client.aclose()
 
     async def __aenter__(self) -> WebhookPoster:
         return self
@@ -230,23 +288,31 @@ class WebhookPoster:
         if target.basic_auth is not None:
             headers.append(("Authorization", _basic_auth(*target.basic_auth)))
 
+        client = self._client_for(url.scheme, host, port)
         failure: httpx.TransportError | None = None
         for address in addresses:
-            request = self._client.build_request(
+            request = client.build_request(
                 "POST", url.copy_with(host=address), content=body, headers=headers, extensions={"sni_hostname": host}
             )
             try:
-                return await self._send(request)
+                return await self._send(client, request)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 failure = exc  # nothing was sent; the next address may answer
+            except httpx.RemoteProtocolError:
+                # Closed without an answer: most often a kept-alive connection the receiver closed as we
+                # reused it. Once more at once, on a new connection (the event's id is the same, so a
+                # receiver that did get the first can tell); a second failure is the attempt's outcome.
+                return await self._send(client, request)
         assert failure is not None  # resolve_and_check returns at least one address
         raise failure
 
-    async def _send(self, request: httpx.Request) -> tuple[int, str]:
-        response = await self._client.send(request, stream=True)
+    async def _send(self, client: httpx.AsyncClient, request: httpx.Request) -> tuple[int, str]:
+        response = await client.send(request, stream=True)
         received = bytearray()
         try:
-            if classify_status(response.status_code) is not PostOutcome.DELIVERED:
+            if classify_status(response.status_code) is PostOutcome.DELIVERED:
+                await _drain_short_body(response)
+            else:
                 # aiter_raw is an async generator; close it here rather than when it is collected.
                 raw = cast(AsyncGenerator[bytes, None], response.aiter_raw())
                 async with contextlib.aclosing(raw) as chunks:
