@@ -195,7 +195,7 @@ class WebhookPoster:
         self._user_agent = user_agent
         self._max_connections = max_connections
         self._clients: OrderedDict[tuple[str, str, int], httpx.AsyncClient] = OrderedDict()
-        self._retired: set[asyncio.Task[None]] = set()
+        self._retired: dict[asyncio.Task[None], httpx.AsyncClient] = {}
 
     def _client_for(self, scheme: str, host: str, port: int) -> httpx.AsyncClient:
         """The pool of one host name (see the class), made at its first post."""
@@ -232,14 +232,15 @@ class WebhookPoster:
             await client.aclose()
 
         task = asyncio.get_running_loop().create_task(close_later())
-        self._retired.add(task)
-        task.add_done_callback(self._retired.discard)
+        self._retired[task] = client
+        task.add_done_callback(lambda done: self._retired.pop(done, None))
 
     async def aclose(self) -> None:
-        for task in list(self._retired):
+        for task in self._retired:
             task.cancel()
-        clients = [*self._clients.values()]
+        clients = [*self._clients.values(), *self._retired.values()]
         self._clients.clear()
+        self._retired.clear()
         for client in clients:
             await client.aclose()
 
@@ -300,7 +301,7 @@ class WebhookPoster:
                 failure = exc  # nothing was sent; the next address may answer
             except httpx.RemoteProtocolError:
                 # Closed without an answer: most often a kept-alive connection the receiver closed as we
-                # reused it. Once more at once, on a new connection (the event's id is the same, so a
+                # reused it (the pool drops it). Once more at once (the event's id is the same, so a
                 # receiver that did get the first can tell); a second failure is the attempt's outcome.
                 return await self._send(client, request)
         assert failure is not None  # resolve_and_check returns at least one address
