@@ -529,6 +529,25 @@ async def test_a_connection_the_receiver_closed_silently_is_not_a_failed_post() 
     assert len(receiver.requests) == 5
 
 
+async def test_a_kept_connection_dropped_without_an_answer_is_sent_again_at_once() -> None:
+    """The second request on the kept connection is met by a hang-up, no answer (the race with a receiver's
+    idle timeout): the post goes again at once on a new connection and is delivered, not left to the retry
+    schedule."""
+    answer_ok = kept()
+
+    async def second_is_dropped(request: Received, writer: asyncio.StreamWriter) -> None:
+        if len(receiver.requests) == 2:
+            raise ConnectionResetError  # the receiver's finally closes the socket, nothing written
+        await answer_ok(request, writer)
+
+    async with Receiver(second_is_dropped, keep_alive=True) as receiver, Poster() as poster:
+        first = await post(poster, receiver.url())
+        second = await post(poster, receiver.url())
+    assert (first.outcome, second.outcome) == (PostOutcome.DELIVERED, PostOutcome.DELIVERED)
+    assert (len(receiver.requests), receiver.connections) == (3, 2)
+    assert receiver.requests[1].headers["webhook-id"] == receiver.requests[2].headers["webhook-id"]
+
+
 async def test_the_pools_of_hosts_posted_to_long_ago_are_closed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(poster_module, "_MAX_HOSTS", 2)
     resolver = fixed_resolver({f"h{i}.example.com": ["127.0.0.1"] for i in range(4)})
